@@ -1,0 +1,50 @@
+# A thin wrapper over CMake presets (like neovim's): every target installs the
+# missing Debian packages first, then configures, builds and runs.
+JOBS ?= 2
+CMAKE ?= cmake
+CTEST ?= ctest
+
+.PHONY: all deps build test asan asan-build demo bench fuzz soak install format lint clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+build: deps
+	@$(CMAKE) --preset default >/dev/null
+	@$(CMAKE) --build --preset default -j $(JOBS)
+
+test: build
+	$(CTEST) --preset default
+
+asan-build: deps
+	@$(CMAKE) --preset asan >/dev/null
+	@$(CMAKE) --build --preset asan -j $(JOBS)
+
+asan: asan-build
+	$(CTEST) --preset asan
+
+demo: build
+	@bash scripts/demo.sh build
+
+bench: build
+	@bash scripts/bench.sh build
+
+fuzz: deps
+	@$(CMAKE) --preset fuzz >/dev/null
+	@$(CMAKE) --build --preset fuzz -j $(JOBS)
+	@bash scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
+
+install: build
+	$(CMAKE) --install build $(if $(PREFIX),--prefix $(PREFIX))
+
+format:
+	@git ls-files '*.c' '*.h' | xargs clang-format -i
+
+lint: build
+	@git ls-files 'reactor/*.c' 'deferred/*.c' 'transports/*.c' 'protocols/*.c' 'apps/*.c' | \
+	  xargs clang-tidy -p build --quiet
+
+clean:
+	rm -rf build build-asan build-fuzz

@@ -1,0 +1,311 @@
+/**
+ * @file reactor.h
+ * @brief The reactor: event loop, monotonic time, callLater, LoopingCall,
+ *        shutdown triggers, signals, descriptors and cross-thread calls.
+ *
+ * A `ct_reactor` owns a libevent `event_base`.  Everything it runs -- timed
+ * calls, I/O callbacks, signal handlers, calls from other threads -- runs on
+ * the thread that called ct_reactor_run(), one callback at a time.  Except
+ * for ct_reactor_call_from_thread(), no function here is thread-safe.
+ *
+ * Time is monotonic (CLOCK_MONOTONIC), in seconds as a double, never wall
+ * time.  A reactor built on a fake clock (ct_clock) runs its timed calls
+ * only when the test advances that clock, like twisted.internet.task.Clock.
+ */
+#ifndef CTWIST_REACTOR_H
+#define CTWIST_REACTOR_H
+
+#include <stdint.h>
+
+#include "ctwist/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ct_reactor ct_reactor;
+typedef struct ct_clock ct_clock;
+typedef struct ct_delayed_call ct_delayed_call;
+typedef struct ct_looping_call ct_looping_call;
+
+/** A plain callback: timed calls, call_when_running, calls from threads. */
+typedef void (*ct_call_cb)(void *arg);
+
+/* ---------------------------------------------------------------- reactor */
+
+/**
+ * Create a reactor on the real monotonic clock.  Installs the default
+ * SIGINT/SIGTERM handlers (graceful stop) and ignores SIGPIPE.  Returns NULL
+ * if libevent or memory fails.  Free with ct_reactor_free().
+ */
+CT_EXTERN ct_reactor *ct_reactor_new(void);
+
+/**
+ * Create a reactor whose time is `clock` (borrowed: it must outlive the
+ * reactor).  Timed calls and looping calls run only from
+ * ct_clock_advance(); I/O still runs from ct_reactor_run().  One clock
+ * drives one reactor.  Signal handlers are not installed.
+ */
+CT_EXTERN ct_reactor *ct_reactor_new_with_clock(ct_clock *clock);
+
+/**
+ * Free a reactor that is not running.  Pending delayed calls are dropped
+ * without running (their handles become invalid); watchers, signal handlers
+ * and triggers are released.  Objects built on the reactor (transports,
+ * listeners) must be closed first.
+ */
+CT_EXTERN void ct_reactor_free(ct_reactor *r);
+
+/**
+ * Run the loop until ct_reactor_stop() has completed its shutdown phases.
+ * Runs callbacks registered by ct_reactor_call_when_running() first.
+ * Returns 0, or CT_ESTATE if already running.  A stopped reactor may be run
+ * again.
+ */
+CT_EXTERN int ct_reactor_run(ct_reactor *r);
+
+/**
+ * Ask the reactor to stop: runs the shutdown triggers (before, during,
+ * after; each phase waits for the holds taken in it), then makes
+ * ct_reactor_run() return.  Safe from any callback.  Returns 0, or
+ * CT_ENOTRUNNING if the reactor is not running or already stopping.
+ */
+CT_EXTERN int ct_reactor_stop(ct_reactor *r);
+
+/** 1 while ct_reactor_run() is executing (including shutdown), else 0. */
+CT_EXTERN int ct_reactor_is_running(const ct_reactor *r);
+
+/** The reactor's current time in seconds (monotonic, or the fake clock). */
+CT_EXTERN double ct_reactor_seconds(const ct_reactor *r);
+
+/**
+ * Run `fn(arg)` once the reactor is running (at once, on the next loop turn,
+ * if it already is).  Returns 0 or CT_ENOMEM.
+ */
+CT_EXTERN int ct_reactor_call_when_running(ct_reactor *r, ct_call_cb fn,
+                                           void *arg);
+
+/**
+ * Escape hatch: the libevent `struct event_base *` under the reactor, for
+ * code that needs libevent directly.  Owned by the reactor.
+ */
+CT_EXTERN void *ct_reactor_event_base(ct_reactor *r);
+
+/* --------------------------------------------------------------- triggers */
+
+/** Shutdown phases, run in this order by ct_reactor_stop(). */
+typedef enum ct_phase {
+  CT_PHASE_BEFORE = 0,
+  CT_PHASE_DURING = 1,
+  CT_PHASE_AFTER = 2
+} ct_phase;
+
+/**
+ * A hold on the current shutdown phase: the reactor does not enter the next
+ * phase until every hold taken in this one is released.  The deferred
+ * module builds its Deferred-returning triggers on this.
+ */
+typedef struct ct_phase_hold ct_phase_hold;
+
+/**
+ * Register `fn(arg)` to run in `phase` of every shutdown (Twisted's
+ * addSystemEventTrigger(phase, 'shutdown', fn)).  Triggers of a phase run in
+ * registration order.  Returns a positive trigger id, or CT_EINVAL/CT_ENOMEM.
+ */
+CT_EXTERN long ct_reactor_add_trigger(ct_reactor *r, ct_phase phase,
+                                      ct_call_cb fn, void *arg);
+
+/** Remove a trigger by id.  Returns 0 or CT_ENOTFOUND. */
+CT_EXTERN int ct_reactor_remove_trigger(ct_reactor *r, long id);
+
+/**
+ * From inside a trigger: make the current phase wait until the returned
+ * hold is released with ct_phase_hold_release().  Returns NULL (and does
+ * nothing) when no shutdown phase is running.
+ */
+CT_EXTERN ct_phase_hold *ct_reactor_hold_phase(ct_reactor *r);
+
+/** Release a hold (exactly once); the last release of a phase moves the
+ *  shutdown on, on a later loop turn.  NULL is a no-op. */
+CT_EXTERN void ct_phase_hold_release(ct_phase_hold *h);
+
+/* ---------------------------------------------------------- delayed calls */
+
+/**
+ * Schedule `fn(arg)` after `seconds` (clamped to >= 0) on the reactor's
+ * clock.  Calls due at the same time run in the order they were scheduled,
+ * `call_later(0)` included.  Returns NULL only if memory runs out.
+ *
+ * Lifetime: the returned handle belongs to the reactor and stays valid
+ * while the call is pending and while its callback runs.  To use it after
+ * it may have fired or been cancelled (to ask active(), or to cancel without
+ * knowing), take a reference with ct_delayed_call_ref() and drop it with
+ * ct_delayed_call_unref(); while referenced, the handle answers
+ * CT_EALREADY_CALLED / CT_EALREADY_CANCELLED instead of dangling.
+ */
+CT_EXTERN ct_delayed_call *ct_call_later(ct_reactor *r, double seconds,
+                                         ct_call_cb fn, void *arg);
+
+/**
+ * Cancel a pending call.  Returns 0, CT_EALREADY_CALLED (it ran, or is
+ * running now) or CT_EALREADY_CANCELLED.  Cancelling from inside any
+ * callback, including other delayed calls, is safe.
+ */
+CT_EXTERN int ct_delayed_call_cancel(ct_delayed_call *c);
+
+/**
+ * Reschedule to `seconds` from now.  Returns 0, CT_EALREADY_CALLED or
+ * CT_EALREADY_CANCELLED.  Exception: from inside its own callback a call may
+ * re-arm itself with reset(); it is then pending again (like re-adding a
+ * libevent event from its callback).
+ */
+CT_EXTERN int ct_delayed_call_reset(ct_delayed_call *c, double seconds);
+
+/** Push the deadline back by `seconds` (may be negative).  Same returns as
+ *  ct_delayed_call_reset(). */
+CT_EXTERN int ct_delayed_call_delay(ct_delayed_call *c, double seconds);
+
+/** 1 if the call is pending (neither called nor cancelled), else 0. */
+CT_EXTERN int ct_delayed_call_active(const ct_delayed_call *c);
+
+/** The reactor time at which the call is (or was) due. */
+CT_EXTERN double ct_delayed_call_get_time(const ct_delayed_call *c);
+
+/** Take a reference on the handle (see ct_call_later()). */
+CT_EXTERN ct_delayed_call *ct_delayed_call_ref(ct_delayed_call *c);
+
+/** Drop a reference taken with ct_delayed_call_ref().  Does not cancel. */
+CT_EXTERN void ct_delayed_call_unref(ct_delayed_call *c);
+
+/** Number of pending delayed calls (for tests and leak checks). */
+CT_EXTERN size_t ct_reactor_pending_calls(const ct_reactor *r);
+
+/* ------------------------------------------------------------- fake clock */
+
+/** Create a fake clock at time 0.  Free with ct_clock_free() after the
+ *  reactor using it. */
+CT_EXTERN ct_clock *ct_clock_new(void);
+
+/** Free a fake clock.  NULL is a no-op. */
+CT_EXTERN void ct_clock_free(ct_clock *c);
+
+/** The fake clock's time in seconds. */
+CT_EXTERN double ct_clock_seconds(const ct_clock *c);
+
+/**
+ * Move time forward by `seconds` (>= 0) and run, in deadline then
+ * scheduling order, every call that is due -- including calls scheduled by
+ * those callbacks that fall due within the advanced time.  Returns the
+ * number of calls run, or CT_EINVAL for negative `seconds`.
+ */
+CT_EXTERN long ct_clock_advance(ct_clock *c, double seconds);
+
+/** Advance by each step in turn (Twisted's Clock.pump).  Returns calls run. */
+CT_EXTERN long ct_clock_pump(ct_clock *c, const double *steps, size_t n);
+
+/* ----------------------------------------------------------- looping call */
+
+/**
+ * A looping call's function.  `count` is the number of intervals elapsed
+ * since the previous call (1 normally; more when the loop ran late, like
+ * Twisted's LoopingCall.withCount).  Return 0 to keep looping, or a negative
+ * code to stop the loop with that error.
+ */
+typedef int (*ct_looping_cb)(ct_looping_call *lc, uint64_t count, void *arg);
+
+/**
+ * Called once when the loop ends: `err` is 0 after ct_looping_call_stop(),
+ * or the code the function returned.
+ */
+typedef void (*ct_looping_done_cb)(ct_looping_call *lc, int err, void *arg);
+
+/** Create a stopped looping call.  Free with ct_looping_call_free(). */
+CT_EXTERN ct_looping_call *ct_looping_call_new(ct_reactor *r, ct_looping_cb fn,
+                                               void *arg);
+
+/**
+ * Start calling every `interval` seconds (> 0), first at once if `now` is
+ * non-zero.  Calls are aligned to start + k*interval; missed intervals are
+ * skipped, not run back to back.  Returns 0, CT_EINVAL, or CT_ESTATE if
+ * already running.
+ */
+CT_EXTERN int ct_looping_call_start(ct_looping_call *lc, double interval,
+                                    int now);
+
+/** Stop; the done callback runs with err 0.  Safe from inside the function.
+ *  Returns 0 or CT_ESTATE if not running. */
+CT_EXTERN int ct_looping_call_stop(ct_looping_call *lc);
+
+/** Set the completion callback (replaces the previous one). */
+CT_EXTERN void ct_looping_call_on_done(ct_looping_call *lc,
+                                       ct_looping_done_cb cb, void *arg);
+
+/** 1 while started. */
+CT_EXTERN int ct_looping_call_running(const ct_looping_call *lc);
+
+/** Total intervals skipped because the loop ran late, since creation. */
+CT_EXTERN uint64_t ct_looping_call_skipped(const ct_looping_call *lc);
+
+/** Number of times the function has been called, since creation. */
+CT_EXTERN uint64_t ct_looping_call_calls(const ct_looping_call *lc);
+
+/** Stop (without running done) and free.  Safe from inside the function:
+ *  the memory is released after it returns.  NULL is a no-op. */
+CT_EXTERN void ct_looping_call_free(ct_looping_call *lc);
+
+/* ---------------------------------------------------------------- signals */
+
+/** A signal handler, run on the reactor thread (not in signal context). */
+typedef void (*ct_signal_cb)(ct_reactor *r, int signum, void *arg);
+
+/**
+ * Handle `signum` on the reactor.  Replaces the previous handler for that
+ * signal on this reactor (including the default SIGINT/SIGTERM graceful
+ * stop); `cb` NULL restores the default for SIGINT/SIGTERM and removes the
+ * handler otherwise.  Returns 0, CT_EINVAL or CT_ENOMEM.
+ */
+CT_EXTERN int ct_reactor_on_signal(ct_reactor *r, int signum, ct_signal_cb cb,
+                                   void *arg);
+
+/* ---------------------------------------------------------- descriptors */
+
+/** Readiness flags for descriptor callbacks. */
+enum { CT_READABLE = 1, CT_WRITABLE = 2 };
+
+/** Called on the reactor thread when `fd` is ready (`events` CT_READABLE or
+ *  CT_WRITABLE). */
+typedef void (*ct_fd_cb)(ct_reactor *r, int fd, int events, void *arg);
+
+/**
+ * Watch `fd` for reading (persistent, level-triggered) and call `cb`.  One
+ * reader per descriptor: adding again replaces it.  The descriptor stays
+ * the caller's.  Returns 0, CT_EINVAL or CT_ENOMEM.
+ */
+CT_EXTERN int ct_reactor_add_reader(ct_reactor *r, int fd, ct_fd_cb cb,
+                                    void *arg);
+
+/** As ct_reactor_add_reader(), for writability. */
+CT_EXTERN int ct_reactor_add_writer(ct_reactor *r, int fd, ct_fd_cb cb,
+                                    void *arg);
+
+/** Stop watching `fd` for reading.  Returns 0 or CT_ENOTFOUND.  Safe from
+ *  inside its own callback. */
+CT_EXTERN int ct_reactor_remove_reader(ct_reactor *r, int fd);
+
+/** Stop watching `fd` for writing.  Returns 0 or CT_ENOTFOUND. */
+CT_EXTERN int ct_reactor_remove_writer(ct_reactor *r, int fd);
+
+/* ------------------------------------------------------------- threads */
+
+/**
+ * Thread-safe: queue `fn(arg)` to run on the reactor thread and wake the
+ * loop.  Calls from one thread run in the order made (FIFO overall).
+ * Returns 0, CT_ENOMEM, or CT_ECLOSED once the reactor is being freed.
+ */
+CT_EXTERN int ct_reactor_call_from_thread(ct_reactor *r, ct_call_cb fn,
+                                          void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CTWIST_REACTOR_H */

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install the Debian packages ctwist needs, only when something is missing.
+# Idempotent: a machine that has everything runs no apt-get at all.
+set -euo pipefail
+
+PKGS=(
+  build-essential cmake pkg-config
+  libevent-dev libssl-dev libjansson-dev libcriterion-dev
+  libuv1-dev            # bench/ref: the libuv echo reference
+  python3-twisted       # interop tests and bench references
+  clang libclang-rt-14-dev  # libFuzzer targets (make fuzz)
+  valgrind strace
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "deps.sh: installing ${missing[*]}"
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
