@@ -79,6 +79,15 @@ CT_EXTERN int ct_reactor_is_running(const ct_reactor *r);
 CT_EXTERN double ct_reactor_seconds(const ct_reactor *r);
 
 /**
+ * Run one non-blocking turn of the loop: poll descriptors without waiting
+ * and run whatever is ready (I/O, signals, calls from threads, work queued
+ * for the next turn).  For tests and for embedding; timed calls on a fake
+ * clock still run only from ct_clock_advance().  Returns 0, or CT_ESTATE
+ * when called while ct_reactor_run() is executing.
+ */
+CT_EXTERN int ct_reactor_iterate(ct_reactor *r);
+
+/**
  * Run `fn(arg)` once the reactor is running (at once, on the next loop turn,
  * if it already is).  Returns 0 or CT_ENOMEM.
  */

@@ -1,0 +1,147 @@
+/*
+ * The reactor's private layout, shared by the files of reactor/ only.
+ * Other layers use reactor/internal.h.
+ */
+#ifndef CT_REACTOR_IMPL_H
+#define CT_REACTOR_IMPL_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "reactor/internal.h"
+
+/* Under AddressSanitizer, delayed calls are malloc'd one by one so that a
+ * use after free of a handle is caught; otherwise they come from a slab. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CT_CALL_MALLOC 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CT_CALL_MALLOC 1
+#endif
+#endif
+
+/* Delayed call states. */
+enum {
+  CT__CALL_FREE = 0,
+  CT__CALL_PENDING = 1,
+  CT__CALL_RUNNING = 2,
+  CT__CALL_CALLED = 3,
+  CT__CALL_CANCELLED = 4
+};
+
+/*
+ * A delayed call: 40 bytes.  The heap keeps (deadline, seq, call) entries so
+ * that comparisons never touch the call itself; the call remembers its slot
+ * so that cancel and reset are O(log n).
+ */
+struct ct_delayed_call {
+  ct_call_cb fn;
+  union {
+    void *arg;
+    struct ct_delayed_call *next_free; /* on the slab's free list */
+  } u;
+  ct_reactor *r;
+  int64_t deadline;     /* ns on the reactor clock */
+  uint32_t heap_idx;    /* slot in r->heap while pending */
+  uint32_t refs : 24;   /* ct_delayed_call_ref() count */
+  uint32_t state : 4;   /* CT__CALL_* */
+  uint32_t running : 1; /* its callback is on the stack */
+};
+
+typedef struct ct__heap_entry {
+  int64_t deadline;
+  uint64_t seq; /* scheduling order, for FIFO among equal deadlines */
+  struct ct_delayed_call *call;
+} ct__heap_entry;
+
+typedef struct ct__thunk {
+  ct_call_cb fn;
+  void *arg;
+} ct__thunk;
+
+typedef struct ct__trigger {
+  long id;
+  int phase;
+  ct_call_cb fn; /* NULL: removed while the trigger list was being walked */
+  void *arg;
+} ct__trigger;
+
+struct ct__call_chunk;
+struct ct__fd_watch;
+struct ct__sig_watch;
+
+struct ct_clock {
+  int64_t now_ns;
+  ct_reactor *r; /* the reactor it drives, or NULL */
+};
+
+struct ct_phase_hold {
+  ct_reactor *r;
+};
+
+struct ct_reactor {
+  struct event_base *base;
+  ct_clock *clock; /* NULL: the real monotonic clock */
+
+  /* Timers: a 4-ary min-heap of (deadline, seq) and one libevent timer. */
+  ct__heap_entry *heap;
+  size_t heap_len, heap_cap;
+  uint64_t seq;
+  struct ct_delayed_call *free_calls;
+  struct ct__call_chunk *chunks;
+  struct event *timer_ev;
+  int64_t armed_deadline;
+  int timer_armed;
+  int firing;
+
+  /* call_soon: a ring of thunks run by one zero-timeout event. */
+  ct__thunk *soon;
+  size_t soon_head, soon_len, soon_cap;
+  struct event *soon_ev;
+  int soon_scheduled;
+  int soon_draining;
+
+  /* Run state and shutdown. */
+  int running;
+  int stopping;
+  int phase;        /* current shutdown phase, -1 when none */
+  int phase_active; /* holds may be taken */
+  int phase_triggers_done;
+  size_t holds;
+  ct__trigger *triggers;
+  size_t ntriggers, triggers_cap;
+  long next_trigger_id;
+  int triggers_walking;
+  ct__thunk *when_running;
+  size_t nwhen_running, when_running_cap;
+
+  /* Descriptor watchers, indexed by fd. */
+  struct ct__fd_watch **readers, **writers;
+  size_t fd_cap;
+
+  /* Signals, indexed by signal number. */
+  struct ct__sig_watch *sigs[NSIG];
+
+  /* Calls from other threads. */
+  pthread_mutex_t thread_mu;
+  ct__thunk *tq;
+  size_t tq_len, tq_cap;
+  int tq_wake;
+  int closing;
+  struct event *thread_ev;
+};
+
+/* timers.c */
+void ct__timers_free(ct_reactor *r);
+void ct__timer_event_cb(evutil_socket_t fd, short what, void *arg);
+
+/* io.c */
+void ct__io_free(ct_reactor *r);
+void ct__signals_install_defaults(ct_reactor *r);
+void ct__signals_remove_defaults(ct_reactor *r);
+
+#endif /* CT_REACTOR_IMPL_H */

@@ -1,0 +1,51 @@
+/*
+ * Reactor internals that the other layers (deferred, transports) may use.
+ *
+ * Nothing here is public API: names carry the ct__ prefix and may change.
+ * The layout of struct ct_reactor itself is private to reactor/ (see
+ * reactor/impl.h); other layers go through these functions.
+ */
+#ifndef CT_REACTOR_INTERNAL_H
+#define CT_REACTOR_INTERNAL_H
+
+#include <stdint.h>
+
+#include "ctwist/log.h"
+#include "ctwist/reactor.h"
+
+struct event_base;
+
+/** Nanoseconds per second: reactor time is int64 nanoseconds internally. */
+#define CT_NS_PER_SEC INT64_C(1000000000)
+
+/** The libevent base under the reactor (owned by the reactor). */
+struct event_base *ct__reactor_base(ct_reactor *r);
+
+/**
+ * Run `fn(arg)` on a later loop turn of `r` (after the current callback
+ * returns and after the next poll for I/O), in FIFO order with other
+ * call_soon calls.  Works the same on the real and on a fake clock: it is
+ * driven by the event loop (ct_reactor_run() or ct_reactor_iterate()), not
+ * by time.  Not thread-safe (use ct_reactor_call_from_thread()).  Returns 0
+ * or CT_ENOMEM; on error `fn` is never called.
+ */
+int ct__reactor_call_soon(ct_reactor *r, ct_call_cb fn, void *arg);
+
+/** The reactor's current time in nanoseconds (monotonic or fake clock). */
+int64_t ct__reactor_now_ns(const ct_reactor *r);
+
+/** 1 if the reactor runs on a fake clock (ct_reactor_new_with_clock()). */
+int ct__reactor_has_fake_clock(const ct_reactor *r);
+
+/** ct_call_later() with the delay in nanoseconds (negative means 0). */
+ct_delayed_call *ct__call_later_ns(ct_reactor *r, int64_t delay_ns,
+                                   ct_call_cb fn, void *arg);
+
+/** Seconds to nanoseconds: NaN and negatives give 0, huge values saturate
+ *  at about 285 years. */
+int64_t ct__seconds_to_ns(double seconds);
+
+/** As ct__seconds_to_ns() but keeps the sign (for delay()). */
+int64_t ct__seconds_to_ns_signed(double seconds);
+
+#endif /* CT_REACTOR_INTERNAL_H */

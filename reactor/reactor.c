@@ -1,0 +1,380 @@
+/*
+ * The reactor: lifecycle, run/stop with shutdown phases, call_soon,
+ * call_when_running and calls from other threads.
+ *
+ * The loop is libevent's event_base_loop() with EVLOOP_NO_EXIT_ON_EMPTY, so
+ * that a reactor with nothing to watch still runs until it is stopped.
+ * Everything that must happen "on a later turn" (shutdown phases, released
+ * holds, call_soon) goes through one zero-timeout event: libevent runs
+ * timeouts after polling, so such calls never starve I/O and never run
+ * re-entrantly inside the callback that queued them.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/thread.h>
+
+#include "reactor/impl.h"
+
+/* ------------------------------------------------------------ call_soon */
+
+static void soon_event_cb(evutil_socket_t fd, short what, void *arg);
+
+static void soon_schedule(ct_reactor *r) {
+  static const struct timeval zero = {0, 0};
+  if (!r->soon_scheduled && evtimer_add(r->soon_ev, &zero) == 0)
+    r->soon_scheduled = 1;
+}
+
+int ct__reactor_call_soon(ct_reactor *r, ct_call_cb fn, void *arg) {
+  if (r == NULL || fn == NULL)
+    return CT_EINVAL;
+  if (r->soon_len == r->soon_cap) {
+    size_t cap = r->soon_cap ? r->soon_cap * 2 : 16;
+    ct__thunk *q = malloc(cap * sizeof(*q));
+    if (q == NULL)
+      return CT_ENOMEM;
+    /* Re-linearise the ring into the new buffer. */
+    for (size_t i = 0; i < r->soon_len; i++)
+      q[i] = r->soon[(r->soon_head + i) & (r->soon_cap - 1)];
+    free(r->soon);
+    r->soon = q;
+    r->soon_cap = cap;
+    r->soon_head = 0;
+  }
+  r->soon[(r->soon_head + r->soon_len) & (r->soon_cap - 1)] =
+      (ct__thunk){fn, arg};
+  r->soon_len++;
+  if (!r->soon_draining)
+    soon_schedule(r);
+  return 0;
+}
+
+static void soon_event_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  ct_reactor *r = arg;
+  r->soon_scheduled = 0;
+  r->soon_draining = 1;
+  /* Only what was queued before this turn; the rest waits for the next. */
+  size_t n = r->soon_len;
+  while (n-- > 0 && r->soon_len > 0) {
+    ct__thunk t = r->soon[r->soon_head];
+    r->soon_head = (r->soon_head + 1) & (r->soon_cap - 1);
+    r->soon_len--;
+    t.fn(t.arg);
+  }
+  r->soon_draining = 0;
+  if (r->soon_len > 0)
+    soon_schedule(r);
+}
+
+/* --------------------------------------------------------- thread calls */
+
+static void thread_event_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  ct_reactor *r = arg;
+  pthread_mutex_lock(&r->thread_mu);
+  ct__thunk *q = r->tq;
+  size_t n = r->tq_len;
+  r->tq = NULL;
+  r->tq_len = r->tq_cap = 0;
+  r->tq_wake = 0;
+  pthread_mutex_unlock(&r->thread_mu);
+  for (size_t i = 0; i < n; i++)
+    q[i].fn(q[i].arg);
+  free(q);
+}
+
+int ct_reactor_call_from_thread(ct_reactor *r, ct_call_cb fn, void *arg) {
+  if (r == NULL || fn == NULL)
+    return CT_EINVAL;
+  pthread_mutex_lock(&r->thread_mu);
+  if (r->closing) {
+    pthread_mutex_unlock(&r->thread_mu);
+    return CT_ECLOSED;
+  }
+  if (r->tq_len == r->tq_cap) {
+    size_t cap = r->tq_cap ? r->tq_cap * 2 : 64;
+    ct__thunk *q = realloc(r->tq, cap * sizeof(*q));
+    if (q == NULL) {
+      pthread_mutex_unlock(&r->thread_mu);
+      return CT_ENOMEM;
+    }
+    r->tq = q;
+    r->tq_cap = cap;
+  }
+  r->tq[r->tq_len++] = (ct__thunk){fn, arg};
+  /* One wake-up per batch: later callers see tq_wake set and only queue. */
+  int wake = !r->tq_wake;
+  r->tq_wake = 1;
+  pthread_mutex_unlock(&r->thread_mu);
+  if (wake)
+    event_active(r->thread_ev, EV_READ, 0);
+  return 0;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
+
+static void threads_init(void) {
+  /* Process-global in libevent: makes bases created afterwards lockable,
+   * which event_active() from another thread needs. */
+  evthread_use_pthreads();
+}
+
+static ct_reactor *reactor_new(ct_clock *clock) {
+  ct_log_capture_libevent();
+  pthread_once(&threads_once, threads_init);
+  /* A write to a closed socket must be an EPIPE error, not a kill. */
+  signal(SIGPIPE, SIG_IGN);
+
+  ct_reactor *r = calloc(1, sizeof(*r));
+  if (r == NULL)
+    return NULL;
+  r->phase = -1;
+  r->next_trigger_id = 1;
+  if (pthread_mutex_init(&r->thread_mu, NULL) != 0) {
+    free(r);
+    return NULL;
+  }
+  r->base = event_base_new();
+  if (r->base == NULL)
+    goto fail;
+  r->timer_ev = evtimer_new(r->base, ct__timer_event_cb, r);
+  r->soon_ev = evtimer_new(r->base, soon_event_cb, r);
+  r->thread_ev = event_new(r->base, -1, 0, thread_event_cb, r);
+  if (r->timer_ev == NULL || r->soon_ev == NULL || r->thread_ev == NULL)
+    goto fail;
+  if (clock != NULL) {
+    r->clock = clock;
+    clock->r = r;
+  }
+  return r;
+fail:
+  if (r->timer_ev)
+    event_free(r->timer_ev);
+  if (r->soon_ev)
+    event_free(r->soon_ev);
+  if (r->thread_ev)
+    event_free(r->thread_ev);
+  if (r->base)
+    event_base_free(r->base);
+  pthread_mutex_destroy(&r->thread_mu);
+  free(r);
+  return NULL;
+}
+
+ct_reactor *ct_reactor_new(void) { return reactor_new(NULL); }
+
+ct_reactor *ct_reactor_new_with_clock(ct_clock *clock) {
+  if (clock == NULL || clock->r != NULL)
+    return NULL;
+  return reactor_new(clock);
+}
+
+void ct_reactor_free(ct_reactor *r) {
+  if (r == NULL)
+    return;
+  if (r->running) {
+    ct_log(CT_LOG_ERROR, "reactor",
+           "ct_reactor_free() on a running reactor: ignored (leaked)");
+    return;
+  }
+  pthread_mutex_lock(&r->thread_mu);
+  r->closing = 1;
+  pthread_mutex_unlock(&r->thread_mu);
+
+  ct__io_free(r);
+  ct__timers_free(r);
+  event_free(r->timer_ev);
+  event_free(r->soon_ev);
+  event_free(r->thread_ev);
+  event_base_free(r->base);
+  if (r->clock != NULL)
+    r->clock->r = NULL;
+  free(r->soon);
+  free(r->tq);
+  free(r->triggers);
+  free(r->when_running);
+  pthread_mutex_destroy(&r->thread_mu);
+  free(r);
+}
+
+struct event_base *ct__reactor_base(ct_reactor *r) {
+  return r != NULL ? r->base : NULL;
+}
+
+void *ct_reactor_event_base(ct_reactor *r) { return ct__reactor_base(r); }
+
+int ct_reactor_is_running(const ct_reactor *r) {
+  return r != NULL && r->running;
+}
+
+/* ----------------------------------------------------------- run / stop */
+
+int ct_reactor_call_when_running(ct_reactor *r, ct_call_cb fn, void *arg) {
+  if (r == NULL || fn == NULL)
+    return CT_EINVAL;
+  if (r->running)
+    return ct__reactor_call_soon(r, fn, arg);
+  if (r->nwhen_running == r->when_running_cap) {
+    size_t cap = r->when_running_cap ? r->when_running_cap * 2 : 4;
+    ct__thunk *q = realloc(r->when_running, cap * sizeof(*q));
+    if (q == NULL)
+      return CT_ENOMEM;
+    r->when_running = q;
+    r->when_running_cap = cap;
+  }
+  r->when_running[r->nwhen_running++] = (ct__thunk){fn, arg};
+  return 0;
+}
+
+int ct_reactor_run(ct_reactor *r) {
+  if (r == NULL)
+    return CT_EINVAL;
+  if (r->running)
+    return CT_ESTATE;
+  r->running = 1;
+  r->stopping = 0;
+  r->phase = -1;
+  ct__signals_install_defaults(r);
+  /* Startup callbacks, in registration order; those registered while
+   * these run go to call_soon (the reactor counts as running now). */
+  ct__thunk *start = r->when_running;
+  size_t nstart = r->nwhen_running;
+  r->when_running = NULL;
+  r->nwhen_running = r->when_running_cap = 0;
+  for (size_t i = 0; i < nstart; i++)
+    start[i].fn(start[i].arg);
+  free(start);
+  event_base_loop(r->base, EVLOOP_NO_EXIT_ON_EMPTY);
+  ct__signals_remove_defaults(r);
+  r->running = 0;
+  r->stopping = 0;
+  r->phase = -1;
+  return 0;
+}
+
+int ct_reactor_iterate(ct_reactor *r) {
+  if (r == NULL)
+    return CT_EINVAL;
+  if (r->running)
+    return CT_ESTATE;
+  event_base_loop(r->base, EVLOOP_NONBLOCK);
+  return 0;
+}
+
+static void phase_run(void *arg);
+
+static void phase_finish(void *arg) {
+  ct_reactor *r = arg;
+  r->phase_active = 0;
+  if (r->phase >= CT_PHASE_AFTER) {
+    event_base_loopbreak(r->base);
+    return;
+  }
+  r->phase++;
+  if (ct__reactor_call_soon(r, phase_run, r) != 0)
+    phase_run(r); /* out of memory: run it now rather than hang */
+}
+
+static void triggers_compact(ct_reactor *r) {
+  size_t j = 0;
+  for (size_t i = 0; i < r->ntriggers; i++)
+    if (r->triggers[i].fn != NULL)
+      r->triggers[j++] = r->triggers[i];
+  r->ntriggers = j;
+}
+
+static void phase_run(void *arg) {
+  ct_reactor *r = arg;
+  r->phase_active = 1;
+  r->phase_triggers_done = 0;
+  r->holds = 0;
+  r->triggers_walking++;
+  /* Index loop: triggers may add or remove triggers while we walk. */
+  for (size_t i = 0; i < r->ntriggers; i++) {
+    ct__trigger t = r->triggers[i];
+    if (t.phase == r->phase && t.fn != NULL)
+      t.fn(t.arg);
+  }
+  if (--r->triggers_walking == 0)
+    triggers_compact(r);
+  r->phase_triggers_done = 1;
+  if (r->holds == 0)
+    phase_finish(r);
+}
+
+int ct_reactor_stop(ct_reactor *r) {
+  if (r == NULL)
+    return CT_EINVAL;
+  if (!r->running || r->stopping)
+    return CT_ENOTRUNNING;
+  int rc = ct__reactor_call_soon(r, phase_run, r);
+  if (rc != 0)
+    return rc;
+  r->stopping = 1;
+  r->phase = CT_PHASE_BEFORE;
+  return 0;
+}
+
+/* ------------------------------------------------------------- triggers */
+
+long ct_reactor_add_trigger(ct_reactor *r, ct_phase phase, ct_call_cb fn,
+                            void *arg) {
+  if (r == NULL || fn == NULL ||
+      (phase != CT_PHASE_BEFORE && phase != CT_PHASE_DURING &&
+       phase != CT_PHASE_AFTER))
+    return CT_EINVAL;
+  if (r->ntriggers == r->triggers_cap) {
+    size_t cap = r->triggers_cap ? r->triggers_cap * 2 : 8;
+    ct__trigger *t = realloc(r->triggers, cap * sizeof(*t));
+    if (t == NULL)
+      return CT_ENOMEM;
+    r->triggers = t;
+    r->triggers_cap = cap;
+  }
+  long id = r->next_trigger_id++;
+  r->triggers[r->ntriggers++] = (ct__trigger){id, (int)phase, fn, arg};
+  return id;
+}
+
+int ct_reactor_remove_trigger(ct_reactor *r, long id) {
+  if (r == NULL)
+    return CT_EINVAL;
+  for (size_t i = 0; i < r->ntriggers; i++) {
+    if (r->triggers[i].id == id && r->triggers[i].fn != NULL) {
+      r->triggers[i].fn = NULL;
+      if (r->triggers_walking == 0)
+        triggers_compact(r);
+      return 0;
+    }
+  }
+  return CT_ENOTFOUND;
+}
+
+ct_phase_hold *ct_reactor_hold_phase(ct_reactor *r) {
+  if (r == NULL || !r->phase_active)
+    return NULL;
+  ct_phase_hold *h = malloc(sizeof(*h));
+  if (h == NULL)
+    return NULL;
+  h->r = r;
+  r->holds++;
+  return h;
+}
+
+void ct_phase_hold_release(ct_phase_hold *h) {
+  if (h == NULL)
+    return;
+  ct_reactor *r = h->r;
+  free(h);
+  if (r->holds > 0 && --r->holds == 0 && r->phase_triggers_done) {
+    if (ct__reactor_call_soon(r, phase_finish, r) != 0)
+      phase_finish(r);
+  }
+}
