@@ -76,7 +76,8 @@ extern "C" {
   X(ENOTFOUND, -4013, "not found")                                             \
   X(ESTATE, -4014, "operation not valid in the current state")                 \
   X(EUSER, -4015, "error raised by user code")                                 \
-  X(EDNS, -4016, "host name lookup failed")
+  X(EDNS, -4016, "host name lookup failed")                                   \
+  X(EFIRST_ERROR, -4017, "first error in a deferred list")
 
 /** Error codes: `CT_EINVAL`, `CT_EALREADY_CALLED`, ... (all negative). */
 typedef enum ct_err {
