@@ -141,8 +141,12 @@ typedef ct_step (*ct_errback_cb)(ct_failure *f, void *arg);
 /** Called on either path; owns whichever half of `r` is set. */
 typedef ct_step (*ct_both_cb)(ct_result r, void *arg);
 /** Canceller given at creation: should fire `d` (usually errback); if it
- *  does not, ct_deferred_cancel() errbacks with CT_ECANCELLED. */
+ *  does not, ct_deferred_cancel() errbacks with CT_ECANCELLED.  `d` is
+ *  borrowed (a reference is held for the duration of the call). */
 typedef void (*ct_canceller_cb)(ct_deferred *d, void *arg);
+/** Releases a callback's `arg` when its entry is discarded without running
+ *  (the Deferred was freed before reaching it). */
+typedef void (*ct_free_cb)(void *arg);
 
 /* -------------------------------------------------------------- lifecycle */
 
@@ -194,8 +198,26 @@ CT_EXTERN int ct_deferred_add_callback(ct_deferred *d, ct_callback_cb cb,
 CT_EXTERN int ct_deferred_add_errback(ct_deferred *d, ct_errback_cb eb,
                                       void *arg);
 
-/** Append one function for both paths (Twisted's addBoth). */
+/** Append one function for both paths (Twisted's addBoth).  Returns 0,
+ *  CT_EINVAL (NULL `fn`) or CT_ENOMEM. */
 CT_EXTERN int ct_deferred_add_both(ct_deferred *d, ct_both_cb fn, void *arg);
+
+/**
+ * As ct_deferred_add_callbacks(), plus `drop`: if the Deferred is freed
+ * before this entry runs, `drop(arg)` is called instead (so an `arg` that
+ * owns memory is released on the abandoned path too).  When the entry runs,
+ * `drop` is not called: the callback/errback (or the pass-through) is then
+ * responsible for `arg`.  `drop` may be NULL.  On CT_ENOMEM nothing is
+ * called.  Returns 0, CT_EINVAL or CT_ENOMEM.
+ */
+CT_EXTERN int ct_deferred_add_callbacks_full(ct_deferred *d, ct_callback_cb cb,
+                                             ct_errback_cb eb, void *arg,
+                                             ct_free_cb drop);
+
+/** ct_deferred_add_both() with a `drop` function, as
+ *  ct_deferred_add_callbacks_full(). */
+CT_EXTERN int ct_deferred_add_both_full(ct_deferred *d, ct_both_cb fn,
+                                        void *arg, ct_free_cb drop);
 
 /**
  * Chain `other` after `d`: d's result goes on to fire `other` (Twisted's
@@ -206,16 +228,25 @@ CT_EXTERN int ct_deferred_chain(ct_deferred *d, ct_deferred *other);
 
 /* ------------------------------------------------------- pause and cancel */
 
-/** Stop running callbacks until ct_deferred_unpause(); pauses nest. */
+/** Stop running callbacks until ct_deferred_unpause(); pauses nest.  A
+ *  paused Deferred may still be fired: the result waits.  NULL: no-op. */
 CT_EXTERN void ct_deferred_pause(ct_deferred *d);
 
-/** Undo one pause; the last one resumes the chain if there is a result. */
+/** Undo one pause; the last one resumes the chain if there is a result.
+ *  Unpausing a Deferred that is not paused does nothing. */
 CT_EXTERN void ct_deferred_unpause(ct_deferred *d);
 
 /**
  * Cancel: if unfired, call the canceller; if it did not fire `d`, errback
- * with CT_ECANCELLED.  If `d` is waiting on an inner Deferred, cancel the
- * inner one.  A fired Deferred is left alone.  Returns 0.
+ * with CT_ECANCELLED (code CT_ECANCELLED, domain "ctwist").  With no
+ * canceller, the next ct_deferred_callback()/errback() on `d` (the producer
+ * finishing late) is silently ignored and returns 0; later ones return
+ * CT_EALREADY_CALLED, as after any fire.  If `d` has fired but waits on an
+ * inner Deferred (a callback returned ct_wait), the innermost unfired
+ * Deferred of that nest is cancelled instead, and its failure flows back
+ * into `d`.  A Deferred that fired and is not waiting is left alone.
+ * `d` stays valid during the call even if the canceller drops references.
+ * Returns 0, or CT_EINVAL for NULL.
  */
 CT_EXTERN int ct_deferred_cancel(ct_deferred *d);
 
@@ -247,10 +278,34 @@ CT_EXTERN int ct_deferred_is_failed(const ct_deferred *d);
  */
 CT_EXTERN int ct_deferred_take_result(ct_deferred *d, ct_result *out);
 
-/** Borrow the current result's failure, or NULL if none. */
+/** Borrow the current result's failure, or NULL if none (also NULL while
+ *  `d` waits on an inner Deferred).  Valid until the result changes. */
 CT_EXTERN const ct_failure *ct_deferred_peek_failure(const ct_deferred *d);
+
+/** Borrow the current value when ct_deferred_has_result() and the result is
+ *  not a failure, else NULL.  Valid until the result changes. */
+CT_EXTERN const ct_value *ct_deferred_peek_value(const ct_deferred *d);
+
+/** 1 while `d` is paused by ct_deferred_pause(). */
+CT_EXTERN int ct_deferred_paused(const ct_deferred *d);
+
+/** 1 while a callback of `d` has returned ct_wait(inner) and `inner` has
+ *  not delivered its result yet. */
+CT_EXTERN int ct_deferred_waiting(const ct_deferred *d);
+
+/** Where `d` was created (the file and line recorded by
+ *  ct_deferred_new()); borrowed static string. */
+CT_EXTERN const char *ct_deferred_created_file(const ct_deferred *d);
+/** The line of ct_deferred_created_file(). */
+CT_EXTERN int ct_deferred_created_line(const ct_deferred *d);
 
 #ifdef __cplusplus
 }
 #endif
+
+/* Helpers: ct_succeed, ct_fail, ct_maybe_deferred, ct_defer_later,
+ * DeferredList, gather, semaphore, lock, queue, Deferred forms of
+ * LoopingCall and shutdown triggers. */
+#include "ctwist/defer_util.h"
+
 #endif /* CTWIST_DEFERRED_H */
