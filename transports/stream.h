@@ -1,0 +1,21 @@
+/*
+ * transports/stream.h: the stream-socket transport (TCP and Unix), used by
+ * the listener and the connector.  Internal.
+ */
+#ifndef CT_TRANSPORTS_STREAM_H
+#define CT_TRANSPORTS_STREAM_H
+
+#include "transports/internal.h"
+
+/* Size of the read buffer (on the stack of the read callback: data_received
+ * borrows the bytes, so one buffer serves every connection). */
+#define CT__STREAM_READ_SIZE (64 * 1024)
+
+/* Wrap a connected, non-blocking socket.  Takes `fd` on success (refs 1,
+ * the connection's).  Returns NULL if memory runs out (fd untouched). */
+ct_transport *ct__stream_new(ct_reactor *r, int fd, int is_unix);
+
+/* Attach `p` (connection_made) and start reading. */
+void ct__stream_start(ct_transport *t, ct_protocol *p);
+
+#endif /* CT_TRANSPORTS_STREAM_H */
