@@ -1,0 +1,290 @@
+/*
+ * Helpers shared by the transport tests (header-only, static functions):
+ * a loop driver, an echo server protocol and a recording client protocol.
+ */
+#ifndef CT_TEST_TRANSPORT_UTIL_H
+#define CT_TEST_TRANSPORT_UTIL_H
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctwist/deferred.h"
+#include "ctwist/protocol.h"
+#include "ctwist/reactor.h"
+#include "ctwist/transport.h"
+
+static inline double tu_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+typedef int (*tu_cond_fn)(void *arg);
+
+/* Turn the loop until cond(arg) holds; gives up after `secs` of real time
+ * (a safety net for hangs, not a timing assertion).  Returns 1 if met. */
+static inline int tu_spin(ct_reactor *r, tu_cond_fn cond, void *arg, double secs) {
+  double end = tu_now() + secs;
+  unsigned idle = 0;
+  while (!cond(arg)) {
+    if (tu_now() > end)
+      return 0;
+    ct_reactor_iterate(r);
+    if (++idle % 8 == 0)
+      usleep(100);
+  }
+  return 1;
+}
+
+/* Turn the loop for `n` iterations (letting pending I/O settle). */
+static inline void tu_turns(ct_reactor *r, int n) {
+  for (int i = 0; i < n; i++) {
+    ct_reactor_iterate(r);
+    usleep(200);
+  }
+}
+
+static inline int tu_count_fds(void) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  if (d == NULL)
+    return -1;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    if (e->d_name[0] != '.')
+      n++;
+  closedir(d);
+  return n - 1; /* the directory's own descriptor */
+}
+
+/* --------------------------------------------------------- echo server */
+
+typedef struct tu_server_stats {
+  int made, lost, eof;
+  int last_lost_code;
+  ct_transport *last; /* last connected transport (ref held) */
+} tu_server_stats;
+
+static inline void tu_echo_made(ct_protocol *p, ct_transport *t) {
+  tu_server_stats *st = p->factory->user;
+  if (st != NULL) {
+    st->made++;
+    if (st->last != NULL)
+      ct_transport_unref(st->last);
+    st->last = ct_transport_ref(t);
+  }
+}
+
+static inline void tu_echo_data(ct_protocol *p, const char *data, size_t len) {
+  ct_transport_write(p->transport, data, len);
+}
+
+static inline void tu_echo_lost(ct_protocol *p, const ct_failure *reason) {
+  tu_server_stats *st = p->factory->user;
+  if (st != NULL) {
+    st->lost++;
+    st->last_lost_code = reason->code;
+  }
+}
+
+static const ct_protocol_ops tu_echo_ops = {
+    .name = "test-echo",
+    .flags = CT_PROTOCOL_PAUSE_READING_ON_HIGH_WATER,
+    .connection_made = tu_echo_made,
+    .data_received = tu_echo_data,
+    .connection_lost = tu_echo_lost,
+};
+
+static inline void tu_server_stats_release(tu_server_stats *st) {
+  if (st->last != NULL)
+    ct_transport_unref(st->last);
+  st->last = NULL;
+}
+
+/* ------------------------------------------------------ recording client */
+
+typedef struct tu_client {
+  ct_protocol base;
+  char *buf;
+  size_t len, cap;
+  int made, lost, eof;
+  int lost_code;
+  int keep_open_on_eof;
+  int lost_inside_call; /* connection_lost ran during one of our calls */
+  int in_call;
+  struct tu_client **self_slot; /* cleared when freed */
+} tu_client;
+
+typedef struct tu_client_stats {
+  int failed, lost, made;
+  int failed_code;
+  tu_client *last;
+  char failed_msg[512];
+} tu_client_stats;
+
+static inline void tu_client_made(ct_protocol *p, ct_transport *t) {
+  (void)t;
+  tu_client *c = (tu_client *)p;
+  c->made++;
+  tu_client_stats *st = p->factory->user;
+  if (st != NULL) {
+    st->made++;
+    st->last = c;
+    c->self_slot = &st->last;
+  }
+}
+
+static inline void tu_client_data(ct_protocol *p, const char *data, size_t len) {
+  tu_client *c = (tu_client *)p;
+  if (c->len + len > c->cap) {
+    size_t cap = c->cap ? c->cap : 4096;
+    while (cap < c->len + len)
+      cap *= 2;
+    c->buf = realloc(c->buf, cap);
+    cr_assert(c->buf != NULL);
+    c->cap = cap;
+  }
+  memcpy(c->buf + c->len, data, len);
+  c->len += len;
+}
+
+static inline int tu_client_eof(ct_protocol *p) {
+  tu_client *c = (tu_client *)p;
+  c->eof++;
+  return c->keep_open_on_eof;
+}
+
+static inline void tu_client_lost(ct_protocol *p, const ct_failure *reason) {
+  tu_client *c = (tu_client *)p;
+  c->lost++;
+  c->lost_code = reason->code;
+  if (c->in_call)
+    c->lost_inside_call = 1;
+}
+
+static inline void tu_client_free(ct_protocol *p) {
+  tu_client *c = (tu_client *)p;
+  if (c->self_slot != NULL && *c->self_slot == c)
+    *c->self_slot = NULL;
+  free(c->buf);
+  free(c);
+}
+
+static const ct_protocol_ops tu_client_ops = {
+    .name = "test-client",
+    .connection_made = tu_client_made,
+    .data_received = tu_client_data,
+    .eof_received = tu_client_eof,
+    .connection_lost = tu_client_lost,
+    .free = tu_client_free,
+};
+
+static inline void tu_cf_failed(ct_client_factory *cf, const ct_failure *reason) {
+  tu_client_stats *st = cf->base.user;
+  st->failed++;
+  st->failed_code = reason->code;
+  ct_failure_format(reason, st->failed_msg, sizeof st->failed_msg);
+}
+
+static inline void tu_cf_lost(ct_client_factory *cf, const ct_failure *reason) {
+  (void)reason;
+  tu_client_stats *st = cf->base.user;
+  st->lost++;
+}
+
+static inline void tu_client_factory_init(ct_client_factory *cf,
+                                   tu_client_stats *st) {
+  memset(cf, 0, sizeof *cf);
+  memset(st, 0, sizeof *st);
+  ct_factory_init(&cf->base, NULL, &tu_client_ops, sizeof(tu_client), st);
+  cf->connection_failed = tu_cf_failed;
+  cf->connection_lost = tu_cf_lost;
+}
+
+/* Result holder for a connect Deferred. */
+typedef struct tu_conn_result {
+  int done;
+  ct_protocol *protocol;
+  ct_failure *failure;
+} tu_conn_result;
+
+static inline ct_step tu_conn_ok(ct_value v, void *arg) {
+  tu_conn_result *res = arg;
+  res->done = 1;
+  res->protocol = v.ptr;
+  return ct_pass(CT_NONE);
+}
+
+static inline ct_step tu_conn_err(ct_failure *f, void *arg) {
+  tu_conn_result *res = arg;
+  res->done = 1;
+  res->failure = f;
+  return ct_pass(CT_NONE);
+}
+
+static inline int tu_conn_done(void *arg) { return ((tu_conn_result *)arg)->done; }
+
+/* Connect and wait for the outcome. */
+static inline void tu_connect(ct_reactor *r, const char *ep, ct_client_factory *cf,
+                       tu_conn_result *res) {
+  memset(res, 0, sizeof *res);
+  ct_deferred *d = ct_connect(r, ep, cf);
+  cr_assert(d != NULL);
+  ct_deferred_add_callbacks(d, tu_conn_ok, tu_conn_err, res);
+  ct_deferred_unref(d);
+  cr_assert(tu_spin(r, tu_conn_done, res, 10), "connect %s timed out", ep);
+}
+
+/* Listen and return the port; asserts success. */
+static inline ct_listening_port *tu_listen(ct_reactor *r, const char *ep,
+                                    ct_factory *f) {
+  ct_failure *err = NULL;
+  ct_listening_port *port = ct_listen(r, ep, f, &err);
+  if (port == NULL) {
+    char msg[512];
+    ct_failure_format(err, msg, sizeof msg);
+    ct_failure_free(err);
+    cr_assert_fail("listen %s: %s", ep, msg);
+  }
+  return port;
+}
+
+/* "tcp:host=127.0.0.1:port=N" for a listening port. */
+static inline void tu_client_endpoint(ct_listening_port *port, char *buf,
+                               size_t len) {
+  ct_address a;
+  ct_listening_port_address(port, &a);
+  if (a.family == CT_ADDRESS_IPV4)
+    snprintf(buf, len, "tcp:host=127.0.0.1:port=%d", ct_address_port(&a));
+  else if (a.family == CT_ADDRESS_IPV6)
+    snprintf(buf, len, "tcp6:host=\\:\\:1:port=%d", ct_address_port(&a));
+  else {
+    char s[CT_ADDRESS_STRLEN];
+    ct_address_format(&a, s, sizeof s);
+    snprintf(buf, len, "unix:path=%s", s + 5);
+  }
+}
+
+static inline void tu_stop_port(ct_listening_port *port) {
+  ct_deferred *d = ct_listening_port_stop(port);
+  cr_assert(d != NULL);
+  cr_assert(ct_deferred_called(d));
+  ct_deferred_unref(d);
+}
+
+static inline uint64_t tu_fnv(const char *p, size_t n) {
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < n; i++) {
+    h ^= (unsigned char)p[i];
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+#endif
