@@ -50,6 +50,15 @@ static inline void tu_turns(ct_reactor *r, int n) {
   }
 }
 
+static inline uint64_t tu_fnv(const char *p, size_t n) {
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < n; i++) {
+    h ^= (unsigned char)p[i];
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
 static inline int tu_count_fds(void) {
   int n = 0;
   DIR *d = opendir("/proc/self/fd");
@@ -126,6 +135,10 @@ typedef struct tu_client_stats {
   int failed_code;
   tu_client *last;
   char failed_msg[512];
+  /* Snapshot of the last client at its connection_lost. */
+  size_t final_len;
+  uint64_t final_hash;
+  int final_eof, final_code;
 } tu_client_stats;
 
 static inline void tu_client_made(ct_protocol *p, ct_transport *t) {
@@ -166,6 +179,13 @@ static inline void tu_client_lost(ct_protocol *p, const ct_failure *reason) {
   c->lost_code = reason->code;
   if (c->in_call)
     c->lost_inside_call = 1;
+  tu_client_stats *st = p->factory != NULL ? p->factory->user : NULL;
+  if (st != NULL) {
+    st->final_len = c->len;
+    st->final_hash = tu_fnv(c->buf, c->len);
+    st->final_eof = c->eof;
+    st->final_code = reason->code;
+  }
 }
 
 static inline void tu_client_free(ct_protocol *p) {
@@ -276,15 +296,6 @@ static inline void tu_stop_port(ct_listening_port *port) {
   cr_assert(d != NULL);
   cr_assert(ct_deferred_called(d));
   ct_deferred_unref(d);
-}
-
-static inline uint64_t tu_fnv(const char *p, size_t n) {
-  uint64_t h = 1469598103934665603ULL;
-  for (size_t i = 0; i < n; i++) {
-    h ^= (unsigned char)p[i];
-    h *= 1099511628211ULL;
-  }
-  return h;
 }
 
 #endif
