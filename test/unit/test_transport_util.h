@@ -139,6 +139,7 @@ typedef struct tu_client_stats {
   size_t final_len;
   uint64_t final_hash;
   int final_eof, final_code;
+  char final_head[64]; /* first bytes received */
 } tu_client_stats;
 
 static inline void tu_client_made(ct_protocol *p, ct_transport *t) {
@@ -185,6 +186,10 @@ static inline void tu_client_lost(ct_protocol *p, const ct_failure *reason) {
     st->final_hash = tu_fnv(c->buf, c->len);
     st->final_eof = c->eof;
     st->final_code = reason->code;
+    memset(st->final_head, 0, sizeof st->final_head);
+    if (c->len > 0)
+      memcpy(st->final_head, c->buf,
+             c->len < sizeof st->final_head ? c->len : sizeof st->final_head);
   }
 }
 
@@ -246,6 +251,15 @@ static inline ct_step tu_conn_err(ct_failure *f, void *arg) {
   res->done = 1;
   res->failure = f;
   return ct_pass(CT_NONE);
+}
+
+/* Bytes the last client has received, alive or already gone. */
+static inline size_t tu_client_len(const tu_client_stats *st) {
+  return st->last != NULL ? st->last->len : st->final_len;
+}
+
+static inline const char *tu_client_head(const tu_client_stats *st) {
+  return st->last != NULL ? st->last->buf : st->final_head;
 }
 
 static inline int tu_conn_done(void *arg) { return ((tu_conn_result *)arg)->done; }
