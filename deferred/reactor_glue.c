@@ -23,7 +23,9 @@ static void lc_done(ct_looping_call *lc, int err, void *arg) {
 
 ct_deferred *ct_looping_call_start_deferred(ct_looping_call *lc,
                                             double interval, int now) {
-  if (lc == NULL)
+  /* A running loop already has a done callback (perhaps an earlier
+   * Deferred's): leave it alone. */
+  if (lc == NULL || ct_looping_call_running(lc) || !(interval > 0))
     return NULL;
   ct_deferred *d = ct_deferred_new(NULL, NULL);
   if (d == NULL)
