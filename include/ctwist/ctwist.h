@@ -9,5 +9,7 @@
 #include "ctwist/log.h"
 #include "ctwist/reactor.h"
 #include "ctwist/deferred.h"
+#include "ctwist/protocol.h"
+#include "ctwist/transport.h"
 
 #endif /* CTWIST_CTWIST_H */
