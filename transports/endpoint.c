@@ -76,9 +76,9 @@ static field_id field_lookup(const char *key) {
 typedef struct kind_spec {
   const char *name;
   ct_endpoint_kind kind;
+  int accept_unknown; /* ssl: TLS options are validated by the TLS module */
   const char *const *pos;
   const char *const *keys;
-  int accept_unknown; /* ssl: TLS options are validated by the TLS module */
   const char *usage;
 } kind_spec;
 
@@ -113,29 +113,29 @@ static const char *const cssl_keys[] = {"host", "port", "timeout",
 static const char *const cudp_keys[] = {"host", "port", "bindAddress", NULL};
 
 static const kind_spec server_specs[] = {
-    {"tcp", CT_ENDPOINT_TCP, tcp_pos, tcp_keys, 0,
+    {"tcp", CT_ENDPOINT_TCP, 0, tcp_pos, tcp_keys,
      "tcp:PORT[:interface=ADDR][:backlog=N][:reuseport=0|1]"},
-    {"tcp6", CT_ENDPOINT_TCP6, tcp6_pos, tcp_keys, 0,
+    {"tcp6", CT_ENDPOINT_TCP6, 0, tcp6_pos, tcp_keys,
      "tcp6:PORT[:backlog=N][:interface=ADDR][:reuseport=0|1]"},
-    {"unix", CT_ENDPOINT_UNIX, unix_pos, unix_keys, 0,
+    {"unix", CT_ENDPOINT_UNIX, 0, unix_pos, unix_keys,
      "unix:PATH[:mode=OCTAL][:backlog=N][:lockfile=0|1]"},
-    {"udp", CT_ENDPOINT_UDP, udp_pos, udp_keys, 0,
+    {"udp", CT_ENDPOINT_UDP, 0, udp_pos, udp_keys,
      "udp:PORT[:interface=ADDR][:maxPacketSize=N][:reuseport=0|1]"},
-    {"ssl", CT_ENDPOINT_SSL, ssl_pos, ssl_keys, 1,
+    {"ssl", CT_ENDPOINT_SSL, 1, ssl_pos, ssl_keys,
      "ssl:PORT[:privateKey=FILE][:certKey=FILE][:interface=ADDR]"
      "[:backlog=N][:KEY=VALUE...]"},
 };
 
 static const kind_spec client_specs[] = {
-    {"tcp", CT_ENDPOINT_TCP, ctcp_pos, ctcp_keys, 0,
+    {"tcp", CT_ENDPOINT_TCP, 0, ctcp_pos, ctcp_keys,
      "tcp:host=HOST:port=PORT[:timeout=SECONDS][:bindAddress=ADDR]"},
-    {"tcp6", CT_ENDPOINT_TCP6, ctcp_pos, ctcp_keys, 0,
+    {"tcp6", CT_ENDPOINT_TCP6, 0, ctcp_pos, ctcp_keys,
      "tcp6:host=HOST:port=PORT[:timeout=SECONDS][:bindAddress=ADDR]"},
-    {"unix", CT_ENDPOINT_UNIX, cunix_pos, cunix_keys, 0,
+    {"unix", CT_ENDPOINT_UNIX, 0, cunix_pos, cunix_keys,
      "unix:path=PATH[:timeout=SECONDS][:lockfile=0|1]"},
-    {"udp", CT_ENDPOINT_UDP, ctcp_pos, cudp_keys, 0,
+    {"udp", CT_ENDPOINT_UDP, 0, ctcp_pos, cudp_keys,
      "udp:host=HOST:port=PORT[:bindAddress=ADDR]"},
-    {"ssl", CT_ENDPOINT_SSL, ctcp_pos, cssl_keys, 1,
+    {"ssl", CT_ENDPOINT_SSL, 1, ctcp_pos, cssl_keys,
      "ssl:host=HOST:port=PORT[:timeout=SECONDS][:bindAddress=ADDR]"
      "[:KEY=VALUE...]"},
 };
@@ -569,6 +569,10 @@ static int parse(const char *desc, ct_endpoint *e, ct_failure **err,
     return fail(&c, "the description is empty");
   }
   if ((rc = tokenize(&c, desc, &a)) != 0) {
+    goto out;
+  }
+  if (a.n == 0) { /* cannot happen: a description has at least one field */
+    rc = fail(&c, "the description is empty");
     goto out;
   }
   if (a.v[0].key != NULL) {
