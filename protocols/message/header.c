@@ -1,0 +1,277 @@
+/* Message headers (a jansson object of string/integer values) and the
+ * frame encoder.
+ *
+ * The encoder writes the JSON itself instead of calling json_dumpb(): the
+ * values are only strings and integers, so a small serialiser is enough,
+ * and it lets the sender replace "content-length" without copying or
+ * touching the user's header. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocols/message/internal.h"
+
+/* ------------------------------------------------------------------ buffer */
+
+int ct__msg_buf_reserve(ct__msg_buf *b, size_t more) {
+  if (more <= b->cap - b->len)
+    return 0;
+  size_t cap = b->cap ? b->cap : 256;
+  while (cap - b->len < more) {
+    if (cap > SIZE_MAX / 2)
+      return CT_ENOMEM;
+    cap *= 2;
+  }
+  char *p;
+  if (b->heap) {
+    p = realloc(b->data, cap);
+  } else {
+    p = malloc(cap);
+    if (p != NULL && b->len > 0)
+      memcpy(p, b->data, b->len);
+  }
+  if (p == NULL)
+    return CT_ENOMEM;
+  b->data = p;
+  b->cap = cap;
+  b->heap = 1;
+  return 0;
+}
+
+void ct__msg_buf_release(ct__msg_buf *b) {
+  if (b->heap)
+    free(b->data);
+  b->data = NULL;
+  b->len = b->cap = 0;
+  b->heap = 0;
+}
+
+static int buf_put(ct__msg_buf *b, const char *s, size_t n) {
+  if (ct__msg_buf_reserve(b, n) != 0)
+    return CT_ENOMEM;
+  memcpy(b->data + b->len, s, n);
+  b->len += n;
+  return 0;
+}
+
+/* A JSON string literal.  The text is valid UTF-8 (jansson checked it when
+ * the value was set or parsed), so only quotes, backslashes and control
+ * characters need escaping. */
+static int buf_put_json_string(ct__msg_buf *b, const char *s, size_t n) {
+  if (ct__msg_buf_reserve(b, n + 2) != 0)
+    return CT_ENOMEM;
+  b->data[b->len++] = '"';
+  size_t run = 0; /* start of the pending run of plain bytes */
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c != '"' && c != '\\')
+      continue;
+    if (buf_put(b, s + run, i - run) != 0)
+      return CT_ENOMEM;
+    char esc[8];
+    size_t el;
+    switch (c) {
+    case '"': memcpy(esc, "\\\"", 2); el = 2; break;
+    case '\\': memcpy(esc, "\\\\", 2); el = 2; break;
+    case '\n': memcpy(esc, "\\n", 2); el = 2; break;
+    case '\r': memcpy(esc, "\\r", 2); el = 2; break;
+    case '\t': memcpy(esc, "\\t", 2); el = 2; break;
+    default:
+      el = (size_t)snprintf(esc, sizeof esc, "\\u%04x", (unsigned)c);
+      break;
+    }
+    if (buf_put(b, esc, el) != 0)
+      return CT_ENOMEM;
+    run = i + 1;
+  }
+  if (buf_put(b, s + run, n - run) != 0 || buf_put(b, "\"", 1) != 0)
+    return CT_ENOMEM;
+  return 0;
+}
+
+static int buf_put_int(ct__msg_buf *b, long long v) {
+  char num[32];
+  int n = snprintf(num, sizeof num, "%lld", v);
+  return buf_put(b, num, (size_t)n);
+}
+
+int ct__msg_encode_head(const ct_msg_header *h, size_t content_len,
+                        ct__msg_buf *b) {
+  size_t start = b->len;
+  if (buf_put(b, "\0\0\0\0{", 5) != 0)
+    return CT_ENOMEM;
+  int first = 1;
+  json_t *obj = h != NULL ? ct__msg_json(h) : NULL;
+  if (obj != NULL) {
+    const char *key;
+    json_t *val;
+    json_object_foreach(obj, key, val) {
+      if (strcmp(key, CT_MSG_CONTENT_LENGTH) == 0)
+        continue;
+      if (!first && buf_put(b, ",", 1) != 0)
+        return CT_ENOMEM;
+      first = 0;
+      if (buf_put_json_string(b, key, strlen(key)) != 0 ||
+          buf_put(b, ":", 1) != 0)
+        return CT_ENOMEM;
+      int rc;
+      if (json_is_string(val))
+        rc = buf_put_json_string(b, json_string_value(val),
+                                 json_string_length(val));
+      else if (json_is_integer(val))
+        rc = buf_put_int(b, (long long)json_integer_value(val));
+      else
+        rc = CT_EINVAL; /* unreachable through the public setters */
+      if (rc != 0)
+        return rc;
+    }
+  }
+  if (content_len > 0) {
+    if (!first && buf_put(b, ",", 1) != 0)
+      return CT_ENOMEM;
+    if (buf_put(b, "\"" CT_MSG_CONTENT_LENGTH "\":", 17) != 0 ||
+        buf_put_int(b, (long long)content_len) != 0)
+      return CT_ENOMEM;
+  }
+  if (buf_put(b, "}", 1) != 0)
+    return CT_ENOMEM;
+  size_t hl = b->len - start - 4;
+  if (hl > UINT32_MAX)
+    return CT_ETOOBIG;
+  unsigned char *p = (unsigned char *)b->data + start;
+  p[0] = (unsigned char)(hl >> 24);
+  p[1] = (unsigned char)(hl >> 16);
+  p[2] = (unsigned char)(hl >> 8);
+  p[3] = (unsigned char)hl;
+  return 0;
+}
+
+int ct_msg_encode(const ct_msg_header *h, const void *content, size_t len,
+                  char **out, size_t *out_len) {
+  if (out == NULL || out_len == NULL || (content == NULL && len > 0))
+    return CT_EINVAL;
+  ct__msg_buf b;
+  ct__msg_buf_init(&b, NULL, 0);
+  int rc = ct__msg_encode_head(h, len, &b);
+  if (rc == 0 && len > 0)
+    rc = buf_put(&b, content, len);
+  if (rc == 0 && !b.heap) /* empty buffer: cannot happen, head >= 6 bytes */
+    rc = CT_ENOMEM;
+  if (rc != 0) {
+    ct__msg_buf_release(&b);
+    return rc;
+  }
+  *out = b.data;
+  *out_len = b.len;
+  return 0;
+}
+
+/* ------------------------------------------------------------------ header */
+
+ct_msg_header *ct_msg_header_new(void) {
+  json_t *o = json_object();
+  return o != NULL ? ct__msg_header_of(o) : NULL;
+}
+
+ct_msg_header *ct_msg_header_ref(ct_msg_header *h) {
+  if (h != NULL)
+    json_incref(ct__msg_json(h));
+  return h;
+}
+
+void ct_msg_header_free(ct_msg_header *h) {
+  if (h != NULL)
+    json_decref(ct__msg_json(h));
+}
+
+ct_msg_header *ct_msg_header_copy(const ct_msg_header *h) {
+  if (h == NULL)
+    return NULL;
+  json_t *c = json_deep_copy(ct__msg_json(h));
+  return c != NULL ? ct__msg_header_of(c) : NULL;
+}
+
+static int check_key(const ct_msg_header *h, const char *key) {
+  if (h == NULL || key == NULL || strcmp(key, CT_MSG_CONTENT_LENGTH) == 0)
+    return CT_EINVAL;
+  return 0;
+}
+
+static int set_value(ct_msg_header *h, const char *key, json_t *v) {
+  if (v == NULL)
+    return CT_EINVAL; /* jansson refuses invalid UTF-8 (or no memory) */
+  if (json_object_set_new(ct__msg_json(h), key, v) != 0)
+    return CT_EINVAL; /* invalid UTF-8 key (or no memory) */
+  return 0;
+}
+
+int ct_msg_header_set_str(ct_msg_header *h, const char *key,
+                          const char *value) {
+  if (check_key(h, key) != 0 || value == NULL)
+    return CT_EINVAL;
+  return set_value(h, key, json_string(value));
+}
+
+int ct_msg_header_set_int(ct_msg_header *h, const char *key, int64_t value) {
+  if (check_key(h, key) != 0)
+    return CT_EINVAL;
+  return set_value(h, key, json_integer((json_int_t)value));
+}
+
+int ct_msg_header_get_str(const ct_msg_header *h, const char *key,
+                          const char **out) {
+  if (h == NULL || key == NULL || out == NULL)
+    return CT_EINVAL;
+  json_t *v = json_object_get(ct__msg_json(h), key);
+  if (v == NULL)
+    return CT_ENOTFOUND;
+  if (!json_is_string(v))
+    return CT_EINVAL;
+  *out = json_string_value(v);
+  return 0;
+}
+
+int ct_msg_header_get_int(const ct_msg_header *h, const char *key,
+                          int64_t *out) {
+  if (h == NULL || key == NULL || out == NULL)
+    return CT_EINVAL;
+  json_t *v = json_object_get(ct__msg_json(h), key);
+  if (v == NULL)
+    return CT_ENOTFOUND;
+  if (!json_is_integer(v))
+    return CT_EINVAL;
+  *out = (int64_t)json_integer_value(v);
+  return 0;
+}
+
+int ct_msg_header_remove(ct_msg_header *h, const char *key) {
+  if (h == NULL || key == NULL)
+    return CT_EINVAL;
+  return json_object_del(ct__msg_json(h), key) == 0 ? 0 : CT_ENOTFOUND;
+}
+
+size_t ct_msg_header_count(const ct_msg_header *h) {
+  return h != NULL ? json_object_size(ct__msg_json(h)) : 0;
+}
+
+int ct_msg_header_next(const ct_msg_header *h, ct_msg_header_iter *it,
+                       ct_msg_header_entry *out) {
+  if (h == NULL || it == NULL || out == NULL)
+    return 0;
+  json_t *obj = ct__msg_json(h);
+  if (!it->started) {
+    it->started = 1;
+    it->pos = json_object_iter(obj);
+  } else if (it->pos != NULL) {
+    it->pos = json_object_iter_next(obj, it->pos);
+  }
+  if (it->pos == NULL)
+    return 0;
+  json_t *v = json_object_iter_value(it->pos);
+  out->key = json_object_iter_key(it->pos);
+  out->is_int = json_is_integer(v);
+  out->str = json_is_string(v) ? json_string_value(v) : NULL;
+  out->num = out->is_int ? (int64_t)json_integer_value(v) : 0;
+  return 1;
+}
