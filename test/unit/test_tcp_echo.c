@@ -369,3 +369,51 @@ Test(tcp_echo, address_format_and_parse) {
   cr_assert_str_eq(buf, "none");
   cr_assert_eq(ct_address_from_sockaddr(&a, NULL, 0), CT_EINVAL);
 }
+
+Test(tcp_echo, writev_many_pieces_and_queued) {
+  tu_server_stats sst = {0};
+  ct_factory sf = CT_FACTORY_INIT(&tu_echo_ops, sizeof(ct_protocol));
+  sf.user = &sst;
+  ct_listening_port *port = tu_listen(R, "tcp:0:interface=127.0.0.1", &sf);
+  char ep[256];
+  tu_client_endpoint(port, ep, sizeof ep);
+  ct_client_factory cf;
+  tu_client_stats cst;
+  tu_client_factory_init(&cf, &cst);
+  tu_conn_result res;
+  tu_connect(R, ep, &cf, &res);
+  cr_assert(res.failure == NULL);
+  ct_transport *t = ct_transport_ref(res.protocol->transport);
+  /* More pieces than IOV_MAX, then a big write that queues, then a
+   * writev behind the queue: order must be kept. */
+  enum { N = 3000 };
+  static struct iovec iov[N];
+  static char pieces[N][3];
+  size_t total = 0;
+  for (int i = 0; i < N; i++) {
+    snprintf(pieces[i], sizeof pieces[i], "%02d", i % 100);
+    iov[i].iov_base = pieces[i];
+    iov[i].iov_len = 2;
+    total += 2;
+  }
+  cr_assert_eq(ct_transport_writev(t, iov, N), 0);
+  size_t big = 4u * 1024u * 1024u;
+  char *b = malloc(big);
+  memset(b, 'B', big);
+  cr_assert_eq(ct_transport_write(t, b, big), 0);
+  cr_assert_eq(ct_transport_writev(t, iov, 10), 0);
+  total += big + 20;
+  want_len w = {&cst, total};
+  cr_assert(tu_spin(R, got_len, &w, 30));
+  tu_client *c = cst.last;
+  cr_assert_eq(c->len, total);
+  cr_assert(memcmp(c->buf, "000102", 6) == 0);
+  cr_assert(memcmp(c->buf + 2 * N, "BBBB", 4) == 0);
+  cr_assert(memcmp(c->buf + total - 20, "00010203040506070809", 20) == 0);
+  free(b);
+  ct_transport_abort(t);
+  ct_transport_unref(t);
+  cr_assert(tu_spin(R, server_lost, &sst, 10));
+  tu_server_stats_release(&sst);
+  tu_stop_port(port);
+}
