@@ -301,7 +301,8 @@ static inline void tu_client_endpoint(ct_listening_port *port, char *buf,
   else {
     char s[CT_ADDRESS_STRLEN];
     ct_address_format(&a, s, sizeof s);
-    snprintf(buf, len, "unix:path=%s", s + 5);
+    int n = snprintf(buf, len, "unix:path=%s", s + 5);
+    cr_assert(n > 0 && (size_t)n < len, "endpoint buffer too small");
   }
 }
 
