@@ -30,6 +30,7 @@ typedef struct script {
   int write_after_close;
   size_t received;
   char *state_buf; /* freed by the protocol itself */
+  ct_transport *t;  /* the server transport (referenced) */
 } script;
 
 enum {
@@ -38,7 +39,8 @@ enum {
   M_HALF_CLOSE,     /* data: record; eof: reply, lose_connection */
   M_ABORT_IN_DATA,  /* data: abort, free state */
   M_LOSE_IN_DATA,   /* data: write reply, lose_connection, free state */
-  M_PLAIN           /* just count */
+  M_PLAIN,          /* just count */
+  M_KEEP            /* eof: stay open (half-closed) */
 };
 
 static script S;
@@ -46,6 +48,7 @@ static script S;
 static void s_made(ct_protocol *p, ct_transport *t) {
   (void)p;
   S.made++;
+  S.t = ct_transport_ref(t);
   S.in_call = 1;
   if (S.mode == M_FLUSH_BIG || S.mode == M_ABORT_BIG) {
     cr_assert_eq(ct_transport_write(t, S.big, BIG), 0);
@@ -85,6 +88,8 @@ static void s_data(ct_protocol *p, const char *data, size_t len) {
 
 static int s_eof(ct_protocol *p) {
   S.eofs++;
+  if (S.mode == M_KEEP)
+    return 1;
   if (S.mode != M_HALF_CLOSE)
     return 0;
   char reply[64];
@@ -144,6 +149,8 @@ static void env_open(env *e, int mode) {
 
 static void env_close(env *e) {
   ct_transport_unref(e->ct);
+  ct_transport_unref(S.t);
+  S.t = NULL;
   tu_stop_port(e->port);
 }
 
@@ -187,6 +194,7 @@ Test(transport_close, lose_connection_flushes_10MiB) {
   cr_assert_eq(S.write_after_close, CT_ECLOSED);
   cr_assert_eq(S.freed, 1);
   free(big);
+  ct_transport_unref(S.t);
   tu_stop_port(e.port);
 }
 
@@ -203,6 +211,7 @@ Test(transport_close, abort_drops_output) {
   cr_assert_eq(S.lost_inside_call, 0);
   cr_assert_eq(S.write_after_close, CT_ECLOSED);
   free(big);
+  ct_transport_unref(S.t);
   tu_stop_port(e.port);
 }
 
@@ -334,5 +343,39 @@ Test(transport_close, bad_arguments) {
   cr_assert(tu_spin(R, client_lost, &e.cst, 10));
   cr_assert(tu_spin(R, server_lost, NULL, 10));
   cr_assert_eq(S.received, 4);
+  env_close(&e);
+}
+
+static int server_eof(void *arg) { (void)arg; return S.eofs > 0; }
+static int sink_ready(void *arg) { (void)arg; return S.t != NULL; }
+
+Test(transport_close, write_error_reported_later) {
+  env e;
+  env_open(&e, M_KEEP);
+  cr_assert(tu_spin(R, sink_ready, NULL, 10));
+  cr_assert_eq(ct_transport_abort(e.ct), 0);
+  cr_assert(tu_spin(R, server_eof, NULL, 10));
+  /* The peer is gone: writes start failing (EPIPE/ECONNRESET), but the
+   * failure only arrives through connection_lost, on a later turn. */
+  static char kb[1024];
+  int rc = 0, n = 0;
+  while (n < 100000) {
+    S.in_call = 1;
+    rc = ct_transport_write(S.t, kb, sizeof kb);
+    S.in_call = 0;
+    n++;
+    if (rc != 0)
+      break;
+    cr_assert_eq(S.lost, 0);
+    if (n % 64 == 0)
+      tu_turns(R, 1);
+    if (S.lost)
+      break;
+  }
+  cr_assert(tu_spin(R, server_lost, NULL, 10));
+  cr_assert_eq(S.lost_inside_call, 0);
+  cr_assert(S.lost_code == CT_EPIPE || S.lost_code == CT_ECONNRESET,
+            "lost with %s", ct_err_name(S.lost_code));
+  cr_assert_eq(ct_transport_write(S.t, kb, 1), CT_ECLOSED);
   env_close(&e);
 }
