@@ -12,6 +12,7 @@
  * runs, like Twisted installs its handlers in run(): several reactors may
  * exist, and libevent lets only one base own signals at a time.
  */
+#include <fcntl.h>
 #include <stdlib.h>
 
 #include "reactor/impl.h"
@@ -70,6 +71,8 @@ static int add_watch(ct_reactor *r, int fd, int events, ct_fd_cb cb,
                      void *arg) {
   if (r == NULL || fd < 0 || cb == NULL)
     return CT_EINVAL;
+  if (fcntl(fd, F_GETFD) < 0)
+    return CT_EBADF;
   int rc = fd_reserve(r, fd);
   if (rc != 0)
     return rc;

@@ -264,7 +264,7 @@ int ct_reactor_iterate(ct_reactor *r) {
     return CT_EINVAL;
   if (r->running)
     return CT_ESTATE;
-  event_base_loop(r->base, EVLOOP_NONBLOCK);
+  event_base_loop(r->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
   return 0;
 }
 

@@ -288,7 +288,10 @@ typedef void (*ct_fd_cb)(ct_reactor *r, int fd, int events, void *arg);
 /**
  * Watch `fd` for reading (persistent, level-triggered) and call `cb`.  One
  * reader per descriptor: adding again replaces it.  The descriptor stays
- * the caller's.  Returns 0, CT_EINVAL or CT_ENOMEM.
+ * the caller's (close it only after removing the watcher).  A callback may
+ * remove its own watcher, or any other.  Returns 0, CT_EINVAL (NULL
+ * reactor or callback, negative fd, or a descriptor epoll refuses such as
+ * a regular file), CT_EBADF (not an open descriptor) or CT_ENOMEM.
  */
 CT_EXTERN int ct_reactor_add_reader(ct_reactor *r, int fd, ct_fd_cb cb,
                                     void *arg);

@@ -1,0 +1,254 @@
+/* Run/stop, restart, call_when_running, shutdown triggers and phase holds,
+ * iterate, and the call_soon helper of reactor/internal.h. */
+#include <criterion/criterion.h>
+
+#include "ctwist/reactor.h"
+#include "reactor/internal.h"
+
+static ct_clock *clk;
+static ct_reactor *r;
+
+static void setup(void) {
+  clk = ct_clock_new();
+  r = ct_reactor_new_with_clock(clk);
+  cr_assert_not_null(r);
+}
+
+static void teardown(void) {
+  ct_reactor_free(r);
+  ct_clock_free(clk);
+}
+
+TestSuite(run, .init = setup, .fini = teardown);
+
+static char trace[256];
+static void mark(void *arg) { strcat(trace, (const char *)arg); }
+
+static void stop_now(void *arg) {
+  mark("S");
+  cr_assert(ct_reactor_is_running(arg));
+  cr_assert_eq(ct_reactor_stop(arg), 0);
+  cr_assert_eq(ct_reactor_stop(arg), CT_ENOTRUNNING, "already stopping");
+}
+
+Test(run, stop_from_when_running_callback) {
+  trace[0] = 0;
+  cr_assert_eq(ct_reactor_call_when_running(r, mark, "a"), 0);
+  cr_assert_eq(ct_reactor_call_when_running(r, stop_now, r), 0);
+  cr_assert_eq(ct_reactor_call_when_running(r, mark, "b"), 0);
+  cr_assert_not(ct_reactor_is_running(r));
+  cr_assert_eq(ct_reactor_run(r), 0);
+  cr_assert_not(ct_reactor_is_running(r));
+  cr_assert_str_eq(trace, "aSb");
+}
+
+Test(run, stop_when_not_running) {
+  cr_assert_eq(ct_reactor_stop(r), CT_ENOTRUNNING);
+  cr_assert_eq(ct_reactor_stop(NULL), CT_EINVAL);
+  cr_assert_eq(ct_reactor_run(NULL), CT_EINVAL);
+  cr_assert_not(ct_reactor_is_running(NULL));
+  cr_assert_eq(ct_reactor_call_when_running(r, NULL, NULL), CT_EINVAL);
+  cr_assert_eq(ct_reactor_call_when_running(NULL, mark, NULL), CT_EINVAL);
+  cr_assert_null(ct_reactor_hold_phase(r));
+  ct_phase_hold_release(NULL);
+  ct_reactor_free(NULL);
+}
+
+static void nested_run(void *arg) {
+  cr_assert_eq(ct_reactor_run(arg), CT_ESTATE);
+  cr_assert_eq(ct_reactor_iterate(arg), CT_ESTATE);
+  ct_reactor_stop(arg);
+}
+
+Test(run, run_while_running_is_estate) {
+  ct_reactor_call_when_running(r, nested_run, r);
+  cr_assert_eq(ct_reactor_run(r), 0);
+}
+
+static void when_running_late(void *arg) {
+  mark("L");
+  ct_reactor_stop(arg);
+}
+
+static void register_late(void *arg) {
+  mark("R");
+  /* Already running: runs on a later turn, not now. */
+  cr_assert_eq(ct_reactor_call_when_running(arg, when_running_late, arg), 0);
+  mark("r");
+}
+
+Test(run, call_when_running_while_running_runs_later) {
+  trace[0] = 0;
+  ct_reactor_call_when_running(r, register_late, r);
+  ct_reactor_run(r);
+  cr_assert_str_eq(trace, "RrL");
+}
+
+Test(run, restartable) {
+  for (int i = 0; i < 3; i++) {
+    trace[0] = 0;
+    ct_reactor_call_when_running(r, stop_now, r);
+    cr_assert_eq(ct_reactor_run(r), 0);
+    cr_assert_str_eq(trace, "S");
+  }
+}
+
+Test(run, triggers_run_in_phase_then_registration_order) {
+  trace[0] = 0;
+  cr_assert_gt(ct_reactor_add_trigger(r, CT_PHASE_AFTER, mark, "A1"), 0);
+  cr_assert_gt(ct_reactor_add_trigger(r, CT_PHASE_BEFORE, mark, "B1"), 0);
+  cr_assert_gt(ct_reactor_add_trigger(r, CT_PHASE_DURING, mark, "D1"), 0);
+  cr_assert_gt(ct_reactor_add_trigger(r, CT_PHASE_BEFORE, mark, "B2"), 0);
+  long gone = ct_reactor_add_trigger(r, CT_PHASE_DURING, mark, "X");
+  cr_assert_gt(ct_reactor_add_trigger(r, CT_PHASE_AFTER, mark, "A2"), 0);
+  cr_assert_eq(ct_reactor_remove_trigger(r, gone), 0);
+  cr_assert_eq(ct_reactor_remove_trigger(r, gone), CT_ENOTFOUND);
+  ct_reactor_call_when_running(r, stop_now, r);
+  ct_reactor_run(r);
+  cr_assert_str_eq(trace, "SB1B2D1A1A2");
+  /* Triggers stay registered: they run on every shutdown. */
+  trace[0] = 0;
+  ct_reactor_call_when_running(r, stop_now, r);
+  ct_reactor_run(r);
+  cr_assert_str_eq(trace, "SB1B2D1A1A2");
+}
+
+Test(run, trigger_bad_input) {
+  cr_assert_eq(ct_reactor_add_trigger(r, (ct_phase)7, mark, NULL), CT_EINVAL);
+  cr_assert_eq(ct_reactor_add_trigger(r, CT_PHASE_AFTER, NULL, NULL), CT_EINVAL);
+  cr_assert_eq(ct_reactor_add_trigger(NULL, CT_PHASE_AFTER, mark, NULL),
+               CT_EINVAL);
+  cr_assert_eq(ct_reactor_remove_trigger(r, 12345), CT_ENOTFOUND);
+  cr_assert_eq(ct_reactor_remove_trigger(NULL, 1), CT_EINVAL);
+}
+
+static long self_removing_id;
+static void remove_self_and_next(void *arg) {
+  mark("R");
+  cr_assert_eq(ct_reactor_remove_trigger(arg, self_removing_id), 0);
+  cr_assert_eq(ct_reactor_remove_trigger(arg, self_removing_id + 1), 0);
+}
+
+Test(run, trigger_removes_itself_and_a_later_one) {
+  trace[0] = 0;
+  self_removing_id = ct_reactor_add_trigger(r, CT_PHASE_BEFORE,
+                                            remove_self_and_next, r);
+  ct_reactor_add_trigger(r, CT_PHASE_BEFORE, mark, "X");
+  ct_reactor_add_trigger(r, CT_PHASE_BEFORE, mark, "b");
+  ct_reactor_call_when_running(r, stop_now, r);
+  ct_reactor_run(r);
+  cr_assert_str_eq(trace, "SRb");
+  trace[0] = 0;
+  ct_reactor_call_when_running(r, stop_now, r);
+  ct_reactor_run(r);
+  cr_assert_str_eq(trace, "Sb");
+}
+
+/* A BEFORE trigger takes a hold and releases it from a call made from
+ * "another thread" (here the same one, through the thread queue), twice
+ * over two loop turns: DURING must wait for it. */
+static ct_phase_hold *held;
+static int release_turns;
+
+static void release_later(void *arg) {
+  if (++release_turns < 3) {
+    mark("w");
+    ct_reactor_call_from_thread(arg, release_later, arg);
+    return;
+  }
+  mark("!");
+  ct_phase_hold_release(held);
+}
+
+static void take_hold(void *arg) {
+  mark("H");
+  held = ct_reactor_hold_phase(arg);
+  cr_assert_not_null(held);
+  release_turns = 0;
+  ct_reactor_call_from_thread(arg, release_later, arg);
+}
+
+static void quick_hold(void *arg) {
+  mark("q");
+  /* Taken and released in the same trigger: no wait. */
+  ct_phase_hold_release(ct_reactor_hold_phase(arg));
+}
+
+Test(run, phase_holds_delay_the_next_phase) {
+  trace[0] = 0;
+  ct_reactor_add_trigger(r, CT_PHASE_BEFORE, take_hold, r);
+  ct_reactor_add_trigger(r, CT_PHASE_BEFORE, quick_hold, r);
+  ct_reactor_add_trigger(r, CT_PHASE_BEFORE, mark, "b");
+  ct_reactor_add_trigger(r, CT_PHASE_DURING, mark, "D");
+  ct_reactor_add_trigger(r, CT_PHASE_AFTER, mark, "A");
+  ct_reactor_call_when_running(r, stop_now, r);
+  ct_reactor_run(r);
+  cr_assert_str_eq(trace, "SHqbww!DA");
+  cr_assert_null(ct_reactor_hold_phase(r), "no phase after run returns");
+}
+
+static void hold_in_after(void *arg) {
+  mark("a");
+  held = ct_reactor_hold_phase(arg);
+  release_turns = 2;
+  ct_reactor_call_from_thread(arg, release_later, arg);
+}
+
+Test(run, hold_in_after_phase_delays_run_return) {
+  trace[0] = 0;
+  ct_reactor_add_trigger(r, CT_PHASE_AFTER, hold_in_after, r);
+  ct_reactor_call_when_running(r, stop_now, r);
+  ct_reactor_run(r);
+  cr_assert_str_eq(trace, "Sa!");
+}
+
+static void soon_chain(void *arg) {
+  int *n = arg;
+  if (++*n < 5)
+    ct__reactor_call_soon(r, soon_chain, n);
+  else
+    ct_reactor_stop(r);
+}
+
+Test(run, call_soon_runs_on_later_turns_under_fake_clock) {
+  int n = 0;
+  cr_assert_eq(ct__reactor_call_soon(r, soon_chain, &n), 0);
+  cr_assert_eq(n, 0, "never synchronous");
+  ct_reactor_run(r);
+  cr_assert_eq(n, 5);
+  cr_assert_eq(ct__reactor_call_soon(r, NULL, NULL), CT_EINVAL);
+}
+
+static void count_up(void *arg) { ++*(int *)arg; }
+
+Test(run, iterate_runs_ready_work_once) {
+  int n = 0;
+  for (int i = 0; i < 100; i++) /* also grows the ring */
+    ct__reactor_call_soon(r, count_up, &n);
+  cr_assert_eq(ct_reactor_iterate(r), 0);
+  cr_assert_eq(n, 100);
+  cr_assert_eq(ct_reactor_iterate(NULL), CT_EINVAL);
+  cr_assert_not_null(ct_reactor_event_base(r));
+  cr_assert_eq(ct__reactor_base(r), ct_reactor_event_base(r));
+  cr_assert(ct__reactor_has_fake_clock(r));
+}
+
+/* Timers on a real clock fire from ct_reactor_run(). */
+static void real_stop(void *arg) { ct_reactor_stop(arg); }
+
+Test(run, real_clock_timers_fire_in_order) {
+  ct_reactor *rr = ct_reactor_new();
+  trace[0] = 0;
+  ct_call_later(rr, 0.02, mark, "c");
+  ct_call_later(rr, 0.01, mark, "b");
+  ct_call_later(rr, 0, mark, "a");
+  ct_call_later(rr, 0.01, mark, "B");
+  ct_delayed_call *x = ct_call_later(rr, 0.005, mark, "X");
+  ct_call_later(rr, 0.03, real_stop, rr);
+  ct_delayed_call_cancel(x);
+  ct_reactor_run(rr);
+  cr_assert_str_eq(trace, "abBc");
+  cr_assert_eq(ct_reactor_pending_calls(rr), 0);
+  cr_assert_not(ct__reactor_has_fake_clock(rr));
+  ct_reactor_free(rr);
+}
