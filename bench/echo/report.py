@@ -7,7 +7,9 @@ import sys
 SHAPES = [("pp1", "64 B ping-pong, 1 conn"),
           ("pp50", "64 B ping-pong, 50 conns"),
           ("pipe50x16", "64 B, 50 conns x 16 pipelined"),
-          ("bulk4", "16 KiB bulk, 4 conns")]
+          ("bulk4", "16 KiB bulk, 4 conns"),
+          ("pp50_1k", "1 KiB ping-pong, 50 conns"),
+          ("pipe50x16_1k", "1 KiB, 50 conns x 16 pipelined")]
 REFS = ["libevent", "libuv", "bufferevent", "twisted"]
 ORDER = ["ctwist"] + REFS
 
@@ -40,12 +42,13 @@ def main():
             d = kv(line)
             runs.setdefault((d["server"], d["bench"]), []).append(d)
     servers = [s for s in ORDER if any(k[0] == s for k in runs)]
+    shapes = [(k, t) for k, t in SHAPES if any(key[1] == k for key in runs)]
 
     print()
     print("| shape | server | req/s | MB/s | p50 µs | p99 µs | server CPU | server µs/msg | loadgen CPU | failed runs |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     medians = {}
-    for shape, title in SHAPES:
+    for shape, title in shapes:
         for s in servers:
             rows = runs.get((s, shape), [])
             ok = [r for r in rows if "failed" not in r]
@@ -66,7 +69,7 @@ def main():
         refs = [r for r in REFS if r in servers]
         print("| shape | " + " | ".join(f"ctwist/{r}" for r in refs) + " |")
         print("|---|" + "---:|" * len(refs))
-        for shape, title in SHAPES:
+        for shape, title in shapes:
             cells = []
             c = medians[("ctwist", shape)]
             key = "mb_s" if shape.startswith("bulk") else "req_s"

@@ -13,6 +13,8 @@
 # Environment:
 #   BENCH_SECONDS     measured seconds per run (default 3; warm-up 0.5 s extra)
 #   BENCH_REPS        runs per shape and server (default 3)
+#   BENCH_SHAPES      shapes (default "pp1 pp50 pipe50x16 bulk4"; also
+#                     pp50_1k and pipe50x16_1k: 1 KiB messages, for bench/framing)
 #   BENCH_SERVERS     servers to run (default: "ctwist libevent bufferevent libuv twisted")
 #   BENCH_IDLE_CONNS  idle connections for the memory figure (default 10000; 0 skips)
 #   BENCH_STRACE_MSGS ping-pong messages under strace (default 20000; 0 skips)
@@ -44,10 +46,10 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # --- the ctwist server --------------------------------------------------------
 if [ -z "${CTWIST_ECHO:-}" ]; then
-  for cand in "$B/apps/echo/ct-echo-server" "$B/apps/echo/ct-echo-server" \
+  for cand in "$B/apps/echo/ct-echo-server" \
               "$B/apps/echo/ct_echo_server" "$B/apps/echo/echo-server"; do
     if [ -x "$cand" ]; then
-      CTWIST_ECHO="$cand --listen tcp:{PORT}:interface=127.0.0.1"
+      CTWIST_ECHO="$cand --listen tcp:{PORT}:interface=127.0.0.1 --nodelay"
       break
     fi
   done
@@ -125,12 +127,15 @@ loadgen() {
   taskset -c "$CLIENT_CPU" "$LOADGEN" "$@"
 }
 
-SHAPES="pp1 pp50 pipe50x16 bulk4"
+SHAPES=${BENCH_SHAPES:-pp1 pp50 pipe50x16 bulk4}
 declare -A SHAPE_ARGS
 SHAPE_ARGS[pp1]="-c 1 -s 64 -d 1"
 SHAPE_ARGS[pp50]="-c 50 -s 64 -d 1"
 SHAPE_ARGS[pipe50x16]="-c 50 -s 64 -d 16"
 SHAPE_ARGS[bulk4]="-c 4 -s 16384 -b"
+# Raw-bytes baselines for bench/framing (issue 5: 1 KiB messages), on request.
+SHAPE_ARGS[pp50_1k]="-c 50 -s 1024 -d 1"
+SHAPE_ARGS[pipe50x16_1k]="-c 50 -s 1024 -d 16"
 
 echo "# echo bench: $(nproc) cores, $(uname -r), servers on cpu $SERVER_CPU, loadgen on cpu $CLIENT_CPU"
 echo "# servers:$SERVERS; ${SECS}s per run (+${WARM}s warm-up), medians of $REPS interleaved runs"
