@@ -31,10 +31,35 @@ static void echo_data_received(ct_protocol *p, const char *data, size_t len) {
 
 static int nodelay;
 
+/* Live server connections, so that a shutdown can close them cleanly
+ * (flushing what they still have to send) before the reactor goes. */
+typedef struct echo_conn {
+  ct_protocol base;
+  struct echo_conn *prev, *next;
+} echo_conn;
+
+static echo_conn live; /* list head */
+static ct_phase_hold *drain_hold;
+
 static void echo_connection_made(ct_protocol *p, ct_transport *t) {
-  (void)p;
+  echo_conn *c = (echo_conn *)p;
+  c->next = live.next;
+  c->prev = &live;
+  live.next->prev = c;
+  live.next = c;
   if (nodelay)
     ct_transport_set_tcp_nodelay(t, 1);
+}
+
+static void echo_connection_lost(ct_protocol *p, const ct_failure *reason) {
+  (void)reason;
+  echo_conn *c = (echo_conn *)p;
+  c->prev->next = c->next;
+  c->next->prev = c->prev;
+  if (live.next == &live && drain_hold != NULL) {
+    ct_phase_hold_release(drain_hold);
+    drain_hold = NULL;
+  }
 }
 
 static const ct_protocol_ops echo_ops = {
@@ -42,16 +67,24 @@ static const ct_protocol_ops echo_ops = {
     .flags = CT_PROTOCOL_PAUSE_READING_ON_HIGH_WATER,
     .connection_made = echo_connection_made,
     .data_received = echo_data_received,
+    .connection_lost = echo_connection_lost,
 };
 
 static ct_listening_port *server_port;
 
 static void stop_listening(void *arg) {
-  (void)arg;
+  ct_reactor *r = arg;
   if (server_port != NULL) {
     ct_deferred_unref(ct_listening_port_stop(server_port));
     server_port = NULL;
   }
+  if (r == NULL || live.next == &live)
+    return;
+  /* Close every connection (pending output is flushed first) and keep the
+   * shutdown waiting until the last one is gone. */
+  drain_hold = ct_reactor_hold_phase(r);
+  for (echo_conn *c = live.next; c != &live; c = c->next)
+    ct_transport_lose_connection(c->base.transport);
 }
 
 static int run_server(const char *endpoint) {
@@ -60,7 +93,8 @@ static int run_server(const char *endpoint) {
     fprintf(stderr, "ct-echo-server: cannot create the reactor\n");
     return 1;
   }
-  static ct_factory factory = CT_FACTORY_INIT(&echo_ops, sizeof(ct_protocol));
+  live.next = live.prev = &live;
+  static ct_factory factory = CT_FACTORY_INIT(&echo_ops, sizeof(echo_conn));
   ct_failure *err = NULL;
   server_port = ct_listen(r, endpoint, &factory, &err);
   if (server_port == NULL) {
@@ -76,7 +110,7 @@ static int run_server(const char *endpoint) {
   ct_address_format(&a, buf, sizeof buf);
   printf("listening on %s\nready\n", buf);
   fflush(stdout);
-  ct_reactor_add_trigger(r, CT_PHASE_BEFORE, stop_listening, NULL);
+  ct_reactor_add_trigger(r, CT_PHASE_BEFORE, stop_listening, r);
   ct_reactor_run(r);
   stop_listening(NULL);
   ct_reactor_free(r);
