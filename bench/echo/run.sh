@@ -204,7 +204,9 @@ if [ "$IDLE_CONNS" -gt 0 ]; then
     loadgen -p "${PORT[$s]}" -c 1 -n 100 >/dev/null 2>&1
     sleep 0.2
     r0=$(rss_kb "${PID[$s]}")
-    loadgen -p "${PORT[$s]}" -i -c "$IDLE_CONNS" -t 60 >"$tmp/idle.out" 2>"$tmp/idle.err" &
+    # Not through the loadgen function: $! must be the load generator itself.
+    taskset -c "$CLIENT_CPU" "$LOADGEN" -p "${PORT[$s]}" -i -c "$IDLE_CONNS" -t 60 \
+      >"$tmp/idle.out" 2>"$tmp/idle.err" &
     lpid=$!
     ok=0
     for _ in $(seq 600); do
