@@ -137,7 +137,9 @@ SHAPE_ARGS[bulk4]="-c 4 -s 16384 -b"
 SHAPE_ARGS[pp50_1k]="-c 50 -s 1024 -d 1"
 SHAPE_ARGS[pipe50x16_1k]="-c 50 -s 1024 -d 16"
 
-echo "# echo bench: $(nproc) cores, $(uname -r), servers on cpu $SERVER_CPU, loadgen on cpu $CLIENT_CPU"
+cpu_model=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
+echo "# echo bench: $(nproc) x ${cpu_model:-cpu}, Linux $(uname -r), servers on cpu $SERVER_CPU, loadgen on cpu $CLIENT_CPU"
+echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews req/s; server µs/msg less so)"
 echo "# servers:$SERVERS; ${SECS}s per run (+${WARM}s warm-up), medians of $REPS interleaved runs"
 echo "# ctwist server: ${CMD[ctwist]:-(none)}"
 
@@ -228,4 +230,5 @@ if [ "$IDLE_CONNS" -gt 0 ]; then
 fi
 
 # --- report -----------------------------------------------------------------------
+echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 $PY "$HERE/report.py" "$results" "$strace_out" "$mem_out"
