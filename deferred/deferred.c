@@ -19,20 +19,37 @@
 
 typedef void (*gen_fn)(void);
 
-enum entry_kind {
-  E_PAIR = 0,  /* cb/eb, either may be NULL */
-  E_BOTH = 1,  /* cb is a ct_both_cb */
-  E_CONT = 2,  /* arg: the outer Deferred waiting on this one (weak) */
-  E_CHAIN = 3, /* arg: a Deferred to fire with the result (holds a ref) */
-  E_NOP = 4    /* a cancelled continuation */
-};
+/* A callback entry is three words.  Plain (callback, errback) pairs -- the
+ * hot case -- use one entry; `eb` is then NULL or a real errback.  Other
+ * kinds put a marker (the address of one of these objects, never a
+ * function) in `eb`:
+ * - BOTH:  cb is a ct_both_cb;
+ * - CONT:  arg is the outer Deferred waiting on this one (weak);
+ * - CHAIN: arg is a Deferred to fire with the result (holds a reference);
+ * - NOP:   a continuation whose outer Deferred went away;
+ * - FULL:  an entry with a drop function, spread over two slots: the
+ *          second holds {drop, errback or the BOTH marker, NULL}.
+ * Keeping entries at 24 bytes matters: a 1,000,000-callback chain is
+ * 24 MB of entries, and the four inline ones make up most of a Deferred. */
+static const char marks[5];
+enum { K_BOTH, K_CONT, K_CHAIN, K_NOP, K_FULL };
+#define MARK(k) ((gen_fn)(uintptr_t)&marks[k])
+#define M_BOTH MARK(K_BOTH)
+#define M_CONT MARK(K_CONT)
+#define M_CHAIN MARK(K_CHAIN)
+#define M_NOP MARK(K_NOP)
+#define M_FULL MARK(K_FULL)
+/* The marker index of `eb`, or -1 for a real errback (or NULL): one
+ * comparison on the hot path. */
+static inline int mark_kind(gen_fn eb) {
+  uintptr_t k = (uintptr_t)eb - (uintptr_t)marks;
+  return k < sizeof(marks) ? (int)k : -1;
+}
 
 typedef struct entry {
   gen_fn cb;
   gen_fn eb;
   void *arg;
-  ct_free_cb drop; /* called with arg if the entry is discarded unrun */
-  uint8_t kind;
 } entry;
 
 struct ct_deferred {
@@ -94,8 +111,8 @@ ct_deferred *ct_deferred_ref(ct_deferred *d) {
 static void drop_continuation(ct_deferred *inner, ct_deferred *outer) {
   for (uint32_t i = inner->head; i < inner->count; i++) {
     entry *e = &inner->cbs[i];
-    if (e->kind == E_CONT && e->arg == outer) {
-      e->kind = E_NOP;
+    if (e->eb == M_CONT && e->arg == outer) {
+      e->eb = M_NOP;
       e->arg = NULL;
       return;
     }
@@ -132,14 +149,16 @@ static void destroy_one(ct_deferred *d, ct_deferred **list) {
    * user's own data structures). */
   while (d->head < d->count) {
     entry e = d->cbs[d->head++];
-    if (e.kind == E_CHAIN) {
+    if (e.eb == M_CHAIN) {
       ct_deferred *other = e.arg;
       if (--other->refs == 0) {
         other->stack_next = *list;
         *list = other;
       }
-    } else if (e.kind != E_NOP && e.kind != E_CONT && e.drop != NULL) {
-      e.drop(e.arg);
+    } else if (e.eb == M_FULL) {
+      ct_free_cb drop = (ct_free_cb)d->cbs[d->head++].cb;
+      if (drop != NULL)
+        drop(e.arg);
     }
   }
   if (d->failure != NULL) {
@@ -168,19 +187,23 @@ void ct_deferred_unref(ct_deferred *d) {
 
 /* ---------------------------------------------------------- entries */
 
-static int grow(ct_deferred *d) {
+/* Make room for `need` more entries. */
+static int grow(ct_deferred *d, uint32_t need) {
   if (d->head > 0) {
     /* Entries before head have run: slide the pending ones down. */
     uint32_t n = d->count - d->head;
     memmove(d->cbs, d->cbs + d->head, n * sizeof(entry));
     d->head = 0;
     d->count = n;
-    if (n < d->cap)
+    if (n + need <= d->cap)
       return 0;
   }
-  if (d->cap > UINT32_MAX / 2)
-    return CT_ENOMEM;
-  uint32_t cap = d->cap * 2;
+  uint32_t cap = d->cap;
+  while (cap < d->count + need) {
+    if (cap > UINT32_MAX / 2)
+      return CT_ENOMEM;
+    cap *= 2;
+  }
   entry *cbs;
   if (d->cbs == d->inline_cbs) {
     cbs = malloc(cap * sizeof(entry));
@@ -196,10 +219,9 @@ static int grow(ct_deferred *d) {
   return 0;
 }
 
-static int append(ct_deferred *d, uint8_t kind, gen_fn cb, gen_fn eb,
-                  void *arg, ct_free_cb drop) {
+static inline int append(ct_deferred *d, gen_fn cb, gen_fn eb, void *arg) {
   if (d->count == d->cap) {
-    int rc = grow(d);
+    int rc = grow(d, 1);
     if (rc < 0)
       return rc;
   }
@@ -207,8 +229,25 @@ static int append(ct_deferred *d, uint8_t kind, gen_fn cb, gen_fn eb,
   e->cb = cb;
   e->eb = eb;
   e->arg = arg;
-  e->drop = drop;
-  e->kind = kind;
+  return 0;
+}
+
+/* An entry with a drop function: two slots (see `entry`). */
+static int append_full(ct_deferred *d, gen_fn cb, gen_fn eb, void *arg,
+                       ct_free_cb drop) {
+  if (d->count + 2 > d->cap) {
+    int rc = grow(d, 2);
+    if (rc < 0)
+      return rc;
+  }
+  entry *e = &d->cbs[d->count];
+  e[0].cb = cb;
+  e[0].eb = M_FULL;
+  e[0].arg = arg;
+  e[1].cb = (gen_fn)drop;
+  e[1].eb = eb;
+  e[1].arg = NULL;
+  d->count += 2;
   return 0;
 }
 
@@ -251,7 +290,7 @@ static int do_wait(ct_deferred *cur, ct_deferred *inner) {
     ct_deferred_unref(inner);
     return 0;
   }
-  if (append(inner, E_CONT, NULL, NULL, cur, NULL) < 0) {
+  if (append(inner, NULL, M_CONT, cur) < 0) {
     ct_deferred_unref(inner);
     set_failure(cur, ct_failure_new(CT_ENOMEM, "cannot wait on Deferred"));
     return 0;
@@ -278,13 +317,38 @@ static void run_callbacks(ct_deferred *d) {
     while (cur->paused == 0 && cur->waiting_on == NULL &&
            cur->head < cur->count) {
       entry e = cur->cbs[cur->head++];
+      gen_fn eb = e.eb;
+      int kind = mark_kind(eb);
+      if (kind == K_FULL) {
+        /* Drop is not needed when the entry runs: take the real errback
+         * (or the BOTH marker) from the second slot. */
+        eb = cur->cbs[cur->head++].eb;
+        kind = mark_kind(eb);
+      }
       if (cur->head == cur->count)
         cur->head = cur->count = 0;
       ct_step s;
-      switch (e.kind) {
-      case E_NOP:
-        continue;
-      case E_CONT: {
+      if (kind < 0) {
+        /* The hot path: a plain (callback, errback) pair. */
+        if (cur->failure == NULL) {
+          if (e.cb == NULL)
+            continue;
+          ct_value v = cur->value;
+          cur->value = CT_NONE;
+          s = ((ct_callback_cb)e.cb)(v, e.arg);
+        } else {
+          if (eb == NULL)
+            continue;
+          ct_failure *f = cur->failure;
+          cur->failure = NULL;
+          s = ((ct_errback_cb)eb)(f, e.arg);
+        }
+      } else if (kind == K_BOTH) {
+        ct_result r = {cur->value, cur->failure};
+        cur->value = CT_NONE;
+        cur->failure = NULL;
+        s = ((ct_both_cb)e.cb)(r, e.arg);
+      } else if (kind == K_CONT) {
         ct_deferred *outer = e.arg;
         outer->value = cur->value;
         outer->failure = cur->failure;
@@ -298,10 +362,10 @@ static void run_callbacks(ct_deferred *d) {
           outer->stack_next = top;
           top = outer;
           pushed = 1;
+          break;
         }
-        break;
-      }
-      case E_CHAIN: {
+        continue;
+      } else if (kind == K_CHAIN) {
         ct_deferred *other = e.arg; /* the entry's reference */
         if (other->called) {
           ct_value_free(cur->value);
@@ -309,7 +373,7 @@ static void run_callbacks(ct_deferred *d) {
           set_failure(cur, ct_failure_new(CT_EALREADY_CALLED,
                                           "chained Deferred already called"));
           ct_deferred_unref(other);
-          break;
+          continue;
         }
         other->called = 1;
         other->value = cur->value;
@@ -321,55 +385,31 @@ static void run_callbacks(ct_deferred *d) {
           other->stack_next = top; /* the entry's reference moves here */
           top = other;
           pushed = 1;
-        } else {
-          ct_deferred_unref(other);
+          break;
         }
+        ct_deferred_unref(other);
+        continue;
+      } else {
+        continue; /* K_NOP */
+      }
+      switch (s.kind) {
+      case CT_STEP_VALUE:
+        cur->value = s.value;
         break;
-      }
-      case E_BOTH: {
-        ct_result r = {cur->value, cur->failure};
-        cur->value = CT_NONE;
-        cur->failure = NULL;
-        s = ((ct_both_cb)e.cb)(r, e.arg);
-        goto step;
-      }
+      case CT_STEP_FAILURE:
+        cur->failure = s.failure != NULL
+                           ? s.failure
+                           : ct_failure_new(CT_EINVAL,
+                                            "callback raised a NULL failure");
+        break;
+      case CT_STEP_WAIT:
+        do_wait(cur, s.wait);
+        break;
       default:
-        if (cur->failure == NULL) {
-          if (e.cb == NULL)
-            continue;
-          ct_value v = cur->value;
-          cur->value = CT_NONE;
-          s = ((ct_callback_cb)e.cb)(v, e.arg);
-        } else {
-          if (e.eb == NULL)
-            continue;
-          ct_failure *f = cur->failure;
-          cur->failure = NULL;
-          s = ((ct_errback_cb)e.eb)(f, e.arg);
-        }
-      step:
-        switch (s.kind) {
-        case CT_STEP_VALUE:
-          cur->value = s.value;
-          break;
-        case CT_STEP_FAILURE:
-          cur->failure = s.failure != NULL
-                             ? s.failure
-                             : ct_failure_new(CT_EINVAL,
-                                              "callback raised a NULL failure");
-          break;
-        case CT_STEP_WAIT:
-          do_wait(cur, s.wait);
-          break;
-        default:
-          cur->failure = ct_failure_new(CT_EINVAL, "bad step kind %d",
-                                        (int)s.kind);
-          break;
-        }
+        cur->failure =
+            ct_failure_new(CT_EINVAL, "bad step kind %d", (int)s.kind);
         break;
       }
-      if (pushed)
-        break;
     }
     if (!pushed) {
       /* As much of cur's chain as can run now has run: pop it and go back
@@ -423,10 +463,12 @@ int ct_deferred_add_callbacks_full(ct_deferred *d, ct_callback_cb cb,
                                    ct_free_cb drop) {
   if (d == NULL)
     return CT_EINVAL;
-  int rc = append(d, E_PAIR, (gen_fn)cb, (gen_fn)eb, arg, drop);
+  int rc = drop == NULL ? append(d, (gen_fn)cb, (gen_fn)eb, arg)
+                        : append_full(d, (gen_fn)cb, (gen_fn)eb, arg, drop);
   if (rc < 0)
     return rc;
-  run_callbacks(d);
+  if (d->called)
+    run_callbacks(d);
   return 0;
 }
 
@@ -447,7 +489,8 @@ int ct_deferred_add_both_full(ct_deferred *d, ct_both_cb fn, void *arg,
                               ct_free_cb drop) {
   if (d == NULL || fn == NULL)
     return CT_EINVAL;
-  int rc = append(d, E_BOTH, (gen_fn)fn, NULL, arg, drop);
+  int rc = drop == NULL ? append(d, (gen_fn)fn, M_BOTH, arg)
+                        : append_full(d, (gen_fn)fn, M_BOTH, arg, drop);
   if (rc < 0)
     return rc;
   run_callbacks(d);
@@ -461,7 +504,7 @@ int ct_deferred_add_both(ct_deferred *d, ct_both_cb fn, void *arg) {
 int ct_deferred_chain(ct_deferred *d, ct_deferred *other) {
   if (d == NULL || other == NULL || d == other)
     return CT_EINVAL;
-  int rc = append(d, E_CHAIN, NULL, NULL, other, NULL);
+  int rc = append(d, NULL, M_CHAIN, other);
   if (rc < 0)
     return rc;
   other->refs++;
