@@ -192,8 +192,9 @@ int main(void) {
   printf("(c) 1,000,000 x (failing callback + recovering errback)\n");
   row("ns per iteration (one failure hop)", c.ns_per_cb, "c_ns_per_hop",
       "ns");
-  printf("  heap allocations per Deferred: %.2f (1 Deferred + failure "
-         "struct + message)\n",
+  printf("  heap allocations per iteration: %.2f counted (Deferred + "
+         "failure);\n  + 1 for the message, made inside glibc's vasprintf "
+         "where the counter cannot see it\n",
          c.allocs_per_deferred);
   return sink == 42 ? 1 : 0;
 }
