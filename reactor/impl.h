@@ -92,7 +92,10 @@ struct ct_reactor {
   size_t heap_len, heap_cap;
   uint64_t seq;
   struct ct_delayed_call *free_calls;
-  struct ct__call_chunk *chunks;
+  struct ct__call_chunk *chunks, *chunks_tail;
+  struct ct__call_chunk *bump_chunk; /* next never-used slot: chunk, index */
+  size_t bump_idx;
+  size_t live_calls; /* allocated call objects */
   struct event *timer_ev;
   int64_t armed_deadline;
   int timer_armed;

@@ -13,9 +13,10 @@
  * A fake clock drives the same heap from ct_clock_advance(), so tests run
  * the exact code that production runs, minus the libevent timer.
  *
- * Call objects are 40 bytes taken from a slab with a free list (one malloc
- * per 1023 calls), which keeps the memory per pending call well under what
- * a libevent `struct event` costs.
+ * Call objects are 40 bytes taken from a slab (one malloc per 1023 calls)
+ * with a free list, which keeps the memory per pending call well under
+ * what a libevent `struct event` costs.  Chunks are kept until the reactor
+ * is freed.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -48,7 +49,7 @@ int64_t ct__seconds_to_ns(double seconds) {
     return 0;
   if (seconds >= 9.0e9)
     return CT_NS_MAX;
-  return (int64_t)llround(seconds * 1e9);
+  return (int64_t)(seconds * 1e9 + 0.5);
 }
 
 int64_t ct__seconds_to_ns_signed(double seconds) {
@@ -75,35 +76,57 @@ double ct_reactor_seconds(const ct_reactor *r) {
 
 static struct ct_delayed_call *call_alloc(ct_reactor *r) {
 #ifdef CT_CALL_MALLOC
-  (void)r;
-  return calloc(1, sizeof(struct ct_delayed_call));
+  struct ct_delayed_call *c = calloc(1, sizeof(*c));
+  if (c != NULL)
+    r->live_calls++;
+  return c;
 #else
-  if (r->free_calls == NULL) {
+  struct ct_delayed_call *c = r->free_calls;
+  if (c != NULL) {
+    r->free_calls = c->u.next_free;
+    r->live_calls++;
+    return c;
+  }
+  /* Bump allocation through the chunks, in address order. */
+  if (r->bump_chunk != NULL && r->bump_idx == CHUNK_CALLS) {
+    r->bump_chunk = r->bump_chunk->next;
+    r->bump_idx = 0;
+  }
+  if (r->bump_chunk == NULL) {
     struct ct__call_chunk *ch = malloc(sizeof(*ch));
     if (ch == NULL)
       return NULL;
-    ch->next = r->chunks;
-    r->chunks = ch;
-    /* Thread the free list so that calls are handed out in address order. */
-    for (size_t i = CHUNK_CALLS; i-- > 0;) {
-      ch->calls[i].state = CT__CALL_FREE;
-      ch->calls[i].u.next_free = r->free_calls;
-      r->free_calls = &ch->calls[i];
-    }
+    ch->next = NULL;
+    if (r->chunks_tail != NULL)
+      r->chunks_tail->next = ch;
+    else
+      r->chunks = ch;
+    r->chunks_tail = ch;
+    r->bump_chunk = ch;
+    r->bump_idx = 0;
   }
-  struct ct_delayed_call *c = r->free_calls;
-  r->free_calls = c->u.next_free;
-  return c;
+  r->live_calls++;
+  return &r->bump_chunk->calls[r->bump_idx++];
 #endif
 }
 
 static void call_release(ct_reactor *r, struct ct_delayed_call *c) {
+  r->live_calls--;
 #ifdef CT_CALL_MALLOC
-  (void)r;
   free(c);
 #else
   c->state = CT__CALL_FREE;
   c->fn = NULL;
+  if (r->live_calls == 0) {
+    /* Every call is free: forget the free list, whose order is that of
+     * the last release (deadline order, i.e. scattered), and hand out
+     * memory in address order again.  O(1), and it keeps the next burst of
+     * calls cache-friendly. */
+    r->free_calls = NULL;
+    r->bump_chunk = r->chunks;
+    r->bump_idx = 0;
+    return;
+  }
   c->u.next_free = r->free_calls;
   r->free_calls = c;
 #endif
@@ -383,8 +406,9 @@ void ct__timers_free(ct_reactor *r) {
     free(ch);
     ch = next;
   }
-  r->chunks = NULL;
+  r->chunks = r->chunks_tail = r->bump_chunk = NULL;
   r->free_calls = NULL;
+  r->live_calls = 0;
   free(r->heap);
   r->heap = NULL;
   r->heap_len = r->heap_cap = 0;

@@ -348,3 +348,36 @@ Test(timers, real_clock_is_monotonic) {
   cr_assert_gt(a, 0);
   ct_reactor_free(real);
 }
+
+static long counted;
+static void count_call(void *arg) {
+  (void)arg;
+  counted++;
+}
+
+Test(timers, slab_reuse_across_bursts_with_a_held_reference) {
+  /* Several bursts of calls, one handle kept referenced across them: the
+   * slab must never hand its memory out again while it is referenced. */
+  ct_delayed_call *kept = NULL;
+  for (int burst = 0; burst < 4; burst++) {
+    counted = 0;
+    for (int i = 0; i < 3000; i++) {
+      ct_delayed_call *c = ct_call_later(r, (i % 7) * 0.1, count_call, NULL);
+      if (burst == 1 && i == 1500)
+        kept = ct_delayed_call_ref(c);
+      if (i % 5 == 0)
+        ct_delayed_call_cancel(c);
+    }
+    cr_assert_eq(ct_clock_advance(clk, 1), 2400);
+    cr_assert_eq(counted, 2400);
+    cr_assert_eq(ct_reactor_pending_calls(r), 0);
+    if (kept != NULL) {
+      cr_assert_not(ct_delayed_call_active(kept));
+      cr_assert_eq(ct_delayed_call_cancel(kept), CT_EALREADY_CANCELLED);
+    }
+  }
+  ct_delayed_call_unref(kept);
+  /* After the last reference goes, the next burst starts afresh. */
+  ct_call_later(r, 0, count_call, NULL);
+  cr_assert_eq(ct_clock_advance(clk, 0), 1);
+}
