@@ -327,3 +327,43 @@ Test(timeout_factory, wrappers_compose) {
   ct_policy_factory_free(in);
   tu_server_stats_release(&sst);
 }
+
+/* A pull producer (chargen) behind the wrapper transport keeps flowing: the
+ * wrapper asks the real transport for drain notices and passes them on. */
+Test(timeout_factory, pull_producer_through_the_wrapper) {
+  ct_factory chargen;
+  ct_chargen_factory_init(&chargen);
+  ct_policy_factory *pf = ct_timeout_factory_new(&chargen, 5.0);
+  ct_client_factory cf;
+  tu_client_stats cst;
+  tu_client_factory_init(&cf, &cst);
+  ct_pump_options o = {.clock = C, .max_steps = 200};
+  ct_pump *p = ct_pump_connect_factories(R, ct_policy_factory_base(pf),
+                                         &cf.base, &o);
+  cr_assert(p != NULL);
+  ct_pump_flush(p); /* talks forever: stops at max_steps */
+  cr_assert_geq(cst.last->len, 10 * CT_CHARGEN_CHUNK, "got %zu",
+                cst.last->len);
+  ct_transport *inner_t =
+      ct_policy_inner_protocol(ct_pump_server_transport(p)->protocol)
+          ->transport;
+  cr_assert_leq(ct_transport_buffered(inner_t), CT_CHARGEN_CHUNK);
+  /* Writes count as traffic: 10 s later it is still connected. */
+  for (int i = 0; i < 10; i++) {
+    ct_clock_advance(C, 1.0);
+    ct_pump_flush(p);
+  }
+  cr_assert_eq(ct_pump_lost_code(p, 1), 0);
+  /* The client stops reading: the server stops producing, then times out. */
+  ct_transport_pause_reading(ct_pump_client_transport(p));
+  ct_pump_flush(p);
+  size_t held = ct_transport_buffered(ct_pump_server_transport(p));
+  cr_assert_leq(held, CT_CHARGEN_CHUNK);
+  ct_pump_flush(p);
+  cr_assert_eq(ct_transport_buffered(ct_pump_server_transport(p)), held);
+  ct_clock_advance(C, 5.0);
+  ct_pump_flush(p);
+  cr_assert_eq(ct_pump_lost_code(p, 1), CT_ECONNABORTED);
+  ct_pump_free(p);
+  ct_policy_factory_free(pf);
+}
