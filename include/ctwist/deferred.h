@@ -31,7 +31,9 @@
  * keeps a reference until it has fired it.
  *
  * Freeing: when the last reference goes, pending callbacks are dropped
- * without running, and the result (if any) is freed.  A Deferred freed
+ * without running (entries added with a `drop` function get drop(arg)),
+ * the result (if any) is freed, and an inner Deferred it waited on is
+ * released (the inner one keeps its own result).  A Deferred freed
  * while its result is a failure that nobody consumed logs "Unhandled error
  * in Deferred" once, with the failure chain and the file:line where the
  * Deferred was created.
@@ -39,7 +41,16 @@
  * The chain runs in a loop, not by recursion: chains of any length and any
  * depth of nested Deferreds run in constant C stack.
  *
+ * ## What a callback may do
+ * A callback or errback may add callbacks to its own Deferred (they run
+ * after it returns, never re-entrantly), drop references (including the
+ * last user reference to the Deferred running it), fire, cancel, pause or
+ * unpause other Deferreds, and pause its own.  Firing its own Deferred
+ * again returns CT_EALREADY_CALLED.  It must hand on exactly one step and
+ * must not free what it handed on.
+ *
  * Not thread-safe: use a Deferred on its reactor's thread only.
+ * See docs/deferred.md for the common patterns.
  */
 #ifndef CTWIST_DEFERRED_H
 #define CTWIST_DEFERRED_H
@@ -120,8 +131,12 @@ static inline ct_step ct_raise(ct_failure *f) {
 
 /**
  * Pause the chain until `inner` fires, then continue with its result
- * (also when it has fired already).  Takes over the caller's reference to
- * `inner`.  `inner` must not be the Deferred whose chain is running.
+ * (also when it has fired already: the result is taken at once, and
+ * `inner` is left holding CT_NONE).  Takes over the caller's reference to
+ * `inner` (write ct_wait(ct_deferred_ref(d)) to keep your own).  Waiting on
+ * NULL, on the Deferred whose chain is running, or on a Deferred that
+ * (transitively) waits on it continues the chain with a CT_EINVAL failure
+ * instead.
  */
 static inline ct_step ct_wait(ct_deferred *inner) {
   ct_step s = {CT_STEP_WAIT, CT_NONE, NULL, inner};
@@ -172,29 +187,37 @@ CT_EXTERN void ct_deferred_unref(ct_deferred *d);
 
 /**
  * Fire with a value: runs the chain now, unless paused.  Takes `v` in every
- * case.  Returns 0, or CT_EALREADY_CALLED if already fired (v is freed).
+ * case.  Returns 0, CT_EINVAL for NULL `d`, or CT_EALREADY_CALLED if
+ * already fired (v is freed; see ct_deferred_cancel() for the one
+ * exception).  The caller's reference is not consumed.
  */
 CT_EXTERN int ct_deferred_callback(ct_deferred *d, ct_value v);
 
-/** Fire with a failure (taken in every case).  Returns 0 or
- *  CT_EALREADY_CALLED (f is freed). */
+/** Fire with a failure (taken in every case; NULL becomes a CT_EINVAL
+ *  failure).  Returns 0, CT_EINVAL for NULL `d`, or CT_EALREADY_CALLED (f
+ *  is freed). */
 CT_EXTERN int ct_deferred_errback(ct_deferred *d, ct_failure *f);
 
 /* -------------------------------------------------------------- callbacks */
 
 /**
  * Append a (callback, errback) pair sharing `arg`; either may be NULL
- * (pass through).  If the Deferred has fired and is not paused, the chain
- * runs at once.  Returns 0 or CT_ENOMEM.
+ * (pass through).  If the Deferred has fired and is not paused or
+ * waiting, the chain runs at once (from inside the Deferred's own chain,
+ * the pair runs after the current callback returns).  Returns 0, CT_EINVAL
+ * (NULL `d`) or CT_ENOMEM (nothing added).  The first four entries are
+ * stored inside the Deferred; more grow a heap array (doubling).
  */
 CT_EXTERN int ct_deferred_add_callbacks(ct_deferred *d, ct_callback_cb cb,
                                         ct_errback_cb eb, void *arg);
 
-/** Append a callback (failures pass by it). */
+/** Append a callback (failures pass by it).  Same returns as
+ *  ct_deferred_add_callbacks(). */
 CT_EXTERN int ct_deferred_add_callback(ct_deferred *d, ct_callback_cb cb,
                                        void *arg);
 
-/** Append an errback (values pass by it). */
+/** Append an errback (values pass by it).  Same returns as
+ *  ct_deferred_add_callbacks(). */
 CT_EXTERN int ct_deferred_add_errback(ct_deferred *d, ct_errback_cb eb,
                                       void *arg);
 
@@ -222,7 +245,11 @@ CT_EXTERN int ct_deferred_add_both_full(ct_deferred *d, ct_both_cb fn,
 /**
  * Chain `other` after `d`: d's result goes on to fire `other` (Twisted's
  * chainDeferred); d continues with CT_NONE.  Holds a reference on `other`
- * until then.  Returns 0 or CT_ENOMEM.
+ * until then (dropped unfired if `d` is freed first).  If `other` has been
+ * fired meanwhile, d's result is freed and d continues with a
+ * CT_EALREADY_CALLED failure.  Runs in the same loop as ct_wait: long
+ * chains of chained Deferreds do not grow the stack.  Returns 0,
+ * CT_EINVAL (NULL, or other == d) or CT_ENOMEM.
  */
 CT_EXTERN int ct_deferred_chain(ct_deferred *d, ct_deferred *other);
 
@@ -263,8 +290,9 @@ CT_EXTERN int ct_deferred_add_timeout(ct_deferred *d, ct_reactor *r,
 /** 1 once callback/errback has been called on `d`. */
 CT_EXTERN int ct_deferred_called(const ct_deferred *d);
 
-/** 1 when `d` has a result not yet consumed by the chain (fired, not
- *  paused, not waiting, chain exhausted). */
+/** 1 when `d` has fired, is not waiting on an inner Deferred, is not
+ *  running its chain, and has no callbacks left to run (its result is the
+ *  final one so far). */
 CT_EXTERN int ct_deferred_has_result(const ct_deferred *d);
 
 /** 1 if the current result is a failure. */
