@@ -1,0 +1,104 @@
+#!/usr/bin/python3
+"""Interop: a plain Python socket client (the one in docs/message-protocol.md)
+talks to ctwist's message echo server, apps/msg/ct-msg-echo.
+
+Usage: test_message_python.py BUILD_DIR   (exit status 0 on success)
+"""
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+
+
+# --- the client from docs/message-protocol.md --------------------------------
+def send(sock, header, content=b""):
+    header = dict(header)
+    if content:
+        header["content-length"] = len(content)
+    h = json.dumps(header).encode("utf-8")
+    sock.sendall(struct.pack(">I", len(h)) + h + content)
+
+
+def recv_exact(sock, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError("connection closed")
+        buf += chunk
+    return buf
+
+
+def recv(sock):
+    (hlen,) = struct.unpack(">I", recv_exact(sock, 4))
+    header = json.loads(recv_exact(sock, hlen).decode("utf-8"))
+    return header, recv_exact(sock, header.get("content-length", 0))
+# -----------------------------------------------------------------------------
+
+
+def find_server(build_dir):
+    for root, _dirs, files in os.walk(build_dir):
+        if "ct-msg-echo" in files:
+            return os.path.join(root, "ct-msg-echo")
+    raise SystemExit("ct-msg-echo not found under %s" % build_dir)
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def main():
+    build_dir = sys.argv[1] if len(sys.argv) > 1 else "build"
+    proc = subprocess.Popen([find_server(build_dir), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        port = int(proc.stdout.readline())
+        check(port > 0, "server printed port %r" % port)
+        a = socket.create_connection(("127.0.0.1", port), timeout=10)
+        b = socket.create_connection(("127.0.0.1", port), timeout=10)
+
+        # Empty header, no content.
+        send(a, {})
+        check(recv(a) == ({}, b""), "empty message echo")
+        # Strings, integers, unicode, binary content.
+        hdr = {"type": "chat", "n": -7, "text": "caf\u00e9 \u4e2d\u6587 \"q\"\n"}
+        send(a, hdr, b"\x00\x01binary\xff")
+        h, c = recv(a)
+        check(c == b"\x00\x01binary\xff", "content echo")
+        check(h == dict(hdr, **{"content-length": len(c)}), "header echo %r" % h)
+        # Large content, several messages in one write.
+        big = os.urandom(300000)
+        send(a, {"i": 1}, big)
+        send(a, {"i": 2})
+        check(recv(a) == ({"i": 1, "content-length": len(big)}, big), "big")
+        check(recv(a) == ({"i": 2}, b""), "after big")
+        # Broadcast reaches both connections.
+        send(b, {"broadcast": 1}, b"all")
+        for s in (a, b):
+            check(recv(s)[1] == b"all", "broadcast")
+        # A malformed header closes that connection only.
+        bad = socket.create_connection(("127.0.0.1", port), timeout=10)
+        h = b'{"x": 1.5}'
+        bad.sendall(struct.pack(">I", len(h)) + h)
+        try:
+            closed = bad.recv(1) == b""
+        except ConnectionResetError:
+            closed = True
+        check(closed, "malformed header closes the connection")
+        bad.close()
+        send(a, {"still": "alive"})
+        check(recv(a) == ({"still": "alive"}, b""), "other connection untouched")
+        a.close()
+        b.close()
+        print("ok: python client interoperates with ct-msg-echo on port", port)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
