@@ -367,3 +367,44 @@ Test(timeout_factory, pull_producer_through_the_wrapper) {
   ct_pump_free(p);
   ct_policy_factory_free(pf);
 }
+
+/* Back-pressure crosses the wrapper: an echo whose client does not read
+ * stops reading at the high watermark and resumes once the client reads. */
+Test(timeout_factory, backpressure_through_the_wrapper) {
+  ct_factory echo;
+  ct_echo_factory_init(&echo);
+  echo.write_high_water = 1000;
+  echo.write_low_water = 100;
+  ct_policy_factory *pf = ct_timeout_factory_new(&echo, 100.0);
+  ct_client_factory cf;
+  tu_client_stats cst;
+  tu_client_factory_init(&cf, &cst);
+  ct_pump_options o = {.clock = C, .chunk_size = 500};
+  ct_pump *p = ct_pump_connect_factories(R, ct_policy_factory_base(pf),
+                                         &cf.base, &o);
+  cr_assert(p != NULL);
+  ct_transport *client = ct_pump_client_transport(p);
+  ct_transport *server = ct_pump_server_transport(p);
+  ct_transport *inner_t = ct_policy_inner_protocol(server->protocol)->transport;
+  ct_transport_pause_reading(client);
+  char buf[5000];
+  for (size_t i = 0; i < sizeof buf; i++)
+    buf[i] = (char)('A' + i % 23);
+  ct_transport_write(client, buf, sizeof buf);
+  ct_pump_flush(p);
+  /* The server echoed until its output passed 1000 bytes, then stopped
+   * reading: the rest waits on the client side. */
+  cr_assert(ct_transport_reading_paused(server));
+  cr_assert(ct_transport_reading_paused(inner_t));
+  cr_assert_geq(ct_transport_buffered(server), 1000);
+  cr_assert_leq(ct_transport_buffered(server), 1500);
+  cr_assert_gt(ct_transport_buffered(client), 0);
+  cr_assert_eq(cst.last->len, 0);
+  ct_transport_resume_reading(client);
+  ct_pump_flush(p);
+  cr_assert_eq(cst.last->len, sizeof buf);
+  cr_assert(memcmp(cst.last->buf, buf, sizeof buf) == 0);
+  cr_assert_not(ct_transport_reading_paused(server));
+  ct_pump_free(p);
+  ct_policy_factory_free(pf);
+}
