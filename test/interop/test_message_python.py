@@ -14,22 +14,17 @@ import sys
 
 # --- the client from docs/message-protocol.md --------------------------------
 def send(sock, header, content=b""):
-    header = dict(header)
-    if content:
-        header["content-length"] = len(content)
+    header = dict(header, **({"content-length": len(content)} if content else {}))
     h = json.dumps(header).encode("utf-8")
     sock.sendall(struct.pack(">I", len(h)) + h + content)
-
 
 def recv_exact(sock, n):
     buf = b""
     while len(buf) < n:
         chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise EOFError("connection closed")
+        if not chunk: raise EOFError("connection closed")
         buf += chunk
     return buf
-
 
 def recv(sock):
     (hlen,) = struct.unpack(">I", recv_exact(sock, 4))
