@@ -82,11 +82,18 @@ ct_failure *ct_failure_new_at(const char *file, int line, const char *domain,
 }
 
 ct_failure *ct_failure_copy(const ct_failure *f) {
-  if (f == NULL)
-    return NULL;
-  ct_failure *cause = ct_failure_copy(f->cause);
-  return ct_failure_new_at(f->file, f->line, f->domain, f->code, cause, "%s",
-                           f->message != NULL ? f->message : "");
+  /* Iterative, like ct_failure_free(): copy each link and append it. */
+  ct_failure *head = NULL, **tail = &head;
+  for (; f != NULL; f = f->cause) {
+    ct_failure *c =
+        ct_failure_new_at(f->file, f->line, f->domain, f->code, NULL, "%s",
+                          f->message != NULL ? f->message : "");
+    *tail = c;
+    if (c == &ct__oom_failure)
+      break; /* out of memory: a truncated chain ending in the OOM failure */
+    tail = &c->cause;
+  }
+  return head;
 }
 
 void ct_failure_free(ct_failure *f) {
@@ -119,7 +126,9 @@ size_t ct_failure_format(const ct_failure *f, char *buf, size_t len) {
     int n = snprintf(out, room, "%s[%s] %s: %s (%s:%d)",
                      depth > 0 ? "\n  caused by: " : "", f->domain,
                      ct_err_name(f->code),
-                     f->message != NULL ? f->message : ct_strerror(f->code),
+                     f->message != NULL && f->message[0] != '\0'
+                         ? f->message
+                         : ct_strerror(f->code),
                      file, f->line);
     if (n > 0)
       need += (size_t)n;

@@ -25,6 +25,10 @@ struct ct_log_observer {
 static pthread_mutex_t log_mutex = PTHREAD_MUTEX_INITIALIZER;
 static struct ct_log_observer *log_observers;
 static ct_log_level log_default_level = CT_LOG_INFO;
+/* Set while this thread runs observers: an observer that logs must not take
+ * the (non-recursive) mutex again, and must not change the list under the
+ * walk. */
+static _Thread_local int log_in_dispatch;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error",
                                           "critical"};
@@ -36,7 +40,7 @@ const char *ct_log_level_name(ct_log_level level) {
 }
 
 int ct_log_level_parse(const char *name, ct_log_level *out) {
-  if (name == NULL)
+  if (name == NULL || out == NULL)
     return CT_EINVAL;
   for (int i = 0; i <= CT_LOG_CRITICAL; i++) {
     if (strcasecmp(name, level_names[i]) == 0) {
@@ -53,7 +57,7 @@ int ct_log_level_parse(const char *name, ct_log_level *out) {
 
 ct_log_observer *ct_log_add_observer(ct_log_level min_level,
                                      ct_log_observer_cb cb, void *arg) {
-  if (cb == NULL)
+  if (cb == NULL || log_in_dispatch)
     return NULL;
   ct_log_observer *obs = malloc(sizeof(*obs));
   if (obs == NULL)
@@ -73,8 +77,8 @@ ct_log_observer *ct_log_add_observer(ct_log_level min_level,
 }
 
 void ct_log_remove_observer(ct_log_observer *obs) {
-  if (obs == NULL)
-    return;
+  if (obs == NULL || log_in_dispatch)
+    return; /* misuse from inside an observer: documented as ignored */
   pthread_mutex_lock(&log_mutex);
   for (ct_log_observer **pp = &log_observers; *pp != NULL; pp = &(*pp)->next) {
     if (*pp == obs) {
@@ -118,10 +122,45 @@ void ct_log_text_observer(const ct_log_event *ev, void *arg) {
   fflush(out);
 }
 
-/* Writes `s` as a JSON string literal. */
+/* Length of the valid UTF-8 sequence at p (1-4), or 0 if it is invalid
+ * (overlong forms, surrogates and values above U+10FFFF included). */
+static size_t utf8_len(const unsigned char *p) {
+  unsigned c = p[0];
+  size_t n;
+  unsigned min;
+  if (c < 0x80)
+    return 1;
+  if ((c & 0xE0) == 0xC0) {
+    n = 2;
+    min = 0x80;
+    c &= 0x1F;
+  } else if ((c & 0xF0) == 0xE0) {
+    n = 3;
+    min = 0x800;
+    c &= 0x0F;
+  } else if ((c & 0xF8) == 0xF0) {
+    n = 4;
+    min = 0x10000;
+    c &= 0x07;
+  } else {
+    return 0;
+  }
+  for (size_t i = 1; i < n; i++) {
+    if ((p[i] & 0xC0) != 0x80) /* also stops at the terminating NUL */
+      return 0;
+    c = (c << 6) | (p[i] & 0x3F);
+  }
+  if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+    return 0;
+  return n;
+}
+
+/* Writes `s` as a JSON string literal.  Invalid UTF-8 bytes become U+FFFD,
+ * so that every line is valid JSON whatever a message contains. */
 static void json_string(FILE *out, const char *s) {
   fputc('"', out);
-  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+  const unsigned char *p = (const unsigned char *)(s ? s : "");
+  while (*p) {
     switch (*p) {
     case '"':
       fputs("\\\"", out);
@@ -139,11 +178,22 @@ static void json_string(FILE *out, const char *s) {
       fputs("\\t", out);
       break;
     default:
-      if (*p < 0x20)
+      if (*p < 0x20) {
         fprintf(out, "\\u%04x", *p);
-      else
+      } else if (*p >= 0x80) {
+        size_t n = utf8_len(p);
+        if (n == 0) {
+          fputs("\\ufffd", out);
+        } else {
+          fwrite(p, 1, n, out);
+          p += n;
+          continue;
+        }
+      } else {
         fputc(*p, out);
+      }
     }
+    p++;
   }
   fputc('"', out);
 }
@@ -167,7 +217,14 @@ void ct_log_json_observer(const ct_log_event *ev, void *arg) {
 }
 
 static void dispatch(const ct_log_event *ev) {
+  if (log_in_dispatch) {
+    /* An observer logged: taking the mutex again would deadlock, and
+     * calling observers again could recurse forever.  stderr it is. */
+    ct_log_text_observer(ev, NULL);
+    return;
+  }
   pthread_mutex_lock(&log_mutex);
+  log_in_dispatch = 1;
   if (log_observers == NULL) {
     if (ev->level >= log_default_level)
       ct_log_text_observer(ev, NULL);
@@ -176,6 +233,7 @@ static void dispatch(const ct_log_event *ev) {
       if (ev->level >= o->min_level)
         o->cb(ev, o->arg);
   }
+  log_in_dispatch = 0;
   pthread_mutex_unlock(&log_mutex);
 }
 

@@ -148,9 +148,14 @@ CT_EXTERN void ct_failure_free(ct_failure *f);
 CT_EXTERN int ct_failure_check(const ct_failure *f, int code);
 
 /**
- * Render the whole chain into `buf` (always NUL-terminated when len > 0):
- * "ECONNREFUSED: connect to 127.0.0.1:1: connection refused (tcp.c:88)\n
- *   caused by: ...".  Returns the length the full text needs, like snprintf.
+ * Render the whole chain into `buf` (always NUL-terminated when len > 0),
+ * one line per link, "[domain] NAME: message (file.c:line)", the causes
+ * prefixed with "\n  caused by: ":
+ *   [tcp] ECONNREFUSED: connect to 127.0.0.1:1 (tcp.c:88)
+ *     caused by: [os] ECONNREFUSED: connect: connection refused (tcp.c:80)
+ * A failure without a message shows ct_strerror(code).  Returns the length
+ * the full text needs (excluding the NUL), like snprintf; NULL renders as
+ * the empty string.
  */
 CT_EXTERN size_t ct_failure_format(const ct_failure *f, char *buf, size_t len);
 

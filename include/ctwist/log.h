@@ -44,7 +44,12 @@ typedef struct ct_log_event {
   double time; /**< wall-clock seconds since the epoch, for display */
 } ct_log_event;
 
-/** An observer: called once per event at or above its minimum level. */
+/**
+ * An observer: called once per event at or above its minimum level, with
+ * the observer list locked.  An observer must not add or remove observers
+ * (such calls are ignored: add returns NULL, remove does nothing); an event
+ * it logs itself goes straight to the stderr text observer.
+ */
 typedef void (*ct_log_observer_cb)(const ct_log_event *ev, void *arg);
 
 /** Handle of a registered observer. */
@@ -67,7 +72,9 @@ CT_EXTERN void ct_log_remove_observer(ct_log_observer *obs);
 CT_EXTERN void ct_log_text_observer(const ct_log_event *ev, void *arg);
 
 /** Observer writing one JSON object per line; `arg` is the `FILE *` (NULL:
- *  stderr).  Keys: time, level, module, message, file, line. */
+ *  stderr).  Keys: time (ISO 8601 UTC string), level, module, message,
+ *  and file, line when known.  Bytes that are not valid UTF-8 are written
+ *  as U+FFFD, so every line is valid JSON. */
 CT_EXTERN void ct_log_json_observer(const ct_log_event *ev, void *arg);
 
 /** Minimum level of the default stderr observer (CT_LOG_INFO initially). */
@@ -76,7 +83,8 @@ CT_EXTERN void ct_log_set_default_level(ct_log_level level);
 /** The name of a level: "debug", "info", "warn", "error", "critical". */
 CT_EXTERN const char *ct_log_level_name(ct_log_level level);
 
-/** Parse a level name; returns 0 and sets *out, or CT_EINVAL. */
+/** Parse a level name (case-insensitive; "warning" is accepted for
+ *  "warn"); returns 0 and sets *out, or CT_EINVAL (also for NULL). */
 CT_EXTERN int ct_log_level_parse(const char *name, ct_log_level *out);
 
 /**
