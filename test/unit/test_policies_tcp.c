@@ -1,0 +1,121 @@
+/*
+ * The policy wrapper over a real stream transport: an echo wrapped in a
+ * timeout, a limit and a throttle (caps above the load) round-trips data of
+ * varying chunk sizes, and a wrapped chargen keeps its bounded buffering
+ * when the client stops reading.
+ */
+#include "ctwist/policies.h"
+#include "ctwist/wire.h"
+#include "test_transport_util.h"
+
+static ct_reactor *R;
+
+static void setup(void) { R = ct_reactor_new(); }
+static void teardown(void) { ct_reactor_free(R); }
+
+TestSuite(policies_tcp, .init = setup, .fini = teardown, .timeout = 30);
+
+typedef struct want_len {
+  tu_client_stats *st;
+  size_t n;
+} want_len;
+
+static int got_len(void *arg) {
+  want_len *w = arg;
+  return w->st->last != NULL && w->st->last->len >= w->n;
+}
+
+static int client_gone(void *arg) {
+  return ((tu_client_stats *)arg)->last == NULL;
+}
+
+static int no_conns(void *arg) {
+  return ct_policy_factory_connections(arg) == 0;
+}
+
+typedef struct stack {
+  ct_factory inner;
+  ct_policy_factory *t, *l, *th;
+  ct_listening_port *port;
+  char ep[128];
+} stack;
+
+static void stack_open(stack *s) {
+  s->t = ct_timeout_factory_new(&s->inner, 30.0);
+  s->l = ct_limit_factory_new(ct_policy_factory_base(s->t), 10, 5);
+  s->th = ct_throttling_factory_new(R, ct_policy_factory_base(s->l),
+                                    64u << 20, 64u << 20);
+  s->port = tu_listen(R, "tcp:0:interface=127.0.0.1",
+                      ct_policy_factory_base(s->th));
+  tu_client_endpoint(s->port, s->ep, sizeof s->ep);
+}
+
+static void stack_close(stack *s) {
+  cr_assert(tu_spin(R, no_conns, s->th, 10));
+  tu_stop_port(s->port);
+  ct_policy_factory_free(s->th);
+  ct_policy_factory_free(s->l);
+  ct_policy_factory_free(s->t);
+}
+
+Test(policies_tcp, wrapped_echo_round_trip) {
+  stack s;
+  ct_echo_factory_init(&s.inner);
+  stack_open(&s);
+  ct_client_factory cf;
+  tu_client_stats cst;
+  tu_client_factory_init(&cf, &cst);
+  tu_conn_result res;
+  tu_connect(R, s.ep, &cf, &res);
+  cr_assert(res.failure == NULL);
+  ct_transport *t = res.protocol->transport;
+  size_t total = 300000, off = 0, chunk = 1;
+  char *data = malloc(total);
+  for (size_t i = 0; i < total; i++)
+    data[i] = (char)(i * 31 + i / 7);
+  while (off < total) {
+    size_t n = chunk < total - off ? chunk : total - off;
+    cr_assert_eq(ct_transport_write(t, data + off, n), 0);
+    off += n;
+    chunk = chunk * 5 + 1;
+    if (chunk > 65536)
+      chunk = 1;
+  }
+  want_len w = {&cst, total};
+  cr_assert(tu_spin(R, got_len, &w, 20));
+  cr_assert(memcmp(cst.last->buf, data, total) == 0);
+  free(data);
+  cr_assert_eq(ct_policy_factory_connections(s.th), 1);
+  ct_transport_lose_connection(t);
+  cr_assert(tu_spin(R, client_gone, &cst, 10));
+  stack_close(&s);
+}
+
+Test(policies_tcp, wrapped_chargen_stays_bounded) {
+  stack s;
+  ct_chargen_factory_init(&s.inner);
+  stack_open(&s);
+  ct_client_factory cf;
+  tu_client_stats cst;
+  tu_client_factory_init(&cf, &cst);
+  tu_conn_result res;
+  tu_connect(R, s.ep, &cf, &res);
+  cr_assert(res.failure == NULL);
+  ct_transport *t = res.protocol->transport;
+  want_len w = {&cst, 200000};
+  cr_assert(tu_spin(R, got_len, &w, 20));
+  ct_transport_pause_reading(t);
+  tu_turns(R, 100);
+  size_t before = cst.last->len;
+  tu_turns(R, 20);
+  cr_assert_eq(cst.last->len, before);
+  ct_transport_resume_reading(t);
+  w.n = before + 300000;
+  cr_assert(tu_spin(R, got_len, &w, 20));
+  const char noise[] = CT_CHARGEN_NOISE;
+  for (size_t i = 0; i < cst.last->len; i++)
+    cr_assert_eq(cst.last->buf[i], noise[i % 71]);
+  ct_transport_lose_connection(t);
+  cr_assert(tu_spin(R, client_gone, &cst, 10));
+  stack_close(&s);
+}
