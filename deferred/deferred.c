@@ -53,9 +53,9 @@ typedef struct entry {
 } entry;
 
 struct ct_deferred {
-  entry *cbs;       /* inline_cbs or a heap array */
-  uint32_t head;    /* first entry not yet run */
-  uint32_t count;   /* entries in use: [head, count) are pending */
+  entry *cbs;     /* inline_cbs or a heap array */
+  uint32_t head;  /* first entry not yet run */
+  uint32_t count; /* entries in use: [head, count) are pending */
   uint32_t cap;
   uint32_t refs;
   uint32_t paused;  /* user pauses */
@@ -63,9 +63,9 @@ struct ct_deferred {
   uint8_t running;  /* on the trampoline's stack */
   uint8_t suppress; /* cancelled without canceller: eat one late fire */
   ct_value value;
-  ct_failure *failure;       /* the result is a failure when non-NULL */
-  ct_deferred *waiting_on;   /* inner Deferred we wait for (holds a ref) */
-  ct_deferred *stack_next;   /* trampoline stack / free work list */
+  ct_failure *failure;     /* the result is a failure when non-NULL */
+  ct_deferred *waiting_on; /* inner Deferred we wait for (holds a ref) */
+  ct_deferred *stack_next; /* trampoline stack / free work list */
   ct_canceller_cb canceller;
   void *cancel_arg;
   const char *file;
@@ -125,8 +125,8 @@ static void log_unhandled(ct_deferred *d) {
   const char *slash = strrchr(file, '/');
   if (slash != NULL)
     file = slash + 1;
-  snprintf(what, sizeof(what),
-           "Unhandled error in Deferred (created at %s:%d)", file, d->line);
+  snprintf(what, sizeof(what), "Unhandled error in Deferred (created at %s:%d)",
+           file, d->line);
   ct_log_failure(CT_LOG_ERROR, "deferred", what, d->failure);
 }
 
@@ -275,9 +275,9 @@ static int do_wait(ct_deferred *cur, ct_deferred *inner) {
   }
   if (waits_on(inner, cur)) {
     ct_deferred_unref(inner);
-    set_failure(cur, ct_failure_new(CT_EINVAL,
-                                    "callback waited on a Deferred that "
-                                    "waits on its own chain"));
+    set_failure(cur,
+                ct_failure_new(CT_EINVAL, "callback waited on a Deferred that "
+                                          "waits on its own chain"));
     return 0;
   }
   if (inner->called && !inner->running && inner->paused == 0 &&
@@ -397,10 +397,10 @@ static void run_callbacks(ct_deferred *d) {
         cur->value = s.value;
         break;
       case CT_STEP_FAILURE:
-        cur->failure = s.failure != NULL
-                           ? s.failure
-                           : ct_failure_new(CT_EINVAL,
-                                            "callback raised a NULL failure");
+        cur->failure =
+            s.failure != NULL
+                ? s.failure
+                : ct_failure_new(CT_EINVAL, "callback raised a NULL failure");
         break;
       case CT_STEP_WAIT:
         do_wait(cur, s.wait);
@@ -547,8 +547,7 @@ int ct_deferred_cancel(ct_deferred *d) {
   return 0;
 }
 
-void ct__deferred_set_canceller(ct_deferred *d, ct_canceller_cb fn,
-                                void *arg) {
+void ct__deferred_set_canceller(ct_deferred *d, ct_canceller_cb fn, void *arg) {
   d->canceller = fn;
   d->cancel_arg = arg;
 }
@@ -573,8 +572,7 @@ int ct_deferred_has_result(const ct_deferred *d) {
 }
 
 int ct_deferred_is_failed(const ct_deferred *d) {
-  return d != NULL && d->called && d->waiting_on == NULL &&
-         d->failure != NULL;
+  return d != NULL && d->called && d->waiting_on == NULL && d->failure != NULL;
 }
 
 int ct_deferred_take_result(ct_deferred *d, ct_result *out) {

@@ -16,8 +16,8 @@ static void lc_done(ct_looping_call *lc, int err, void *arg) {
   if (err == 0)
     ct_deferred_callback(d, CT_NONE);
   else
-    ct_deferred_errback(d, ct_failure_new(err, "looping call failed: %s",
-                                          ct_strerror(err)));
+    ct_deferred_errback(
+        d, ct_failure_new(err, "looping call failed: %s", ct_strerror(err)));
   ct_deferred_unref(d);
 }
 
@@ -42,7 +42,9 @@ ct_deferred *ct_looping_call_start_deferred(ct_looping_call *lc,
 
 /* ------------------------------------------------------ shutdown triggers */
 
-static void hold_release_drop(void *arg) { ct_phase_hold_release(arg); }
+static void hold_release_drop(void *arg) {
+  ct_phase_hold_release(arg);
+}
 
 static ct_step hold_release(ct_result r, void *arg) {
   ct_phase_hold_release(arg);

@@ -21,7 +21,9 @@ static void timeout_done(timeout_state *t) {
   free(t);
 }
 
-static void timeout_drop(void *arg) { timeout_done(arg); }
+static void timeout_drop(void *arg) {
+  timeout_done(arg);
+}
 
 static void timeout_fire(void *arg) {
   timeout_state *t = arg;

@@ -45,9 +45,8 @@ ct_deferred *ct_maybe_deferred_at(const char *file, int line, ct_step_fn fn,
     return ct_fail_at(file, line,
                       ct_failure_new(CT_EINVAL, "function waited on NULL"));
   default:
-    return ct_fail_at(file, line,
-                      ct_failure_new(CT_EINVAL, "bad step kind %d",
-                                     (int)s.kind));
+    return ct_fail_at(
+        file, line, ct_failure_new(CT_EINVAL, "bad step kind %d", (int)s.kind));
   }
 }
 
@@ -62,9 +61,9 @@ typedef struct dl_state {
   size_t n;
   size_t finished;
   unsigned flags;
-  ct_deferred *list;       /* strong until fired */
-  ct_dl_result *result;    /* owned until handed over */
-  ct_deferred **ds;        /* weak */
+  ct_deferred *list;    /* strong until fired */
+  ct_dl_result *result; /* owned until handed over */
+  ct_deferred **ds;     /* weak */
   struct dl_slot *slots;
 } dl_state;
 
@@ -119,11 +118,9 @@ static void dl_fire_value(dl_state *st) {
 }
 
 static ct_failure *first_error(size_t index, ct_failure *cause) {
-  return ct_failure_wrap("ctwist", CT_EFIRST_ERROR, cause,
-                         "FirstError at index %zu: %s", index,
-                         cause != NULL && cause->message != NULL
-                             ? cause->message
-                             : "");
+  return ct_failure_wrap(
+      "ctwist", CT_EFIRST_ERROR, cause, "FirstError at index %zu: %s", index,
+      cause != NULL && cause->message != NULL ? cause->message : "");
 }
 
 long ct_first_error_index(const ct_failure *f) {
@@ -252,8 +249,8 @@ ct_deferred *ct_deferred_list(ct_deferred *const *ds, size_t n,
                                        &st->slots[i], dl_drop) < 0) {
       /* Out of memory: count it as a failure of that entry (the
        * entry's reference taken above is dropped by dl_on_failure). */
-      ct_step r = dl_on_failure(
-          ct_failure_new(CT_ENOMEM, "DeferredList setup"), &st->slots[i]);
+      ct_step r = dl_on_failure(ct_failure_new(CT_ENOMEM, "DeferredList setup"),
+                                &st->slots[i]);
       if (r.kind == CT_STEP_FAILURE)
         ct_failure_free(r.failure);
     }

@@ -39,7 +39,9 @@ void *realloc(void *p, size_t n) {
   return __libc_realloc(p, n);
 }
 
-void free(void *p) { __libc_free(p); }
+void free(void *p) {
+  __libc_free(p);
+}
 
 /* --------------------------------------------------------------- shapes */
 
@@ -90,8 +92,8 @@ static result shape_a(long n) {
     ct_deferred_unref(d);
   }
   double t1 = now_ns();
-  result r = {t1 - t0, (t1 - t0) / (3.0 * n),
-              (double)(n_allocs - a0) / n, (double)(n_allocs - a0)};
+  result r = {t1 - t0, (t1 - t0) / (3.0 * n), (double)(n_allocs - a0) / n,
+              (double)(n_allocs - a0)};
   return r;
 }
 
@@ -178,8 +180,9 @@ int main(void) {
   result b = best(shape_b, N, 5);
   result c = best(shape_c, N, 5);
 
-  printf("Deferred benchmark (ctwist vs Twisted %s, best of 5, thread CPU time)\n",
-         twisted_value("version") > 0 ? "(python3-twisted)" : "(not run)");
+  printf(
+      "Deferred benchmark (ctwist vs Twisted %s, best of 5, thread CPU time)\n",
+      twisted_value("version") > 0 ? "(python3-twisted)" : "(not run)");
   printf("(a) 1,000,000 Deferreds x (new + 3 callbacks + fire + unref)\n");
   row("ns per callback", a.ns_per_cb, "a_ns_per_cb", "ns");
   printf("  heap allocations per Deferred: %.2f\n", a.allocs_per_deferred);
@@ -190,8 +193,7 @@ int main(void) {
   printf("  heap allocations: %.0f in all (%.5f per 4 callbacks)\n",
          b.allocs_total, b.allocs_total / (N / 4.0));
   printf("(c) 1,000,000 x (failing callback + recovering errback)\n");
-  row("ns per iteration (one failure hop)", c.ns_per_cb, "c_ns_per_hop",
-      "ns");
+  row("ns per iteration (one failure hop)", c.ns_per_cb, "c_ns_per_hop", "ns");
   printf("  heap allocations per iteration: %.2f counted (Deferred + "
          "failure);\n  + 1 for the message, made inside glibc's vasprintf "
          "where the counter cannot see it\n",

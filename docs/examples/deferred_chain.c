@@ -13,8 +13,7 @@ static int failures;
 #define CHECK(cond)                                                            \
   do {                                                                         \
     if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,        \
-              #cond);                                                          \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
       failures++;                                                              \
     }                                                                          \
   } while (0)
@@ -53,10 +52,10 @@ static ct_step to_text(ct_value v, void *arg) {
 
 static void sequential_chain(ct_reactor *r, ct_clock *clock) {
   ct_deferred *d = ct_defer_later(r, 1.0, fetch_number, (void *)20);
-  ct_deferred_add_callback(d, double_it, NULL);     /* 40 */
-  ct_deferred_add_callback(d, then_fetch_more, r);  /* waits, then 41 */
-  ct_deferred_add_callback(d, to_text, NULL);       /* "result=41" */
-  ct_clock_advance(clock, 1.0); /* fires the first fetch */
+  ct_deferred_add_callback(d, double_it, NULL);    /* 40 */
+  ct_deferred_add_callback(d, then_fetch_more, r); /* waits, then 41 */
+  ct_deferred_add_callback(d, to_text, NULL);      /* "result=41" */
+  ct_clock_advance(clock, 1.0);                    /* fires the first fetch */
   CHECK(!ct_deferred_has_result(d)); /* waiting on the second fetch */
   ct_clock_advance(clock, 1.0);
   ct_result res;

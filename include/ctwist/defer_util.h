@@ -224,8 +224,8 @@ CT_EXTERN int ct_deferred_lock_release(ct_deferred_lock *l);
 
 /** Acquire, run `fn(arg)` (as ct_maybe_deferred()), release when its result
  *  is available; fires with that result. */
-CT_EXTERN ct_deferred *ct_deferred_lock_run(ct_deferred_lock *l,
-                                            ct_step_fn fn, void *arg);
+CT_EXTERN ct_deferred *ct_deferred_lock_run(ct_deferred_lock *l, ct_step_fn fn,
+                                            void *arg);
 
 /** 1 while the lock is held. */
 CT_EXTERN int ct_deferred_lock_locked(const ct_deferred_lock *l);
@@ -243,8 +243,7 @@ typedef struct ct_deferred_queue ct_deferred_queue;
  * `backlog` waiting getters (CT_UNLIMITED for no limit; 0 is a real
  * limit).  Returns NULL if memory runs out.
  */
-CT_EXTERN ct_deferred_queue *ct_deferred_queue_new(size_t size,
-                                                   size_t backlog);
+CT_EXTERN ct_deferred_queue *ct_deferred_queue_new(size_t size, size_t backlog);
 
 /** Free a queue: pending values are freed, waiting getters errbacked with
  *  CT_ECLOSED.  NULL is a no-op. */
@@ -285,8 +284,7 @@ CT_EXTERN size_t ct_deferred_queue_waiting(const ct_deferred_queue *q);
  * CT_EINVAL / CT_ESTATE / out of memory.
  */
 CT_EXTERN ct_deferred *ct_looping_call_start_deferred(ct_looping_call *lc,
-                                                      double interval,
-                                                      int now);
+                                                      double interval, int now);
 
 /** A shutdown trigger that returns a Deferred (NULL: nothing to wait for);
  *  the reference is handed over. */

@@ -91,7 +91,9 @@ static inline ct_value ct_value_int(intptr_t i) {
 }
 
 /** The integer carried by ct_value_int(). */
-static inline intptr_t ct_value_as_int(ct_value v) { return (intptr_t)v.ptr; }
+static inline intptr_t ct_value_as_int(ct_value v) {
+  return (intptr_t)v.ptr;
+}
 
 /** Release a value (calls its destructor, if any). */
 static inline void ct_value_free(ct_value v) {
@@ -112,9 +114,9 @@ typedef enum ct_step_kind {
 
 typedef struct ct_step {
   ct_step_kind kind;
-  ct_value value;       /**< CT_STEP_VALUE */
-  ct_failure *failure;  /**< CT_STEP_FAILURE */
-  ct_deferred *wait;    /**< CT_STEP_WAIT */
+  ct_value value;      /**< CT_STEP_VALUE */
+  ct_failure *failure; /**< CT_STEP_FAILURE */
+  ct_deferred *wait;   /**< CT_STEP_WAIT */
 } ct_step;
 
 /** Continue on the callback path with `v` (ownership passes on). */
@@ -171,8 +173,7 @@ typedef void (*ct_free_cb)(void *arg);
  * NULL if memory runs out.  Use the macro, which records the creation site.
  */
 CT_EXTERN ct_deferred *ct_deferred_new_at(const char *file, int line,
-                                          ct_canceller_cb canceller,
-                                          void *arg);
+                                          ct_canceller_cb canceller, void *arg);
 #define ct_deferred_new(canceller, arg)                                        \
   ct_deferred_new_at(__FILE__, __LINE__, (canceller), (arg))
 

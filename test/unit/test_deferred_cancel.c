@@ -130,8 +130,8 @@ DTEST(deferred_cancel, cancel_outer_cancels_inner) {
   cancel_calls = 0;
   rec r = {0};
   ct_deferred *outer = ct_deferred_new(canceller_noop, NULL);
-  ct_deferred *inner = ct_deferred_new(canceller_errbacks,
-                                       (void *)(intptr_t)CT_ECANCELLED);
+  ct_deferred *inner =
+      ct_deferred_new(canceller_errbacks, (void *)(intptr_t)CT_ECANCELLED);
   ct_deferred_add_callback(outer, cb_wait_on, inner);
   ct_deferred_add_errback(outer, eb_record, &r);
   ct_deferred_callback(outer, CT_NONE);

@@ -28,7 +28,9 @@ static inline ct_value heap_int(int x) {
   return ct_value_of(p, free);
 }
 
-static inline int heap_get(ct_value v) { return *(int *)v.ptr; }
+static inline int heap_get(ct_value v) {
+  return *(int *)v.ptr;
+}
 
 /* Assert `d` has a successful result, take it, and return it as an int
  * (heap ints are read and freed). */
@@ -106,9 +108,9 @@ static inline ct_step eb_recover(ct_failure *f, void *arg) {
 /* --- log capture --- */
 
 typedef struct log_capture {
-  int unhandled;     /* "Unhandled error in Deferred" events */
-  int events;        /* all events */
-  char last[1024];   /* message of the last event */
+  int unhandled;   /* "Unhandled error in Deferred" events */
+  int events;      /* all events */
+  char last[1024]; /* message of the last event */
   ct_log_observer *obs;
 } log_capture;
 

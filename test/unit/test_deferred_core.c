@@ -48,10 +48,10 @@ DTEST(deferred_core, errback_runs_with_failure) {
 DTEST(deferred_core, failure_skips_callbacks_value_skips_errbacks) {
   rec r = {0};
   ct_deferred *d = ct_deferred_new(NULL, NULL);
-  ct_deferred_add_callback(d, cb_record, &r);   /* skipped */
+  ct_deferred_add_callback(d, cb_record, &r); /* skipped */
   ct_deferred_add_errback(d, eb_recover, (void *)5);
-  ct_deferred_add_errback(d, eb_record, &r);    /* skipped */
-  ct_deferred_add_callback(d, cb_record, &r);   /* runs with 5 */
+  ct_deferred_add_errback(d, eb_record, &r);  /* skipped */
+  ct_deferred_add_callback(d, cb_record, &r); /* runs with 5 */
   ct_deferred_errback(d, ct_failure_new(CT_EINVAL, "x"));
   cr_assert_eq(r.n, 1);
   cr_assert_eq(r.items[0], 5);

@@ -38,12 +38,18 @@ DTEST(deferred_util, fail_is_failed) {
   ct_deferred_unref(d);
 }
 
-static ct_step fn_value(void *arg) { return ct_pass(ct_value_int((intptr_t)arg)); }
+static ct_step fn_value(void *arg) {
+  return ct_pass(ct_value_int((intptr_t)arg));
+}
 static ct_step fn_failure(void *arg) {
   return ct_raise(ct_failure_new((int)(intptr_t)arg, "sync failure"));
 }
-static ct_step fn_deferred(void *arg) { return ct_wait(ct_deferred_ref(arg)); }
-static ct_step fn_heap(void *arg) { return ct_pass(heap_int(5)); }
+static ct_step fn_deferred(void *arg) {
+  return ct_wait(ct_deferred_ref(arg));
+}
+static ct_step fn_heap(void *arg) {
+  return ct_pass(heap_int(5));
+}
 
 DTEST(deferred_util, maybe_deferred_sync_value) {
   ct_deferred *d = ct_maybe_deferred(fn_value, (void *)10);
@@ -258,10 +264,10 @@ DTEST(deferred_list, fire_on_one_errback_all_succeed) {
 DTEST(deferred_list, both_fire_on_one_flags) {
   ct_deferred *ds[2] = {ct_deferred_new(NULL, NULL),
                         ct_deferred_new(NULL, NULL)};
-  ct_deferred *l = ct_deferred_list(
-      ds, 2,
-      CT_DL_FIRE_ON_ONE_CALLBACK | CT_DL_FIRE_ON_ONE_ERRBACK |
-          CT_DL_CONSUME_ERRORS);
+  ct_deferred *l =
+      ct_deferred_list(ds, 2,
+                       CT_DL_FIRE_ON_ONE_CALLBACK | CT_DL_FIRE_ON_ONE_ERRBACK |
+                           CT_DL_CONSUME_ERRORS);
   ct_deferred_errback(ds[1], ct_failure_new(CT_EPROTO, "first"));
   cr_assert_eq(take_failure_code(l), CT_EFIRST_ERROR);
   ct_deferred_callback(ds[0], ct_value_int(1));

@@ -251,7 +251,7 @@ DTEST(deferred_semaphore, abandoned_waiting_run_is_freed_with_semaphore) {
   ct_deferred *r = ct_deferred_semaphore_run(s, job_fn, &j);
   log_capture lc;
   log_capture_start(&lc);
-  ct_deferred_unref(r); /* nobody waits for the result */
+  ct_deferred_unref(r);          /* nobody waits for the result */
   ct_deferred_semaphore_free(s); /* the waiter is errbacked CT_ECLOSED */
   cr_assert_eq(j.ran, 0);
   /* ... and nobody handles that failure: reported once. */

@@ -366,7 +366,9 @@ static void during_trigger(void *arg) {
   s->during_ran = 1;
 }
 
-static void stop_now(void *arg) { ct_reactor_stop(arg); }
+static void stop_now(void *arg) {
+  ct_reactor_stop(arg);
+}
 
 DTEST(deferred_trigger, phase_waits_for_deferred) {
   ct_reactor *r = ct_reactor_new();

@@ -28,9 +28,9 @@ DTEST(failure, wrap_builds_a_cause_chain) {
 }
 
 DTEST(failure, format_renders_whole_chain) {
-  ct_failure *f = ct_failure_wrap("tcp", CT_ECONNRESET,
-                                  ct_failure_new(CT_EPIPE, "root cause"),
-                                  "peer reset");
+  ct_failure *f =
+      ct_failure_wrap("tcp", CT_ECONNRESET,
+                      ct_failure_new(CT_EPIPE, "root cause"), "peer reset");
   char buf[512];
   size_t need = ct_failure_format(f, buf, sizeof(buf));
   cr_assert_eq(need, strlen(buf));
@@ -85,8 +85,8 @@ DTEST(failure, print_writes_chain) {
   char *buf = NULL;
   size_t len = 0;
   FILE *out = open_memstream(&buf, &len);
-  ct_failure *f = ct_failure_wrap("a", CT_EUSER,
-                                  ct_failure_new(CT_EPROTO, "b"), "a failed");
+  ct_failure *f = ct_failure_wrap("a", CT_EUSER, ct_failure_new(CT_EPROTO, "b"),
+                                  "a failed");
   ct_failure_print(f, out);
   fclose(out);
   cr_assert_not_null(strstr(buf, "a failed"));
