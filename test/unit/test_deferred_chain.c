@@ -471,3 +471,95 @@ DTEST(deferred_chain, cancel_deep_nest_reaches_innermost) {
   cr_assert(job.ok);
   cr_assert_eq(job.result, CT_ECANCELLED);
 }
+
+/* A callback of d2 fires d1, whose callback waits on d2 -- which is in the
+ * middle of running its chain.  d1 must resume with d2's final result once
+ * d2's running callback returns. */
+typedef struct running_case {
+  ct_deferred *d1;
+  rec *r;
+} running_case;
+
+static ct_step cb_fire_other(ct_value v, void *arg) {
+  running_case *rc = arg;
+  ct_deferred_callback(rc->d1, CT_NONE);
+  rec_add(rc->r, 1);
+  return ct_pass(ct_value_int(ct_value_as_int(v) + 10));
+}
+
+DTEST(deferred_chain, wait_on_deferred_that_is_running) {
+  rec r = {0};
+  ct_deferred *d1 = ct_deferred_new(NULL, NULL);
+  ct_deferred *d2 = ct_deferred_new(NULL, NULL);
+  running_case rc = {d1, &r};
+  ct_deferred_add_callback(d1, cb_wait_on, d2);
+  ct_deferred_add_callback(d1, cb_record, &r);
+  ct_deferred_add_callback(d2, cb_fire_other, &rc);
+  ct_deferred_callback(d2, ct_value_int(5));
+  /* d2's callback finished first (1), then d1 resumed with 15. */
+  cr_assert_eq(r.n, 2);
+  cr_assert_eq(r.items[0], 1);
+  cr_assert_eq(r.items[1], 15);
+  ct_deferred_unref(d1);
+  ct_deferred_unref(d2);
+}
+
+static ct_step cb_add_errback_and_raise(ct_value v, void *arg) {
+  rec *r = arg;
+  (void)r;
+  ct_value_free(v);
+  return ct_raise(ct_failure_new(CT_EUSER, "raised"));
+}
+
+typedef struct self_add {
+  ct_deferred *d;
+  rec *r;
+} self_add;
+
+static ct_step cb_self_add_errback(ct_value v, void *arg) {
+  self_add *sa = arg;
+  ct_deferred_add_errback(sa->d, eb_record, sa->r);
+  rec_add(sa->r, 1);
+  return cb_add_errback_and_raise(v, sa->r);
+}
+
+/* test_reentrantRunCallbacksWithFailure */
+DTEST(deferred_chain, errback_added_from_raising_callback_runs_after) {
+  rec r = {0};
+  ct_deferred *d = ct_deferred_new(NULL, NULL);
+  self_add sa = {d, &r};
+  ct_deferred_add_callback(d, cb_self_add_errback, &sa);
+  ct_deferred_callback(d, CT_NONE);
+  cr_assert_eq(r.n, 2);
+  cr_assert_eq(r.items[0], 1);
+  cr_assert_eq(r.items[1], CT_EUSER);
+  cr_assert_eq(take_failure_code(d), CT_EUSER);
+  ct_deferred_unref(d);
+}
+
+/* A long line of ct_deferred_chain()ed Deferreds also runs in a loop. */
+static void chained_line(stack_job *job) {
+  long n = job->n;
+  ct_deferred **ds = malloc((size_t)n * sizeof(*ds));
+  for (long i = 0; i < n; i++)
+    ds[i] = ct_deferred_new(NULL, NULL);
+  for (long i = 0; i + 1 < n; i++)
+    ct_deferred_chain(ds[i], ds[i + 1]);
+  ct_deferred_add_callback(ds[n - 1], cb_inc, NULL);
+  ct_deferred_callback(ds[0], ct_value_int(41));
+  ct_result r;
+  if (ct_deferred_take_result(ds[n - 1], &r) == 0 && r.failure == NULL) {
+    job->result = ct_value_as_int(r.value);
+    job->ok = 1;
+  }
+  for (long i = 0; i < n; i++)
+    ct_deferred_unref(ds[i]);
+  free(ds);
+}
+
+DTEST(deferred_chain, hundred_thousand_chain_deferred_links) {
+  stack_job job = {chained_line, 100000, 0, 0};
+  run_on_small_stack(&job);
+  cr_assert(job.ok);
+  cr_assert_eq(job.result, 42);
+}
