@@ -34,9 +34,12 @@ typedef void (*ct_call_cb)(void *arg);
 /* ---------------------------------------------------------------- reactor */
 
 /**
- * Create a reactor on the real monotonic clock.  Installs the default
- * SIGINT/SIGTERM handlers (graceful stop) and ignores SIGPIPE.  Returns NULL
- * if libevent or memory fails.  Free with ct_reactor_free().
+ * Create a reactor on the real monotonic clock.  While it runs, SIGINT and
+ * SIGTERM stop it gracefully (the handlers are installed by
+ * ct_reactor_run() and removed when it returns, as Twisted does in run());
+ * SIGPIPE is ignored process-wide from creation on.  Routes libevent's log
+ * into ct_log.  Returns NULL if libevent or memory fails.  Free with
+ * ct_reactor_free().
  */
 CT_EXTERN ct_reactor *ct_reactor_new(void);
 
@@ -49,26 +52,33 @@ CT_EXTERN ct_reactor *ct_reactor_new(void);
 CT_EXTERN ct_reactor *ct_reactor_new_with_clock(ct_clock *clock);
 
 /**
- * Free a reactor that is not running.  Pending delayed calls are dropped
- * without running (their handles become invalid); watchers, signal handlers
- * and triggers are released.  Objects built on the reactor (transports,
- * listeners) must be closed first.
+ * Free a reactor that is not running (on a running one it logs an error and
+ * does nothing).  Pending delayed calls, call_soon work and queued calls
+ * from threads are dropped without running; descriptor watchers, signal
+ * handlers and triggers are released.  Before freeing, the caller must
+ * drop every ct_delayed_call_ref() reference, free its looping calls and
+ * release its phase holds (they point into the reactor), and close the
+ * objects built on it (transports, listeners).  NULL is a no-op.
  */
 CT_EXTERN void ct_reactor_free(ct_reactor *r);
 
 /**
  * Run the loop until ct_reactor_stop() has completed its shutdown phases.
- * Runs callbacks registered by ct_reactor_call_when_running() first.
- * Returns 0, or CT_ESTATE if already running.  A stopped reactor may be run
- * again.
+ * Runs callbacks registered by ct_reactor_call_when_running() first, in
+ * registration order.  The loop keeps running with nothing to watch.
+ * Returns 0, CT_EINVAL for NULL, or CT_ESTATE if already running.  A
+ * stopped reactor may be run again (triggers stay registered and run again
+ * on the next stop).
  */
 CT_EXTERN int ct_reactor_run(ct_reactor *r);
 
 /**
- * Ask the reactor to stop: runs the shutdown triggers (before, during,
- * after; each phase waits for the holds taken in it), then makes
- * ct_reactor_run() return.  Safe from any callback.  Returns 0, or
- * CT_ENOTRUNNING if the reactor is not running or already stopping.
+ * Ask the reactor to stop: on later loop turns it runs the shutdown
+ * triggers (before, during, after; each phase waits for the holds taken in
+ * it), then makes ct_reactor_run() return.  Never runs anything
+ * synchronously; safe from any callback.  I/O and timers keep running
+ * during the phases.  Returns 0, or CT_ENOTRUNNING if the reactor is not
+ * running or already stopping.
  */
 CT_EXTERN int ct_reactor_stop(ct_reactor *r);
 
@@ -128,22 +138,26 @@ CT_EXTERN long ct_reactor_add_trigger(ct_reactor *r, ct_phase phase,
 CT_EXTERN int ct_reactor_remove_trigger(ct_reactor *r, long id);
 
 /**
- * From inside a trigger: make the current phase wait until the returned
- * hold is released with ct_phase_hold_release().  Returns NULL (and does
- * nothing) when no shutdown phase is running.
+ * From inside a trigger (or any callback while a phase is in progress):
+ * make the current phase wait until the returned hold is released with
+ * ct_phase_hold_release().  Returns NULL (and does nothing) when no shutdown
+ * phase is running, or if memory runs out.
  */
 CT_EXTERN ct_phase_hold *ct_reactor_hold_phase(ct_reactor *r);
 
-/** Release a hold (exactly once); the last release of a phase moves the
- *  shutdown on, on a later loop turn.  NULL is a no-op. */
+/** Release a hold (exactly once; the hold is freed); the last release of a
+ *  phase moves the shutdown on, on a later loop turn.  NULL is a no-op. */
 CT_EXTERN void ct_phase_hold_release(ct_phase_hold *h);
 
 /* ---------------------------------------------------------- delayed calls */
 
 /**
- * Schedule `fn(arg)` after `seconds` (clamped to >= 0) on the reactor's
- * clock.  Calls due at the same time run in the order they were scheduled,
- * `call_later(0)` included.  Returns NULL only if memory runs out.
+ * Schedule `fn(arg)` after `seconds` (clamped to >= 0; NaN counts as 0;
+ * times are kept in integer nanoseconds) on the reactor's clock.  Calls due
+ * at the same time run in the order they were scheduled, `call_later(0)`
+ * included.  Never runs `fn` synchronously.  On the real clock, calls
+ * scheduled by a callback that are already due run on the next loop turn,
+ * after I/O.  Returns NULL if `r` or `fn` is NULL or memory runs out.
  *
  * Lifetime: the returned handle belongs to the reactor and stays valid
  * while the call is pending and while its callback runs.  To use it after
@@ -163,18 +177,23 @@ CT_EXTERN ct_delayed_call *ct_call_later(ct_reactor *r, double seconds,
 CT_EXTERN int ct_delayed_call_cancel(ct_delayed_call *c);
 
 /**
- * Reschedule to `seconds` from now.  Returns 0, CT_EALREADY_CALLED or
- * CT_EALREADY_CANCELLED.  Exception: from inside its own callback a call may
- * re-arm itself with reset(); it is then pending again (like re-adding a
- * libevent event from its callback).
+ * Reschedule to `seconds` from now.  This counts as a new scheduling: the
+ * call runs after calls already scheduled for the same time.  Returns 0,
+ * CT_EALREADY_CALLED or CT_EALREADY_CANCELLED (CT_EINVAL for NULL).
+ * Exception: from inside its own callback a call may re-arm itself with
+ * reset(); it is then pending again (like re-adding a libevent event from
+ * its callback).
  */
 CT_EXTERN int ct_delayed_call_reset(ct_delayed_call *c, double seconds);
 
-/** Push the deadline back by `seconds` (may be negative).  Same returns as
- *  ct_delayed_call_reset(). */
+/** Push the deadline back by `seconds` (may be negative).  Keeps the
+ *  call's place in scheduling order among equal deadlines.  Returns 0,
+ *  CT_EALREADY_CALLED (also from inside its own callback) or
+ *  CT_EALREADY_CANCELLED. */
 CT_EXTERN int ct_delayed_call_delay(ct_delayed_call *c, double seconds);
 
-/** 1 if the call is pending (neither called nor cancelled), else 0. */
+/** 1 if the call is pending (neither called nor cancelled), else 0.  A call
+ *  is not active while its own callback runs (unless it re-armed). */
 CT_EXTERN int ct_delayed_call_active(const ct_delayed_call *c);
 
 /** The reactor time at which the call is (or was) due. */
@@ -183,7 +202,8 @@ CT_EXTERN double ct_delayed_call_get_time(const ct_delayed_call *c);
 /** Take a reference on the handle (see ct_call_later()). */
 CT_EXTERN ct_delayed_call *ct_delayed_call_ref(ct_delayed_call *c);
 
-/** Drop a reference taken with ct_delayed_call_ref().  Does not cancel. */
+/** Drop a reference taken with ct_delayed_call_ref().  Does not cancel.
+ *  The handle may be invalid afterwards.  NULL is a no-op. */
 CT_EXTERN void ct_delayed_call_unref(ct_delayed_call *c);
 
 /** Number of pending delayed calls (for tests and leak checks). */
@@ -204,8 +224,10 @@ CT_EXTERN double ct_clock_seconds(const ct_clock *c);
 /**
  * Move time forward by `seconds` (>= 0) and run, in deadline then
  * scheduling order, every call that is due -- including calls scheduled by
- * those callbacks that fall due within the advanced time.  Returns the
- * number of calls run, or CT_EINVAL for negative `seconds`.
+ * those callbacks that fall due within the advanced time.  As in
+ * task.Clock.advance, the time jumps first: callbacks see the new time, so
+ * a looping call sees one call with count > 1 after a jump.  Returns the
+ * number of calls run, or CT_EINVAL for negative or NaN `seconds`.
  */
 CT_EXTERN long ct_clock_advance(ct_clock *c, double seconds);
 
@@ -241,8 +263,9 @@ CT_EXTERN ct_looping_call *ct_looping_call_new(ct_reactor *r, ct_looping_cb fn,
 CT_EXTERN int ct_looping_call_start(ct_looping_call *lc, double interval,
                                     int now);
 
-/** Stop; the done callback runs with err 0.  Safe from inside the function.
- *  Returns 0 or CT_ESTATE if not running. */
+/** Stop; the done callback runs at once with err 0 (also when called from
+ *  inside the function).  Safe from inside the function and from the done
+ *  callback.  Returns 0 or CT_ESTATE if not running. */
 CT_EXTERN int ct_looping_call_stop(ct_looping_call *lc);
 
 /** Set the completion callback (replaces the previous one). */
@@ -268,10 +291,14 @@ CT_EXTERN void ct_looping_call_free(ct_looping_call *lc);
 typedef void (*ct_signal_cb)(ct_reactor *r, int signum, void *arg);
 
 /**
- * Handle `signum` on the reactor.  Replaces the previous handler for that
- * signal on this reactor (including the default SIGINT/SIGTERM graceful
- * stop); `cb` NULL restores the default for SIGINT/SIGTERM and removes the
- * handler otherwise.  Returns 0, CT_EINVAL or CT_ENOMEM.
+ * Handle `signum` on the reactor (through libevent's evsignal: the handler
+ * runs from the loop, on the reactor thread).  Replaces the previous handler
+ * for that signal on this reactor (including the default SIGINT/SIGTERM
+ * graceful stop); `cb` NULL restores the default for SIGINT/SIGTERM (on a
+ * real-clock reactor, while it runs) and removes the handler otherwise.  A
+ * handler may replace or remove itself.  libevent lets one event_base
+ * handle signals at a time: handle them on one reactor per process.
+ * Returns 0, CT_EINVAL (bad signal number, SIGKILL, SIGSTOP) or CT_ENOMEM.
  */
 CT_EXTERN int ct_reactor_on_signal(ct_reactor *r, int signum, ct_signal_cb cb,
                                    void *arg);
@@ -300,19 +327,23 @@ CT_EXTERN int ct_reactor_add_reader(ct_reactor *r, int fd, ct_fd_cb cb,
 CT_EXTERN int ct_reactor_add_writer(ct_reactor *r, int fd, ct_fd_cb cb,
                                     void *arg);
 
-/** Stop watching `fd` for reading.  Returns 0 or CT_ENOTFOUND.  Safe from
- *  inside its own callback. */
+/** Stop watching `fd` for reading.  Returns 0, CT_EINVAL or CT_ENOTFOUND.
+ *  Safe from inside its own callback. */
 CT_EXTERN int ct_reactor_remove_reader(ct_reactor *r, int fd);
 
-/** Stop watching `fd` for writing.  Returns 0 or CT_ENOTFOUND. */
+/** Stop watching `fd` for writing.  Returns 0, CT_EINVAL or CT_ENOTFOUND.
+ *  Safe from inside its own callback. */
 CT_EXTERN int ct_reactor_remove_writer(ct_reactor *r, int fd);
 
 /* ------------------------------------------------------------- threads */
 
 /**
  * Thread-safe: queue `fn(arg)` to run on the reactor thread and wake the
- * loop.  Calls from one thread run in the order made (FIFO overall).
- * Returns 0, CT_ENOMEM, or CT_ECLOSED once the reactor is being freed.
+ * loop.  Calls run in the order they were queued (FIFO overall, so also per
+ * thread); calls queued while a batch runs wait for the next loop turn.
+ * Also usable from the reactor thread itself.  Returns 0, CT_EINVAL,
+ * CT_ENOMEM, or CT_ECLOSED once the reactor is being freed (the caller
+ * must still not race ct_reactor_free() itself).
  */
 CT_EXTERN int ct_reactor_call_from_thread(ct_reactor *r, ct_call_cb fn,
                                           void *arg);
