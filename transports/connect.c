@@ -205,11 +205,16 @@ ct_deferred *ct_connect(ct_reactor *r, const char *endpoint,
   c->is_unix = ep.kind == CT_ENDPOINT_UNIX;
   if (ep.kind != CT_ENDPOINT_TCP && ep.kind != CT_ENDPOINT_TCP6 &&
       ep.kind != CT_ENDPOINT_UNIX) {
-    fail_later(c, ct_failure_new(CT_EBADENDPOINT,
-                                 "ct_connect: '%s' is not a stream endpoint; "
-                                 "expected tcp:host=H:port=P or "
-                                 "unix:path=P",
-                                 endpoint));
+    fail_later(c, ep.kind == CT_ENDPOINT_SSL
+                      ? ct_failure_new(CT_ENOSYS,
+                                       "ct_connect: '%s': TLS (ssl:) "
+                                       "endpoints are not implemented yet",
+                                       endpoint)
+                      : ct_failure_new(CT_EBADENDPOINT,
+                                       "ct_connect: '%s' is not a stream "
+                                       "endpoint; expected tcp:host=H:port=P "
+                                       "or unix:path=P",
+                                       endpoint));
     ct_endpoint_clear(&ep);
     return ret;
   }

@@ -251,12 +251,17 @@ ct_listening_port *ct_listen(ct_reactor *r, const char *endpoint,
   port->is_unix = ep.kind == CT_ENDPOINT_UNIX;
   if (ep.kind != CT_ENDPOINT_TCP && ep.kind != CT_ENDPOINT_TCP6 &&
       ep.kind != CT_ENDPOINT_UNIX) {
+    int is_ssl = ep.kind == CT_ENDPOINT_SSL;
     ct_endpoint_clear(&ep);
     if (err != NULL)
-      *err = ct_failure_new(CT_EBADENDPOINT,
-                            "ct_listen: '%s' is not a stream endpoint; "
-                            "expected tcp:, tcp6: or unix:",
-                            endpoint);
+      *err = is_ssl ? ct_failure_new(CT_ENOSYS,
+                                     "ct_listen: '%s': TLS (ssl:) endpoints "
+                                     "are not implemented yet",
+                                     endpoint)
+                    : ct_failure_new(CT_EBADENDPOINT,
+                                     "ct_listen: '%s' is not a stream "
+                                     "endpoint; expected tcp:, tcp6: or unix:",
+                                     endpoint);
     port_free(port);
     return NULL;
   }
