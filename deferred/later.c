@@ -57,8 +57,8 @@ static void later_cancel(ct_deferred *d, void *arg) {
   ct_deferred_unref(d);
 }
 
-ct_deferred *ct_defer_later(ct_reactor *r, double seconds, ct_step_fn fn,
-                            void *arg) {
+ct_deferred *ct_defer_later_at(const char *file, int line, ct_reactor *r,
+                               double seconds, ct_step_fn fn, void *arg) {
   if (r == NULL)
     return NULL;
   later_state *L = malloc(sizeof(*L));
@@ -66,7 +66,7 @@ ct_deferred *ct_defer_later(ct_reactor *r, double seconds, ct_step_fn fn,
     return NULL;
   L->fn = fn;
   L->arg = arg;
-  L->d = ct_deferred_new(later_cancel, L);
+  L->d = ct_deferred_new_at(file, line, later_cancel, L);
   if (L->d == NULL) {
     free(L);
     return NULL;

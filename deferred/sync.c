@@ -319,21 +319,23 @@ int ct_deferred_queue_put(ct_deferred_queue *q, ct_value v) {
   return 0;
 }
 
-ct_deferred *ct_deferred_queue_get(ct_deferred_queue *q) {
+ct_deferred *ct_deferred_queue_get_at(const char *file, int line,
+                                      ct_deferred_queue *q) {
   if (q == NULL)
     return NULL;
   if (q->vcount > 0) {
     ct_value v = q->vals[q->vhead];
     q->vhead = (q->vhead + 1) % q->vcap;
     q->vcount--;
-    return ct_succeed(v);
+    return ct_succeed_at(file, line, v);
   }
   if (q->backlog != CT_UNLIMITED && q->waiting.count >= q->backlog)
-    return ct_fail(ct_failure_new(CT_EQUEUEEMPTY,
-                                  "queue is empty and %zu getters already "
-                                  "wait (backlog limit)",
-                                  q->waiting.count));
-  ct_deferred *d = ct_deferred_new(queue_cancel_get, q);
+    return ct_fail_at(file, line,
+                      ct_failure_new(CT_EQUEUEEMPTY,
+                                     "queue is empty and %zu getters already "
+                                     "wait (backlog limit)",
+                                     q->waiting.count));
+  ct_deferred *d = ct_deferred_new_at(file, line, queue_cancel_get, q);
   if (d == NULL)
     return NULL;
   if (fifo_push(&q->waiting, ct_deferred_ref(d)) < 0) {

@@ -212,8 +212,9 @@ static void dl_cancel(ct_deferred *list, void *arg) {
 /* The canceller's argument outlives the state when the list Deferred
  * survives it; the list's canceller only runs while the list is unfired,
  * and the state holds the list until it fires, so `st` is alive then. */
-ct_deferred *ct_deferred_list(ct_deferred *const *ds, size_t n,
-                              unsigned flags) {
+ct_deferred *ct_deferred_list_at(const char *file, int line,
+                                 ct_deferred *const *ds, size_t n,
+                                 unsigned flags) {
   if (ds == NULL && n > 0)
     return NULL;
   dl_state *st = calloc(1, sizeof(*st));
@@ -225,7 +226,7 @@ ct_deferred *ct_deferred_list(ct_deferred *const *ds, size_t n,
   st->result = dl_result_new(n);
   st->ds = calloc(n > 0 ? n : 1, sizeof(*st->ds));
   st->slots = calloc(n > 0 ? n : 1, sizeof(*st->slots));
-  st->list = ct_deferred_new(dl_cancel, st);
+  st->list = ct_deferred_new_at(file, line, dl_cancel, st);
   if (st->result == NULL || st->ds == NULL || st->slots == NULL ||
       st->list == NULL) {
     dl_state_unref(st);
@@ -259,7 +260,8 @@ ct_deferred *ct_deferred_list(ct_deferred *const *ds, size_t n,
   return list;
 }
 
-ct_deferred *ct_gather_results(ct_deferred *const *ds, size_t n) {
-  return ct_deferred_list(ds, n,
-                          CT_DL_FIRE_ON_ONE_ERRBACK | CT_DL_CONSUME_ERRORS);
+ct_deferred *ct_gather_results_at(const char *file, int line,
+                                  ct_deferred *const *ds, size_t n) {
+  return ct_deferred_list_at(file, line, ds, n,
+                             CT_DL_FIRE_ON_ONE_ERRBACK | CT_DL_CONSUME_ERRORS);
 }

@@ -5,9 +5,12 @@
  *        gatherResults, DeferredSemaphore, DeferredLock, DeferredQueue,
  *        and the Deferred forms of LoopingCall and shutdown triggers.
  *
- * Included by deferred.h; include that one.  The reference rules of
- * deferred.h apply: every function returning a `ct_deferred *` gives the
- * caller one reference, which the caller drops with ct_deferred_unref().
+ * Included by deferred.h; include that one.  Functions that create a
+ * Deferred come as `name_at(file, line, ...)` plus a `name(...)` macro that
+ * passes the caller's __FILE__/__LINE__, so an "Unhandled error in
+ * Deferred" report names the caller's line, not the library's.  The reference
+ * rules of deferred.h apply: every function returning a `ct_deferred *` gives
+ * the caller one reference, which the caller drops with ct_deferred_unref().
  * Functions that take `ct_deferred *` arguments borrow them unless they say
  * otherwise.  NULL is returned only when memory runs out (or for invalid
  * arguments, where stated).
@@ -70,8 +73,13 @@ CT_EXTERN ct_deferred *ct_maybe_deferred_at(const char *file, int line,
  * reactor only after that (advance the clock, or cancel).  Returns NULL if
  * memory runs out.
  */
-CT_EXTERN ct_deferred *ct_defer_later(ct_reactor *r, double seconds,
-                                      ct_step_fn fn, void *arg);
+CT_EXTERN ct_deferred *ct_defer_later_at(const char *file, int line,
+                                         ct_reactor *r, double seconds,
+                                         ct_step_fn fn, void *arg);
+/** ct_defer_later(r, seconds, fn, arg): see ct_defer_later_at(); the macro
+ *  records the caller as the Deferred's creation site. */
+#define ct_defer_later(r, seconds, fn, arg)                                    \
+  ct_defer_later_at(__FILE__, __LINE__, (r), (seconds), (fn), (arg))
 
 /* ----------------------------------------------------------- DeferredList */
 
@@ -136,8 +144,13 @@ CT_EXTERN void ct_dl_result_free(void *result);
  * where it never fires).  Returns NULL for bad arguments (ds NULL with
  * n > 0) or if memory runs out.
  */
-CT_EXTERN ct_deferred *ct_deferred_list(ct_deferred *const *ds, size_t n,
-                                        unsigned flags);
+CT_EXTERN ct_deferred *ct_deferred_list_at(const char *file, int line,
+                                           ct_deferred *const *ds, size_t n,
+                                           unsigned flags);
+/** ct_deferred_list(ds, n, flags): see ct_deferred_list_at(); records the
+ *  caller as the creation site. */
+#define ct_deferred_list(ds, n, flags)                                         \
+  ct_deferred_list_at(__FILE__, __LINE__, (ds), (n), (flags))
 
 /**
  * Join `n` Deferreds (Twisted's gatherResults with consumeErrors): fires
@@ -147,7 +160,11 @@ CT_EXTERN ct_deferred *ct_deferred_list(ct_deferred *const *ds, size_t n,
  * result, or freed after the gather has fired), so none is reported as
  * unhandled.  Same ownership rules as ct_deferred_list().
  */
-CT_EXTERN ct_deferred *ct_gather_results(ct_deferred *const *ds, size_t n);
+CT_EXTERN ct_deferred *ct_gather_results_at(const char *file, int line,
+                                            ct_deferred *const *ds, size_t n);
+/** ct_gather_results(ds, n): see ct_gather_results_at(). */
+#define ct_gather_results(ds, n)                                               \
+  ct_gather_results_at(__FILE__, __LINE__, (ds), (n))
 
 /**
  * The index carried by a failure produced by CT_DL_FIRE_ON_ONE_ERRBACK or
@@ -264,7 +281,11 @@ CT_EXTERN int ct_deferred_queue_put(ct_deferred_queue *q, ct_value v);
  * Cancelling a waiting get removes it (CT_ECANCELLED).  NULL if memory
  * runs out.
  */
-CT_EXTERN ct_deferred *ct_deferred_queue_get(ct_deferred_queue *q);
+CT_EXTERN ct_deferred *ct_deferred_queue_get_at(const char *file, int line,
+                                                ct_deferred_queue *q);
+/** ct_deferred_queue_get(q): see ct_deferred_queue_get_at(). */
+#define ct_deferred_queue_get(q)                                               \
+  ct_deferred_queue_get_at(__FILE__, __LINE__, (q))
 
 /** Values queued and not yet taken. */
 CT_EXTERN size_t ct_deferred_queue_pending(const ct_deferred_queue *q);

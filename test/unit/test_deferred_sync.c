@@ -399,3 +399,18 @@ DTEST(deferred_queue, bad_arguments) {
   cr_assert_eq(ct_deferred_queue_pending(NULL), 0);
   ct_deferred_queue_free(NULL);
 }
+
+DTEST(deferred_queue, unhandled_close_names_the_callers_line) {
+  log_capture lc;
+  log_capture_start(&lc);
+  ct_deferred_queue *q = ct_deferred_queue_new(CT_UNLIMITED, CT_UNLIMITED);
+  int line = __LINE__ + 1;
+  ct_deferred *d = ct_deferred_queue_get(q);
+  ct_deferred_queue_free(q);
+  ct_deferred_unref(d);
+  cr_assert_eq(lc.unhandled, 1);
+  char site[64];
+  snprintf(site, sizeof(site), "test_deferred_sync.c:%d", line);
+  cr_assert_not_null(strstr(lc.last, site), "%s", lc.last);
+  log_capture_stop(&lc);
+}
