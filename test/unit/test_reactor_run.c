@@ -1,6 +1,7 @@
 /* Run/stop, restart, call_when_running, shutdown triggers and phase holds,
  * iterate, and the call_soon helper of reactor/internal.h. */
 #include <criterion/criterion.h>
+#include <unistd.h>
 
 #include "ctwist/reactor.h"
 #include "reactor/internal.h"
@@ -251,4 +252,60 @@ Test(run, real_clock_timers_fire_in_order) {
   cr_assert_eq(ct_reactor_pending_calls(rr), 0);
   cr_assert_not(ct__reactor_has_fake_clock(rr));
   ct_reactor_free(rr);
+}
+
+/* Stop from inside a delayed call fired by the fake clock while running. */
+static void timer_stops(void *arg) {
+  mark("T");
+  cr_assert_eq(ct_reactor_stop(arg), 0);
+}
+
+static void advance_clock(void *arg) {
+  (void)arg;
+  cr_assert_eq(ct_clock_advance(clk, 1), 1);
+}
+
+Test(run, stop_from_inside_a_delayed_call) {
+  trace[0] = 0;
+  ct_call_later(r, 1, timer_stops, r);
+  ct_reactor_add_trigger(r, CT_PHASE_DURING, mark, "D");
+  ct_reactor_call_when_running(r, advance_clock, NULL);
+  cr_assert_eq(ct_reactor_run(r), 0);
+  cr_assert_str_eq(trace, "TD");
+  cr_assert_eq(ct_reactor_pending_calls(r), 0);
+}
+
+/* On the real clock, a call re-arming itself at 0 must not starve I/O:
+ * already-due calls scheduled by a batch wait for the next turn. */
+static ct_delayed_call *spinner;
+static long spins;
+static void spin(void *arg) {
+  if (++spins == 100)
+    cr_assert_eq(write(*(int *)arg, "x", 1), 1);
+  ct_delayed_call_reset(spinner, 0);
+}
+
+static void readable(ct_reactor *rr, int fd, int events, void *arg) {
+  (void)events;
+  (void)arg;
+  char c;
+  cr_assert_eq(read(fd, &c, 1), 1);
+  ct_delayed_call_cancel(spinner);
+  ct_reactor_remove_reader(rr, fd);
+  ct_reactor_stop(rr);
+}
+
+Test(run, zero_delay_rearm_does_not_starve_io) {
+  ct_reactor *rr = ct_reactor_new();
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  spins = 0;
+  spinner = ct_call_later(rr, 0, spin, &p[1]);
+  ct_reactor_add_reader(rr, p[0], readable, NULL);
+  cr_assert_eq(ct_reactor_run(rr), 0);
+  cr_assert_geq(spins, 100);
+  cr_assert_eq(ct_reactor_pending_calls(rr), 0);
+  ct_reactor_free(rr);
+  close(p[0]);
+  close(p[1]);
 }
