@@ -251,7 +251,8 @@ int ct_reactor_run(ct_reactor *r) {
   for (size_t i = 0; i < nstart; i++)
     start[i].fn(start[i].arg);
   free(start);
-  event_base_loop(r->base, EVLOOP_NO_EXIT_ON_EMPTY);
+  if (event_base_loop(r->base, EVLOOP_NO_EXIT_ON_EMPTY) < 0)
+    ct_log(CT_LOG_CRITICAL, "reactor", "the libevent loop failed; run returns");
   ct__signals_remove_defaults(r);
   r->running = 0;
   r->stopping = 0;
