@@ -13,9 +13,9 @@
 
 #include "ctwist/error.h"
 
-static ct_failure ct__oom_failure = {CT_ENOMEM, "ctwist",
-                                     (char *)"out of memory while creating a failure",
-                                     NULL, __FILE__, __LINE__};
+static ct_failure ct__oom_failure = {
+    CT_ENOMEM, "ctwist", (char *)"out of memory while creating a failure",
+    NULL,      __FILE__, __LINE__};
 
 const char *ct_strerror(int err) {
   switch (err) {
@@ -123,13 +123,12 @@ size_t ct_failure_format(const ct_failure *f, char *buf, size_t len) {
       file = slash + 1;
     char *out = need < len ? buf + need : NULL;
     size_t room = need < len ? len - need : 0;
-    int n = snprintf(out, room, "%s[%s] %s: %s (%s:%d)",
-                     depth > 0 ? "\n  caused by: " : "", f->domain,
-                     ct_err_name(f->code),
-                     f->message != NULL && f->message[0] != '\0'
-                         ? f->message
-                         : ct_strerror(f->code),
-                     file, f->line);
+    int n = snprintf(
+        out, room, "%s[%s] %s: %s (%s:%d)", depth > 0 ? "\n  caused by: " : "",
+        f->domain, ct_err_name(f->code),
+        f->message != NULL && f->message[0] != '\0' ? f->message
+                                                    : ct_strerror(f->code),
+        file, f->line);
     if (n > 0)
       need += (size_t)n;
   }

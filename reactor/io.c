@@ -87,7 +87,8 @@ static int add_watch(ct_reactor *r, int fd, int events, ct_fd_cb cb,
   if (w == NULL)
     return CT_ENOMEM;
   *w = (struct ct__fd_watch){NULL, r, cb, arg, events};
-  short what = (short)((events == CT_READABLE ? EV_READ : EV_WRITE) | EV_PERSIST);
+  short what =
+      (short)((events == CT_READABLE ? EV_READ : EV_WRITE) | EV_PERSIST);
   w->ev = event_new(r->base, fd, what, fd_event_cb, w);
   if (w->ev == NULL) {
     free(w);

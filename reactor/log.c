@@ -254,8 +254,9 @@ void ct_log_emitv(ct_log_level level, const char *module, const char *file,
   va_end(copy);
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  ct_log_event ev = {level, module != NULL ? module : "ctwist", msg, file, line,
-                     (double)ts.tv_sec + (double)ts.tv_nsec / 1e9};
+  ct_log_event ev = {level, module != NULL ? module : "ctwist",
+                     msg,   file,
+                     line,  (double)ts.tv_sec + (double)ts.tv_nsec / 1e9};
   dispatch(&ev);
   if (msg != small)
     free(msg);
@@ -306,4 +307,6 @@ static void libevent_log_cb(int severity, const char *msg) {
   ct_log_emit(level, "libevent", NULL, 0, "%s", msg);
 }
 
-void ct_log_capture_libevent(void) { event_set_log_callback(libevent_log_cb); }
+void ct_log_capture_libevent(void) {
+  event_set_log_callback(libevent_log_cb);
+}

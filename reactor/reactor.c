@@ -168,7 +168,9 @@ fail:
   return NULL;
 }
 
-ct_reactor *ct_reactor_new(void) { return reactor_new(NULL); }
+ct_reactor *ct_reactor_new(void) {
+  return reactor_new(NULL);
+}
 
 ct_reactor *ct_reactor_new_with_clock(ct_clock *clock) {
   if (clock == NULL || clock->r != NULL)
@@ -208,7 +210,9 @@ struct event_base *ct__reactor_base(ct_reactor *r) {
   return r != NULL ? r->base : NULL;
 }
 
-void *ct_reactor_event_base(ct_reactor *r) { return ct__reactor_base(r); }
+void *ct_reactor_event_base(ct_reactor *r) {
+  return ct__reactor_base(r);
+}
 
 int ct_reactor_is_running(const ct_reactor *r) {
   return r != NULL && r->running;

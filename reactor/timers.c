@@ -64,7 +64,9 @@ int64_t ct__reactor_now_ns(const ct_reactor *r) {
   return r->clock != NULL ? r->clock->now_ns : mono_now_ns();
 }
 
-int ct__reactor_has_fake_clock(const ct_reactor *r) { return r->clock != NULL; }
+int ct__reactor_has_fake_clock(const ct_reactor *r) {
+  return r->clock != NULL;
+}
 
 double ct_reactor_seconds(const ct_reactor *r) {
   if (r == NULL)
@@ -416,7 +418,9 @@ void ct__timers_free(ct_reactor *r) {
 
 /* ------------------------------------------------------------- fake clock */
 
-ct_clock *ct_clock_new(void) { return calloc(1, sizeof(ct_clock)); }
+ct_clock *ct_clock_new(void) {
+  return calloc(1, sizeof(ct_clock));
+}
 
 void ct_clock_free(ct_clock *c) {
   if (c == NULL)

@@ -6,9 +6,9 @@
  *           loop until all have fired;
  *   cancel: schedule N timers, then cancel (evtimer_del + event_free) all.
  *
- * Prints one line per shape: "<impl> <shape> n=... wall=... cpu=... rss_per_timer=..."
- * (rss_per_timer: resident-memory growth with all N pending, divided by N).
- * Usage: ref_timers_libevent [N] [seed]
+ * Prints one line per shape: "<impl> <shape> n=... wall=... cpu=...
+ * rss_per_timer=..." (rss_per_timer: resident-memory growth with all N pending,
+ * divided by N). Usage: ref_timers_libevent [N] [seed]
  */
 #include <stdint.h>
 #include <stdio.h>

@@ -60,9 +60,8 @@ typedef struct ct_log_observer ct_log_observer;
  * first registered observer replaces the default stderr observer.  Returns
  * NULL if memory runs out.  Remove it with ct_log_remove_observer().
  */
-CT_EXTERN ct_log_observer *ct_log_add_observer(ct_log_level min_level,
-                                               ct_log_observer_cb cb,
-                                               void *arg);
+CT_EXTERN ct_log_observer *
+ct_log_add_observer(ct_log_level min_level, ct_log_observer_cb cb, void *arg);
 
 /** Unregister and free an observer.  NULL is a no-op. */
 CT_EXTERN void ct_log_remove_observer(ct_log_observer *obs);

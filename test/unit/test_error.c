@@ -40,8 +40,8 @@ Test(error, every_listed_code_is_unique_and_named) {
 
 Test(error, failure_fields_and_check) {
   ct_failure *inner = ct_failure_errno(CT_ECONNREFUSED, "connect");
-  ct_failure *f = ct_failure_wrap("tcp", CT_ECONNLOST, inner, "to %s:%d",
-                                  "127.0.0.1", 1);
+  ct_failure *f =
+      ct_failure_wrap("tcp", CT_ECONNLOST, inner, "to %s:%d", "127.0.0.1", 1);
   cr_assert_eq(f->code, CT_ECONNLOST);
   cr_assert_str_eq(f->domain, "tcp");
   cr_assert_str_eq(f->message, "to 127.0.0.1:1");
@@ -69,8 +69,8 @@ Test(error, format_chain) {
   cr_assert_eq(need, strlen(buf));
   /* One line per link; an empty message shows the code's text. */
   cr_assert_not_null(strstr(buf, "[rpc] ETIMEDOUT: call 7 (test_error.c:"));
-  cr_assert_not_null(
-      strstr(buf, "\n  caused by: [tcp] ECONNLOST: peer went away (test_error.c:"));
+  cr_assert_not_null(strstr(
+      buf, "\n  caused by: [tcp] ECONNLOST: peer went away (test_error.c:"));
   cr_assert_not_null(
       strstr(buf, "\n  caused by: [ctwist] EPIPE: broken pipe (test_error.c:"));
   cr_assert_eq(strncmp(buf, "[rpc]", 5), 0);
@@ -90,9 +90,8 @@ Test(error, format_chain) {
 }
 
 Test(error, copy_is_deep_and_independent) {
-  ct_failure *f = ct_failure_wrap("a", CT_EUSER,
-                                  ct_failure_new(CT_EINVAL, "inner %d", 1),
-                                  "outer");
+  ct_failure *f = ct_failure_wrap(
+      "a", CT_EUSER, ct_failure_new(CT_EINVAL, "inner %d", 1), "outer");
   ct_failure *c = ct_failure_copy(f);
   cr_assert_neq(c, f);
   cr_assert_neq(c->cause, f->cause);

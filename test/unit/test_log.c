@@ -46,7 +46,8 @@ Test(log, level_names_and_parse) {
 Test(log, text_observer_format_and_levels) {
   struct capture c;
   cap_open(&c);
-  ct_log_observer *o = ct_log_add_observer(CT_LOG_INFO, ct_log_text_observer, c.f);
+  ct_log_observer *o =
+      ct_log_add_observer(CT_LOG_INFO, ct_log_text_observer, c.f);
   cr_assert_not_null(o);
   ct_log(CT_LOG_DEBUG, "tcp", "hidden %d", 1);
   ct_log(CT_LOG_WARN, "tcp", "accept failed: %s", "EMFILE");
@@ -67,15 +68,18 @@ Test(log, text_observer_format_and_levels) {
 Test(log, json_observer_lines_parse) {
   struct capture c;
   cap_open(&c);
-  ct_log_observer *o = ct_log_add_observer(CT_LOG_DEBUG, ct_log_json_observer, c.f);
-  ct_log(CT_LOG_DEBUG, "rpc", "quote \" backslash \\ newline \n tab \t ctl \x01 end");
+  ct_log_observer *o =
+      ct_log_add_observer(CT_LOG_DEBUG, ct_log_json_observer, c.f);
+  ct_log(CT_LOG_DEBUG, "rpc",
+         "quote \" backslash \\ newline \n tab \t ctl \x01 end");
   ct_log(CT_LOG_INFO, "rpc", "utf8 \xc3\xa9 bad \xff\xfe over \xc0\xaf ok");
   ct_log_emit(CT_LOG_CRITICAL, "x", NULL, 0, "no file");
   ct_log_remove_observer(o);
   fflush(c.f);
   char *save = NULL;
   int lines = 0;
-  for (char *l = strtok_r(c.text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+  for (char *l = strtok_r(c.text, "\n", &save); l;
+       l = strtok_r(NULL, "\n", &save)) {
     json_error_t err;
     json_t *j = json_loads(l, 0, &err);
     cr_assert_not_null(j, "invalid JSON line %d: %s (%s)", lines, l, err.text);
@@ -85,14 +89,17 @@ Test(log, json_observer_lines_parse) {
     if (lines == 0) {
       cr_assert_str_eq(json_string_value(json_object_get(j, "level")), "debug");
       cr_assert_str_eq(json_string_value(json_object_get(j, "module")), "rpc");
-      cr_assert_str_eq(msg, "quote \" backslash \\ newline \n tab \t ctl \x01 end");
-      cr_assert_str_eq(json_string_value(json_object_get(j, "file")), "test_log.c");
+      cr_assert_str_eq(msg,
+                       "quote \" backslash \\ newline \n tab \t ctl \x01 end");
+      cr_assert_str_eq(json_string_value(json_object_get(j, "file")),
+                       "test_log.c");
       cr_assert(json_is_integer(json_object_get(j, "line")));
     } else if (lines == 1) {
       cr_assert_str_eq(msg, "utf8 \xc3\xa9 bad \xef\xbf\xbd\xef\xbf\xbd over "
                             "\xef\xbf\xbd\xef\xbf\xbd ok");
     } else {
-      cr_assert_str_eq(json_string_value(json_object_get(j, "level")), "critical");
+      cr_assert_str_eq(json_string_value(json_object_get(j, "level")),
+                       "critical");
       cr_assert_null(json_object_get(j, "file"));
     }
     json_decref(j);
@@ -163,7 +170,8 @@ Test(log, default_observer_writes_stderr_at_level, .init = cr_redirect_stderr) {
 Test(log, long_messages_are_not_truncated) {
   struct capture c;
   cap_open(&c);
-  ct_log_observer *o = ct_log_add_observer(CT_LOG_DEBUG, ct_log_text_observer, c.f);
+  ct_log_observer *o =
+      ct_log_add_observer(CT_LOG_DEBUG, ct_log_text_observer, c.f);
   char big[2000];
   memset(big, 'q', sizeof(big) - 1);
   big[sizeof(big) - 1] = '\0';
@@ -221,23 +229,25 @@ static void catch_failure(const ct_log_event *ev, void *arg) {
 
 Test(log, log_failure_includes_chain_and_site) {
   ct_log_observer *o = ct_log_add_observer(CT_LOG_DEBUG, catch_failure, NULL);
-  ct_failure *f = ct_failure_wrap("tcp", CT_ECONNLOST,
-                                  ct_failure_errno(CT_ECONNRESET, "read"),
-                                  "client %d", 3);
+  ct_failure *f =
+      ct_failure_wrap("tcp", CT_ECONNLOST,
+                      ct_failure_errno(CT_ECONNRESET, "read"), "client %d", 3);
   ct_log_failure(CT_LOG_ERROR, "tcp", "connection lost", f);
   ct_log_failure(CT_LOG_ERROR, "tcp", "nothing", NULL);
   ct_log_remove_observer(o);
   ct_failure_free(f);
   cr_assert_not_null(strstr(failure_line, "nothing: "));
   o = ct_log_add_observer(CT_LOG_DEBUG, catch_failure, NULL);
-  f = ct_failure_wrap("tcp", CT_ECONNLOST, ct_failure_errno(CT_ECONNRESET, "read"),
-                      "client %d", 3);
+  f = ct_failure_wrap("tcp", CT_ECONNLOST,
+                      ct_failure_errno(CT_ECONNRESET, "read"), "client %d", 3);
   ct_log_failure(CT_LOG_ERROR, "tcp", "connection lost", f);
   ct_log_remove_observer(o);
   ct_failure_free(f);
-  cr_assert_not_null(strstr(failure_line, "connection lost: [tcp] ECONNLOST: client 3"),
-                     "%s", failure_line);
-  cr_assert_not_null(strstr(failure_line, "caused by: [os] ECONNRESET: read: "));
+  cr_assert_not_null(
+      strstr(failure_line, "connection lost: [tcp] ECONNLOST: client 3"), "%s",
+      failure_line);
+  cr_assert_not_null(
+      strstr(failure_line, "caused by: [os] ECONNRESET: read: "));
   cr_assert_not_null(strstr(failure_line, "|"));
   cr_assert_not_null(strstr(failure_line, "test_log.c"));
 }

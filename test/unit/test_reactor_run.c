@@ -23,7 +23,9 @@ static void teardown(void) {
 TestSuite(run, .init = setup, .fini = teardown);
 
 static char trace[256];
-static void mark(void *arg) { strcat(trace, (const char *)arg); }
+static void mark(void *arg) {
+  strcat(trace, (const char *)arg);
+}
 
 static void stop_now(void *arg) {
   mark("S");
@@ -116,7 +118,8 @@ Test(run, triggers_run_in_phase_then_registration_order) {
 
 Test(run, trigger_bad_input) {
   cr_assert_eq(ct_reactor_add_trigger(r, (ct_phase)7, mark, NULL), CT_EINVAL);
-  cr_assert_eq(ct_reactor_add_trigger(r, CT_PHASE_AFTER, NULL, NULL), CT_EINVAL);
+  cr_assert_eq(ct_reactor_add_trigger(r, CT_PHASE_AFTER, NULL, NULL),
+               CT_EINVAL);
   cr_assert_eq(ct_reactor_add_trigger(NULL, CT_PHASE_AFTER, mark, NULL),
                CT_EINVAL);
   cr_assert_eq(ct_reactor_remove_trigger(r, 12345), CT_ENOTFOUND);
@@ -132,8 +135,8 @@ static void remove_self_and_next(void *arg) {
 
 Test(run, trigger_removes_itself_and_a_later_one) {
   trace[0] = 0;
-  self_removing_id = ct_reactor_add_trigger(r, CT_PHASE_BEFORE,
-                                            remove_self_and_next, r);
+  self_removing_id =
+      ct_reactor_add_trigger(r, CT_PHASE_BEFORE, remove_self_and_next, r);
   ct_reactor_add_trigger(r, CT_PHASE_BEFORE, mark, "X");
   ct_reactor_add_trigger(r, CT_PHASE_BEFORE, mark, "b");
   ct_reactor_call_when_running(r, stop_now, r);
@@ -220,7 +223,9 @@ Test(run, call_soon_runs_on_later_turns_under_fake_clock) {
   cr_assert_eq(ct__reactor_call_soon(r, NULL, NULL), CT_EINVAL);
 }
 
-static void count_up(void *arg) { ++*(int *)arg; }
+static void count_up(void *arg) {
+  ++*(int *)arg;
+}
 
 Test(run, iterate_runs_ready_work_once) {
   int n = 0;
@@ -235,7 +240,9 @@ Test(run, iterate_runs_ready_work_once) {
 }
 
 /* Timers on a real clock fire from ct_reactor_run(). */
-static void real_stop(void *arg) { ct_reactor_stop(arg); }
+static void real_stop(void *arg) {
+  ct_reactor_stop(arg);
+}
 
 Test(run, real_clock_timers_fire_in_order) {
   ct_reactor *rr = ct_reactor_new();

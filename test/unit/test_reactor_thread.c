@@ -40,7 +40,8 @@ static pthread_t threads[NTHREADS];
 static void start_threads(void *arg) {
   (void)arg;
   for (long t = 0; t < NTHREADS; t++)
-    cr_assert_eq(pthread_create(&threads[t], NULL, producer, (void *)(intptr_t)t), 0);
+    cr_assert_eq(
+        pthread_create(&threads[t], NULL, producer, (void *)(intptr_t)t), 0);
 }
 
 Test(thread, four_threads_ten_thousand_calls_each) {
@@ -60,7 +61,9 @@ Test(thread, four_threads_ten_thousand_calls_each) {
 }
 
 static int ran;
-static void mark(void *arg) { ran += (int)(intptr_t)arg; }
+static void mark(void *arg) {
+  ran += (int)(intptr_t)arg;
+}
 
 Test(thread, queued_before_run_and_dropped_on_free) {
   r = ct_reactor_new();

@@ -25,7 +25,9 @@ TestSuite(timers, .init = setup, .fini = teardown);
 /* A log of which callbacks ran, as small integers. */
 static int order[64];
 static int norder;
-static void record(void *arg) { order[norder++] = (int)(intptr_t)arg; }
+static void record(void *arg) {
+  order[norder++] = (int)(intptr_t)arg;
+}
 #define TAG(n) ((void *)(intptr_t)(n))
 
 Test(timers, equal_deadlines_run_in_schedule_order) {
@@ -198,7 +200,7 @@ Test(timers, reset_self_to_zero_runs_again_in_same_advance) {
 
 static void schedule_more(void *arg) {
   record(arg);
-  ct_call_later(r, 0, record, TAG(2));  /* due now: runs in this advance */
+  ct_call_later(r, 0, record, TAG(2));   /* due now: runs in this advance */
   ct_call_later(r, 0.5, record, TAG(3)); /* due at now + 0.5 */
   ct_call_later(r, 5, record, TAG(4));   /* not due */
 }
