@@ -1,6 +1,9 @@
 /**
  * @file ctwist.h
  * @brief Umbrella header: includes every public ctwist module.
+ *
+ * Test helpers (in-memory transports, the pump) are not included here:
+ * include "ctwist/testing.h" from tests.
  */
 #ifndef CTWIST_CTWIST_H
 #define CTWIST_CTWIST_H
@@ -11,5 +14,11 @@
 #include "ctwist/deferred.h"
 #include "ctwist/protocol.h"
 #include "ctwist/transport.h"
+#include "ctwist/endpoint.h"
+#include "ctwist/udp.h"
+#include "ctwist/basic.h"
+#include "ctwist/message.h"
+#include "ctwist/wire.h"
+#include "ctwist/policies.h"
 
 #endif /* CTWIST_CTWIST_H */
