@@ -136,8 +136,7 @@ typedef struct ct_msg_header_iter {
  * Returns 1 with `*out` filled, 0 at the end.  Do not modify the header
  * while iterating.
  */
-CT_EXTERN int ct_msg_header_next(const ct_msg_header *h,
-                                 ct_msg_header_iter *it,
+CT_EXTERN int ct_msg_header_next(const ct_msg_header *h, ct_msg_header_iter *it,
                                  ct_msg_header_entry *out);
 
 /* ---------------------------------------------------------------- encoding */

@@ -72,11 +72,26 @@ static int buf_put_json_string(ct__msg_buf *b, const char *s, size_t n) {
     char esc[8];
     size_t el;
     switch (c) {
-    case '"': memcpy(esc, "\\\"", 2); el = 2; break;
-    case '\\': memcpy(esc, "\\\\", 2); el = 2; break;
-    case '\n': memcpy(esc, "\\n", 2); el = 2; break;
-    case '\r': memcpy(esc, "\\r", 2); el = 2; break;
-    case '\t': memcpy(esc, "\\t", 2); el = 2; break;
+    case '"':
+      memcpy(esc, "\\\"", 2);
+      el = 2;
+      break;
+    case '\\':
+      memcpy(esc, "\\\\", 2);
+      el = 2;
+      break;
+    case '\n':
+      memcpy(esc, "\\n", 2);
+      el = 2;
+      break;
+    case '\r':
+      memcpy(esc, "\\r", 2);
+      el = 2;
+      break;
+    case '\t':
+      memcpy(esc, "\\t", 2);
+      el = 2;
+      break;
     default:
       el = (size_t)snprintf(esc, sizeof esc, "\\u%04x", (unsigned)c);
       break;
@@ -91,9 +106,18 @@ static int buf_put_json_string(ct__msg_buf *b, const char *s, size_t n) {
 }
 
 static int buf_put_int(ct__msg_buf *b, long long v) {
-  char num[32];
-  int n = snprintf(num, sizeof num, "%lld", v);
-  return buf_put(b, num, (size_t)n);
+  char num[24];
+  char *e = num + sizeof num, *q = e;
+  /* Work on the magnitude as unsigned: LLONG_MIN has no positive twin. */
+  unsigned long long u =
+      v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+  do {
+    *--q = (char)('0' + u % 10);
+    u /= 10;
+  } while (u != 0);
+  if (v < 0)
+    *--q = '-';
+  return buf_put(b, q, (size_t)(e - q));
 }
 
 int ct__msg_encode_head(const ct_msg_header *h, size_t content_len,

@@ -51,11 +51,11 @@ struct ct_msg_decoder {
   void *arg;
   ct__msg_state state;
   unsigned char lenbuf[4];
-  size_t have;       /* bytes gathered for the current part */
-  size_t need;       /* size of the current part (H or C) */
-  char *buf;         /* gathering buffer for a split part */
+  size_t have; /* bytes gathered for the current part */
+  size_t need; /* size of the current part (H or C) */
+  char *buf;   /* gathering buffer for a split part */
   size_t buf_cap;
-  json_t *header;    /* parsed header waiting for its content */
+  json_t *header; /* parsed header waiting for its content */
 };
 
 void ct__msg_decoder_init(ct_msg_decoder *d, const ct_msg_limits *limits,

@@ -50,6 +50,12 @@ struct ct_messenger {
   ct_failure *proto_err; /* the decode error reported by on_close */
   outq *q_head, *q_tail;
   int producing, paused, pumping;
+  /* While the messenger's own data_received runs, small sends are gathered
+   * here and written once at its end: a batch of pipelined requests costs
+   * one write instead of one per reply. */
+  int corking;
+  ct__msg_buf cork;
+  double turn_now; /* the reactor time, read once per data_received */
 };
 
 struct attempt {
@@ -99,6 +105,7 @@ void ct_messenger_unref(ct_messenger *m) {
     return;
   ct__msg_decoder_clear(&m->dec);
   ct_failure_free(m->proto_err);
+  ct__msg_buf_release(&m->cork);
   free(m);
 }
 
@@ -112,7 +119,9 @@ static ct_transport *open_transport(const ct_messenger *m) {
 int ct_messenger_is_open(const ct_messenger *m) {
   return m != NULL && open_transport(m) != NULL;
 }
-uint64_t ct_messenger_id(const ct_messenger *m) { return m ? m->id : 0; }
+uint64_t ct_messenger_id(const ct_messenger *m) {
+  return m ? m->id : 0;
+}
 const ct_address *ct_messenger_peer(const ct_messenger *m) {
   return m ? &m->peer : NULL;
 }
@@ -128,7 +137,9 @@ double ct_messenger_send_time(const ct_messenger *m) {
 uint64_t ct_messenger_received(const ct_messenger *m) {
   return m ? m->nrecv : 0;
 }
-uint64_t ct_messenger_sent(const ct_messenger *m) { return m ? m->nsent : 0; }
+uint64_t ct_messenger_sent(const ct_messenger *m) {
+  return m ? m->nsent : 0;
+}
 ct_transport *ct_messenger_transport(const ct_messenger *m) {
   return m ? open_transport(m) : NULL;
 }
@@ -136,11 +147,19 @@ void ct_messenger_set_user(ct_messenger *m, void *user) {
   if (m != NULL)
     m->user = user;
 }
-void *ct_messenger_user(const ct_messenger *m) { return m ? m->user : NULL; }
+void *ct_messenger_user(const ct_messenger *m) {
+  return m ? m->user : NULL;
+}
+
+static int flush_cork(ct_messenger *m);
 
 int ct_messenger_close(ct_messenger *m) {
   ct_transport *t = m ? open_transport(m) : NULL;
-  return t != NULL ? ct_transport_lose_connection(t) : CT_ECLOSED;
+  if (t == NULL)
+    return CT_ECLOSED;
+  if (flush_cork(m) != 0)
+    return CT_ECLOSED;
+  return ct_transport_lose_connection(t);
 }
 
 int ct_messenger_abort(ct_messenger *m) {
@@ -162,13 +181,29 @@ static void queue_free(ct_messenger *m) {
 /* A send failed: the connection cannot be trusted any more.  Log, abort
  * (on_close follows on a later turn) and hand the code back. */
 static int send_failed(ct_messenger *m, int rc) {
-  ct_log(CT_LOG_WARN, "message", "send to %s (messenger %llu) failed: %s; "
-                                 "closing the connection",
+  ct_log(CT_LOG_WARN, "message",
+         "send to %s (messenger %llu) failed: %s; "
+         "closing the connection",
          m->peer_str, (unsigned long long)m->id, ct_strerror(rc));
   if (!m->lost && m->base.transport != NULL &&
       !ct_transport_is_closing(m->base.transport))
     ct_transport_abort(m->base.transport);
   return rc;
+}
+
+/* Write what was gathered during data_received. */
+static int flush_cork(ct_messenger *m) {
+  if (m->cork.len == 0)
+    return 0;
+  size_t n = m->cork.len;
+  m->cork.len = 0;
+  ct_transport *t = open_transport(m);
+  if (t == NULL)
+    return CT_ECLOSED;
+  int rc = ct_transport_write(t, m->cork.data, n);
+  if (m->cork.cap > CT__MSG_STREAM * 4) /* do not keep a big one around */
+    ct__msg_buf_release(&m->cork);
+  return rc != 0 ? send_failed(m, rc) : 0;
 }
 
 /* Write queued frames while the transport is below its high watermark. */
@@ -206,7 +241,9 @@ static int pump(ct_messenger *m) {
   return 0;
 }
 
-static void prod_pause(void *arg) { ((ct_messenger *)arg)->paused = 1; }
+static void prod_pause(void *arg) {
+  ((ct_messenger *)arg)->paused = 1;
+}
 static void prod_resume(void *arg) {
   ct_messenger *m = arg;
   m->paused = 0;
@@ -228,6 +265,26 @@ int ct_messenger_send(ct_messenger *m, const ct_msg_header *h,
   ct_transport *t = open_transport(m);
   if (t == NULL)
     return send_failed(m, CT_ECLOSED);
+  if (m->q_head == NULL && len < CT__MSG_STREAM && m->corking) {
+    size_t mark = m->cork.len;
+    int rc = ct__msg_encode_head(h, len, &m->cork);
+    if (rc == 0 && len > 0) {
+      rc = ct__msg_buf_reserve(&m->cork, len);
+      if (rc == 0) {
+        memcpy(m->cork.data + m->cork.len, content, len);
+        m->cork.len += len;
+      }
+    }
+    if (rc != 0) {
+      m->cork.len = mark;
+      return rc == CT_ENOMEM ? send_failed(m, rc) : rc;
+    }
+    if (m->cork.len >= CT__MSG_STREAM && (rc = flush_cork(m)) != 0)
+      return rc;
+    m->nsent++;
+    m->send_time = m->turn_now;
+    return 0;
+  }
   char stack[512];
   ct__msg_buf b;
   ct__msg_buf_init(&b, stack, sizeof stack);
@@ -243,6 +300,10 @@ int ct_messenger_send(ct_messenger *m, const ct_msg_header *h,
     if (rc != 0)
       return send_failed(m, rc);
   } else {
+    if ((rc = flush_cork(m)) != 0) {
+      ct__msg_buf_release(&b);
+      return rc;
+    }
     outq *q = malloc(sizeof *q + b.len + len);
     if (q == NULL) {
       ct__msg_buf_release(&b);
@@ -284,8 +345,9 @@ static int on_frame(void *arg, const ct_msg_header *h, const char *content,
                     size_t len) {
   ct_messenger *m = arg;
   ct_transport *t = m->base.transport;
+  (void)t;
   m->nrecv++;
-  m->recv_time = ct_reactor_seconds(t->reactor);
+  m->recv_time = m->turn_now;
   hub *hb = m->hub;
   if (!hb->closed && hb->cb.on_message != NULL)
     hb->cb.on_message(m, h, content, len, hb->cb.arg);
@@ -325,7 +387,14 @@ static void msg_data_received(ct_protocol *p, const char *data, size_t len) {
   if (open_transport(m) == NULL)
     return;
   ct_failure *f = NULL;
+  m->turn_now = ct_reactor_seconds(m->base.transport->reactor);
+  m->corking = 1;
   int rc = ct_msg_decoder_feed(&m->dec, data, len, &f);
+  m->corking = 0;
+  if (rc >= 0)
+    (void)flush_cork(m);
+  else
+    m->cork.len = 0;
   if (rc < 0 && f != NULL) {
     char what[CT_ADDRESS_STRLEN + 64];
     snprintf(what, sizeof what, "closing connection from %s (messenger %llu)",
@@ -356,8 +425,7 @@ static void msg_connection_lost(ct_protocol *p, const ct_failure *reason) {
     hb->count--;
     if (!hb->closed && hb->cb.on_close != NULL)
       hb->cb.on_close(m, hb->count,
-                      m->proto_err != NULL ? m->proto_err : reason,
-                      hb->cb.arg);
+                      m->proto_err != NULL ? m->proto_err : reason, hb->cb.arg);
   }
   ct__msg_decoder_clear(&m->dec);
 }
@@ -403,8 +471,8 @@ static ct_protocol *hub_build(ct_factory *f, const ct_address *peer) {
   return &m->base;
 }
 
-static const ct_factory_ops hub_factory_ops = {
-    .name = "message", .build_protocol = hub_build};
+static const ct_factory_ops hub_factory_ops = {.name = "message",
+                                               .build_protocol = hub_build};
 
 static hub *hub_new(size_t size, ct_reactor *r, const ct_msg_callbacks *cb,
                     const ct_msg_options *opts) {
@@ -465,8 +533,7 @@ static int hub_send(hub *hb, ct_messenger *m, const ct_msg_header *h,
 static void hub_close(hub *hb) {
   hb->closed = 1;
   for (ct_messenger *m = hb->head; m != NULL; m = m->next)
-    if (open_transport(m) != NULL)
-      ct_transport_lose_connection(m->base.transport);
+    (void)ct_messenger_close(m); /* flushes gathered output first */
   hub_unref(hb);
 }
 
@@ -620,8 +687,9 @@ static int client_start(ct_msg_client *c, const char *endpoint,
   a->connect_d = ct_connect(hb->r, endpoint, &hb->cf);
   if (a->connect_d == NULL ||
       ct_deferred_add_both(a->connect_d, attempt_done, a) != 0) {
-    ct_result res = {CT_NONE, ct_failure_new(CT_ENOMEM, "connect to %s: out "
-                                                        "of memory",
+    ct_result res = {CT_NONE, ct_failure_new(CT_ENOMEM,
+                                             "connect to %s: out "
+                                             "of memory",
                                              endpoint)};
     ct_deferred *cd = a->connect_d;
     a->connect_d = NULL;

@@ -13,10 +13,10 @@
 
 typedef struct rec {
   size_t n;
-  char *hdr[MAXF];  /* canonical text of each header: key=value;... */
+  char *hdr[MAXF]; /* canonical text of each header: key=value;... */
   char *body[MAXF];
   size_t len[MAXF];
-  int stop_after;   /* ask the decoder to stop after this many (0: never) */
+  int stop_after; /* ask the decoder to stop after this many (0: never) */
 } rec;
 
 static char *header_text(const ct_msg_header *h) {
@@ -388,8 +388,8 @@ Test(message_decode, content_is_delivered_once_complete) {
 
 /* Feed `s` one byte at a time (and whole, in a second decoder): both must
  * fail with `code` and a message containing `what`, after `good` frames. */
-static void expect_failure(const stream *s, const ct_msg_limits *lim,
-                           int code, const char *what, size_t good) {
+static void expect_failure(const stream *s, const ct_msg_limits *lim, int code,
+                           const char *what, size_t good) {
   for (int mode = 0; mode < 2; mode++) {
     rec r = {0};
     ct_msg_decoder *d = ct_msg_decoder_new(lim, on_frame, &r);
@@ -469,9 +469,9 @@ Test(message_malformed, header_over_limit_before_buffering) {
   free(s.data);
   ct_msg_limits lim = {.max_header = 10};
   stream t = {0};
-  stream_frame(&t, "{\"a\":\"b\"}", NULL, 0);       /* 9 bytes: fine */
-  stream_frame(&t, "{\"a\":\"bc\"}", NULL, 0);      /* 10 bytes: fine */
-  stream_frame(&t, "{\"a\":\"bcd\"}", NULL, 0);     /* 11 bytes: over */
+  stream_frame(&t, "{\"a\":\"b\"}", NULL, 0);   /* 9 bytes: fine */
+  stream_frame(&t, "{\"a\":\"bc\"}", NULL, 0);  /* 10 bytes: fine */
+  stream_frame(&t, "{\"a\":\"bcd\"}", NULL, 0); /* 11 bytes: over */
   expect_failure(&t, &lim, CT_ETOOBIG,
                  "header of 11 bytes is over the limit of 10 bytes", 2);
   free(t.data);
@@ -482,7 +482,8 @@ Test(message_malformed, content_over_limit) {
   stream_frame(&s, "{\"content-length\":16777217}", NULL, 0);
   expect_failure(&s, NULL, CT_ETOOBIG,
                  "content of 16777217 bytes is over the limit of 16777216 "
-                 "bytes", 0);
+                 "bytes",
+                 0);
   free(s.data);
   ct_msg_limits lim = {.max_content = 4};
   stream t = {0};
@@ -502,4 +503,52 @@ Test(message_decode, bad_arguments) {
   cr_assert_eq(ct_msg_decoder_feed(d, "\0\0\0\2{}", 6, NULL), 0);
   ct_msg_decoder_free(d);
   ct_msg_decoder_free(NULL);
+}
+
+/* The decoder's fast path (flat ASCII headers) and jansson's full parser
+ * must agree: the same header written compactly or with whitespace and
+ * escapes decodes to the same entries. */
+static char *decode_one(const char *json) {
+  stream s = {0};
+  stream_frame(&s, json, NULL, 0);
+  rec r = {0};
+  ct_msg_decoder *d = ct_msg_decoder_new(NULL, on_frame, &r);
+  ct_failure *f = NULL;
+  int rc = ct_msg_decoder_feed(d, s.data, s.len, &f);
+  ct_msg_decoder_free(d);
+  free(s.data);
+  char *out = NULL;
+  if (rc == 0 && r.n == 1) {
+    out = r.hdr[0];
+    r.hdr[0] = NULL;
+  }
+  ct_failure_free(f);
+  rec_free(&r);
+  return out;
+}
+
+Test(message_decode, fast_path_agrees_with_full_parser) {
+  static const char *pairs[][2] = {
+      {"{\"a\":1,\"b\":\"x y\"}", "{ \"a\" : 1 , \"b\" : \"x\\u0020y\" }"},
+      {"{\"n\":-0}", "{\"n\" :0}"},
+      {"{\"n\":-123456789012345678}", "{\"n\": -123456789012345678}"},
+      {"{\"n\":1234567890123456789}", "{\"n\": 1234567890123456789 }"},
+      {"{\"\":\"\"}", "{\"\" : \"\"}"},
+      {"{}", " {} "},
+  };
+  for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+    char *a = decode_one(pairs[i][0]), *b = decode_one(pairs[i][1]);
+    cr_assert_not_null(a, "%s", pairs[i][0]);
+    cr_assert_not_null(b, "%s", pairs[i][1]);
+    cr_assert_str_eq(a, b);
+    free(a);
+    free(b);
+  }
+  static const char *bad[] = {"{\"a\":01}",  "{\"a\":1,}",  "{\"a\":-}",
+                              "{\"a\":1}}",  "{\"a\" 1}",   "{\"a\":1.0}",
+                              "{\"a\":1e3}", "{\"a\":\"x}", "{,}"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char *x = decode_one(bad[i]);
+    cr_assert_null(x, "accepted %s", bad[i]);
+  }
 }

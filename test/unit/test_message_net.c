@@ -29,9 +29,9 @@ typedef struct side {
   size_t last_len;
   char *last_content;
   ct_messenger *last_from;
-  int kept_send_rc;       /* result of a send inside on_close */
-  ct_messenger *kept;     /* a reference kept past on_close */
-  size_t lens[8];         /* length and FNV-1a hash of the first messages */
+  int kept_send_rc;   /* result of a send inside on_close */
+  ct_messenger *kept; /* a reference kept past on_close */
+  size_t lens[8];     /* length and FNV-1a hash of the first messages */
   uint64_t hashes[8];
 } side;
 
@@ -137,8 +137,8 @@ static void setup(fixture *f, const ct_msg_options *opts) {
   cr_assert_not_null(f->r);
   ct_msg_callbacks scb = callbacks(&f->srv), ccb = callbacks(&f->cli);
   ct_failure *err = NULL;
-  f->server = ct_msg_server_listen(f->r, "tcp:0:interface=127.0.0.1", &scb,
-                                   opts, &err);
+  f->server =
+      ct_msg_server_listen(f->r, "tcp:0:interface=127.0.0.1", &scb, opts, &err);
   cr_assert_not_null(f->server, "listen failed");
   int port = ct_msg_server_port(f->server);
   cr_assert_gt(port, 0);
@@ -456,8 +456,8 @@ Test(message_net, times_follow_the_reactor_clock) {
   ct_reactor *r = ct_reactor_new_with_clock(clk);
   side srv = {0}, cli = {0};
   ct_msg_callbacks scb = callbacks(&srv), ccb = callbacks(&cli);
-  ct_msg_server *s = ct_msg_server_listen(r, "tcp:0:interface=127.0.0.1",
-                                          &scb, NULL, NULL);
+  ct_msg_server *s =
+      ct_msg_server_listen(r, "tcp:0:interface=127.0.0.1", &scb, NULL, NULL);
   cr_assert_not_null(s);
   char ep[64];
   snprintf(ep, sizeof ep, "tcp:127.0.0.1:%d", ct_msg_server_port(s));
