@@ -143,10 +143,26 @@ echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on t
 echo "# servers:$SERVERS; ${SECS}s per run (+${WARM}s warm-up), medians of $REPS interleaved runs"
 echo "# ctwist server: ${CMD[ctwist]:-(none)}"
 
+# CPU time of the whole machine (jiffies: busy total), to tell a quiet run
+# from one that shared the cores with other work.
+cpu_jiffies() { awk '/^cpu /{b=$2+$3+$4+$7+$8+$9; print b, b+$5+$6}' /proc/stat; }
+# Jiffies used by this script's finished children (the load generators) and
+# by the running servers.
+ours_jiffies() {
+  local j p
+  j=$(awk '{print $16+$17}' /proc/$$/stat)
+  for p in "${PID[@]}"; do
+    j=$(( j + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0) ))
+  done
+  echo "$j"
+}
+
 # --- throughput and latency ----------------------------------------------------
 for s in $SERVERS; do
   start_server "$s" || SERVERS=${SERVERS/ $s/}
 done
+read -r busy0 total0 < <(cpu_jiffies)
+ours0=$(ours_jiffies)
 results=$tmp/results.txt
 : >"$results"
 for rep in $(seq "$REPS"); do
@@ -166,6 +182,12 @@ for rep in $(seq "$REPS"); do
     done
   done
 done
+
+read -r busy1 total1 < <(cpu_jiffies)
+ours1=$(ours_jiffies)
+other=$(( 100 * $(nproc) * (busy1 - busy0 - (ours1 - ours0)) / (total1 - total0 + 1) ))
+echo "# other processes used ${other}% of one core on average during the throughput runs" \
+  "(0% = a quiet machine; the servers and the load generator need both cores)"
 
 # --- syscalls per echoed message ------------------------------------------------
 strace_out=$tmp/strace.txt
