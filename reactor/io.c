@@ -48,8 +48,8 @@ static int fd_reserve(ct_reactor *r, int fd) {
   size_t cap = r->fd_cap ? r->fd_cap : 64;
   while (cap <= (size_t)fd)
     cap *= 2;
-  struct ct__fd_watch **rd = calloc(cap, sizeof(*rd));
-  struct ct__fd_watch **wr = calloc(cap, sizeof(*wr));
+  struct ct__fd_watch **rd = calloc(cap, sizeof(struct ct__fd_watch *));
+  struct ct__fd_watch **wr = calloc(cap, sizeof(struct ct__fd_watch *));
   if (rd == NULL || wr == NULL) {
     free(rd);
     free(wr);

@@ -118,7 +118,6 @@ static void call_release(ct_reactor *r, struct ct_delayed_call *c) {
   free(c);
 #else
   c->state = CT__CALL_FREE;
-  c->fn = NULL;
   if (r->live_calls == 0) {
     /* Every call is free: forget the free list, whose order is that of
      * the last release (deadline order, i.e. scattered), and hand out
