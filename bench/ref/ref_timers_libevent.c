@@ -26,13 +26,16 @@ static double now_s(clockid_t id) {
 }
 
 static long rss_bytes(void) {
-  long pages = 0, resident = 0;
+  char buf[128] = {0};
   FILE *f = fopen("/proc/self/statm", "r");
   if (f == NULL)
     return 0;
-  if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
-    resident = 0;
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
   fclose(f);
+  buf[n] = '\0';
+  char *end;
+  strtol(buf, &end, 10);                 /* total pages */
+  long resident = strtol(end, NULL, 10); /* resident pages */
   return resident * sysconf(_SC_PAGESIZE);
 }
 
@@ -54,12 +57,20 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
 }
 
 int main(int argc, char **argv) {
-  long n = argc > 1 ? atol(argv[1]) : 1000000;
+  long n = argc > 1 ? strtol(argv[1], NULL, 10) : 1000000;
+  if (n <= 0)
+    n = 1000000;
   uint64_t seed = argc > 2 ? strtoull(argv[2], NULL, 10) : 42;
   n_total = n;
-  struct event **evs = malloc((size_t)n * sizeof(*evs));
-  memset(evs, 0, (size_t)n * sizeof(*evs));
+  struct event **evs = calloc((size_t)n, sizeof(struct event *));
   struct event_base *base = event_base_new();
+  if (evs == NULL || base == NULL) {
+    free(evs);
+    if (base != NULL)
+      event_base_free(base);
+    return 1;
+  }
+  memset(evs, 0, (size_t)n * sizeof(struct event *));
 
   /* fire */
   rng = seed;
