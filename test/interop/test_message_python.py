@@ -2,7 +2,8 @@
 """Interop: a plain Python socket client (the one in docs/message-protocol.md)
 talks to ctwist's message echo server, apps/msg/ct-msg-echo.
 
-Usage: test_message_python.py BUILD_DIR   (exit status 0 on success)
+Usage: test_message_python.py BUILD_DIR   (exit status 0 on success;
+BUILD_DIR is the build tree or its test/interop directory)
 """
 import json
 import os
@@ -34,10 +35,15 @@ def recv(sock):
 
 
 def find_server(build_dir):
-    for root, _dirs, files in os.walk(build_dir):
-        if "ct-msg-echo" in files:
-            return os.path.join(root, "ct-msg-echo")
-    raise SystemExit("ct-msg-echo not found under %s" % build_dir)
+    """apps/msg/ct-msg-echo in the build tree: ctest passes
+    BUILD/test/interop, a person may pass BUILD itself."""
+    d = os.path.abspath(build_dir)
+    for _ in range(4):
+        cand = os.path.join(d, "apps", "msg", "ct-msg-echo")
+        if os.access(cand, os.X_OK):
+            return cand
+        d = os.path.dirname(d)
+    raise SystemExit("ct-msg-echo not found above %s" % build_dir)
 
 
 def check(cond, what):
