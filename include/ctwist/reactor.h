@@ -99,7 +99,7 @@ CT_EXTERN int ct_reactor_iterate(ct_reactor *r);
 
 /**
  * Run `fn(arg)` once the reactor is running (at once, on the next loop turn,
- * if it already is).  Returns 0 or CT_ENOMEM.
+ * if it already is).  Returns 0, CT_EINVAL or CT_ENOMEM.
  */
 CT_EXTERN int ct_reactor_call_when_running(ct_reactor *r, ct_call_cb fn,
                                            void *arg);
@@ -134,7 +134,9 @@ typedef struct ct_phase_hold ct_phase_hold;
 CT_EXTERN long ct_reactor_add_trigger(ct_reactor *r, ct_phase phase,
                                       ct_call_cb fn, void *arg);
 
-/** Remove a trigger by id.  Returns 0 or CT_ENOTFOUND. */
+/** Remove a trigger by id (also from inside a trigger; a removed trigger
+ *  that has not run yet in this phase does not run).  Returns 0,
+ *  CT_EINVAL or CT_ENOTFOUND. */
 CT_EXTERN int ct_reactor_remove_trigger(ct_reactor *r, long id);
 
 /**
@@ -231,7 +233,8 @@ CT_EXTERN double ct_clock_seconds(const ct_clock *c);
  */
 CT_EXTERN long ct_clock_advance(ct_clock *c, double seconds);
 
-/** Advance by each step in turn (Twisted's Clock.pump).  Returns calls run. */
+/** Advance by each step in turn (Twisted's Clock.pump).  Returns calls run,
+ *  or CT_EINVAL (NULL clock, NULL steps with n > 0, a bad step). */
 CT_EXTERN long ct_clock_pump(ct_clock *c, const double *steps, size_t n);
 
 /* ----------------------------------------------------------- looping call */
@@ -250,22 +253,25 @@ typedef int (*ct_looping_cb)(ct_looping_call *lc, uint64_t count, void *arg);
  */
 typedef void (*ct_looping_done_cb)(ct_looping_call *lc, int err, void *arg);
 
-/** Create a stopped looping call.  Free with ct_looping_call_free(). */
+/** Create a stopped looping call.  Free with ct_looping_call_free(), before
+ *  the reactor.  Returns NULL for a NULL reactor or function, or when
+ *  memory runs out. */
 CT_EXTERN ct_looping_call *ct_looping_call_new(ct_reactor *r, ct_looping_cb fn,
                                                void *arg);
 
 /**
- * Start calling every `interval` seconds (> 0), first at once if `now` is
- * non-zero.  Calls are aligned to start + k*interval; missed intervals are
- * skipped, not run back to back.  Returns 0, CT_EINVAL, or CT_ESTATE if
- * already running.
+ * Start calling every `interval` seconds (> 0, at least 1 ns), first at
+ * once -- synchronously, before start() returns -- if `now` is non-zero.
+ * Calls are aligned to start + k*interval; missed intervals are skipped,
+ * not run back to back.  A stopped looping call may be started again.
+ * Returns 0, CT_EINVAL, CT_ENOMEM, or CT_ESTATE if already running.
  */
 CT_EXTERN int ct_looping_call_start(ct_looping_call *lc, double interval,
                                     int now);
 
 /** Stop; the done callback runs at once with err 0 (also when called from
  *  inside the function).  Safe from inside the function and from the done
- *  callback.  Returns 0 or CT_ESTATE if not running. */
+ *  callback.  Returns 0, CT_EINVAL or CT_ESTATE if not running. */
 CT_EXTERN int ct_looping_call_stop(ct_looping_call *lc);
 
 /** Set the completion callback (replaces the previous one). */
