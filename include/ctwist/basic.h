@@ -15,7 +15,8 @@
  *     ct_line_receiver_send_line(lr, line, len);   // echo
  *   }
  *   static const ct_line_receiver_ops echo_ops = {
- *     CT_LINE_RECEIVER_BASE("line-echo", CT_PROTOCOL_PAUSE_READING_ON_HIGH_WATER),
+ *     CT_LINE_RECEIVER_BASE("line-echo",
+ *                           CT_PROTOCOL_PAUSE_READING_ON_HIGH_WATER),
  *     .line_received = on_line,
  *   };
  *   ct_factory f = CT_FACTORY_INIT(&echo_ops.base, sizeof(ct_line_receiver));

@@ -101,7 +101,8 @@ static result run(const ct_intn_receiver_ops *ops, const uint8_t *d, size_t n,
       break;
     pos += k;
     /* The buffer never holds more than one frame. */
-    if (!res.freed && !res.paused && f->ir.st.len - f->ir.st.off > f->ir.max_length + 4)
+    if (!res.freed && !res.paused &&
+        f->ir.st.len - f->ir.st.off > f->ir.max_length + 4)
       abort();
     while (res.paused && !res.freed) {
       res.paused = 0;

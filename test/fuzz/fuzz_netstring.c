@@ -99,7 +99,8 @@ static result run(const ct_netstring_receiver_ops *ops, const uint8_t *d,
       break;
     pos += k;
     /* The buffer never holds more than one frame's worth. */
-    if (!res.freed && !res.paused && f->nr.st.len - f->nr.st.off > f->nr.max_length + 32)
+    if (!res.freed && !res.paused &&
+        f->nr.st.len - f->nr.st.off > f->nr.max_length + 32)
       abort();
     /* Resume a paused receiver, as an application would. */
     while (res.paused && !res.freed) {
