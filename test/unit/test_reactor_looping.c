@@ -230,3 +230,29 @@ Test(looping, bad_input) {
   ct_looping_call_free(NULL);
   ct_looping_call_free(lc);
 }
+
+/* On the real clock: the loop runs from ct_reactor_run(); no timing is
+ * asserted, only that calls happen and the loop stops cleanly. */
+static ct_reactor *real_r;
+static int real_tick(ct_looping_call *lc, uint64_t count, void *arg) {
+  int *n = arg;
+  cr_assert_geq(count, 1);
+  if (++*n == 3) {
+    cr_assert_eq(ct_looping_call_stop(lc), 0);
+    cr_assert_eq(ct_reactor_stop(real_r), 0);
+  }
+  return 0;
+}
+
+Test(looping, on_the_real_clock) {
+  real_r = ct_reactor_new();
+  int n = 0;
+  ct_looping_call *lc = ct_looping_call_new(real_r, real_tick, &n);
+  cr_assert_eq(ct_looping_call_start(lc, 0.002, 0), 0);
+  cr_assert_eq(ct_reactor_run(real_r), 0);
+  cr_assert_eq(n, 3);
+  cr_assert_eq(ct_looping_call_calls(lc), 3);
+  cr_assert_eq(ct_reactor_pending_calls(real_r), 0);
+  ct_looping_call_free(lc);
+  ct_reactor_free(real_r);
+}

@@ -322,3 +322,23 @@ Test(run, zero_delay_rearm_does_not_starve_io) {
   close(p[0]);
   close(p[1]);
 }
+
+static int free_errors;
+static void count_errors(const ct_log_event *ev, void *arg) {
+  (void)arg;
+  if (ev->level >= CT_LOG_ERROR && strcmp(ev->module, "reactor") == 0)
+    free_errors++;
+}
+
+static void free_while_running(void *arg) {
+  ct_reactor_free(arg); /* refused: logged, nothing freed */
+  ct_reactor_stop(arg);
+}
+
+Test(run, free_while_running_is_refused) {
+  ct_log_observer *o = ct_log_add_observer(CT_LOG_DEBUG, count_errors, NULL);
+  ct_reactor_call_when_running(r, free_while_running, r);
+  cr_assert_eq(ct_reactor_run(r), 0);
+  ct_log_remove_observer(o);
+  cr_assert_eq(free_errors, 1);
+}
