@@ -29,7 +29,14 @@ typedef struct rec {
   int lost_code;
   char lost_msg[512];
   uint64_t limit_len;
+  const char *ptrs[16]; /* where delivered data pointed (zero-copy checks) */
+  size_t nptrs;
 } rec;
+
+static inline void rec_ptr(rec *r, const char *p) {
+  if (r->nptrs < 16)
+    r->ptrs[r->nptrs++] = p;
+}
 
 static inline void rec_add(rec *r, char type, const char *d, size_t len) {
   if (type == 'R' && r->n > 0 && r->evs[r->n - 1].type == 'R') {

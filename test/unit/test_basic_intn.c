@@ -246,3 +246,34 @@ Test(basic_intn, embedded_init) {
   cr_assert_eq(ct_intn_receiver_set_max_length(&ir, 0), 0);
   cr_assert_eq(ir.max_length, CT_INTN_MAX_LENGTH_DEFAULT);
 }
+
+static void on_string_ptr(ct_intn_receiver *ir, const char *s, size_t len) {
+  rec_ptr(REC(ir), s);
+  rec_add(REC(ir), 'S', s, len);
+}
+
+static const ct_intn_receiver_ops ptr_ops = {
+    CT_INT16_RECEIVER_BASE("test-int16-ptr", 0),
+    .string_received = on_string_ptr,
+};
+
+/* Frames complete inside a chunk are delivered in place; only the frame
+ * straddling two chunks comes from the receiver's buffer. */
+Test(basic_intn, zero_copy_in_chunk) {
+  rec r = {0};
+  ct_string_transport *st =
+      connect_rec(&ptr_ops.base, sizeof(ct_intn_receiver), &r, NULL);
+  const char chunk1[] = "\0\3abc\0\2de\0\4fg";
+  const char chunk2[] = "hi\0\1j";
+  ct_string_transport_feed(st, chunk1, sizeof chunk1 - 1);
+  ct_string_transport_feed(st, chunk2, sizeof chunk2 - 1);
+  cr_assert_eq(r.n, 4);
+  cr_assert_eq(r.ptrs[0], chunk1 + 2);
+  cr_assert_eq(r.ptrs[1], chunk1 + 7);
+  cr_assert(r.ptrs[2] < chunk1 || r.ptrs[2] >= chunk1 + sizeof chunk1,
+            "straddling frame is buffered");
+  cr_assert_str_eq(r.evs[2].data, "fghi");
+  cr_assert_eq(r.ptrs[3], chunk2 + 4);
+  ct_string_transport_free(st);
+  rec_clear(&r);
+}

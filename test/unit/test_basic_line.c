@@ -378,3 +378,30 @@ Test(basic_line, embedded_init_defaults) {
   ct_line_receiver_init(&lr, &small_ops);
   cr_assert_eq(lr.max_length, 10);
 }
+
+static void on_line_ptr(ct_line_receiver *lr, const char *line, size_t len) {
+  rec_ptr(REC(lr), line);
+  rec_add(REC(lr), 'L', line, len);
+}
+
+static const ct_line_receiver_ops ptr_ops = {
+    CT_LINE_RECEIVER_BASE("test-line-ptr", 0),
+    .line_received = on_line_ptr,
+};
+
+Test(basic_line, zero_copy_in_chunk) {
+  rec r = {0};
+  ct_string_transport *st =
+      connect_rec(&ptr_ops.base, sizeof(tline), &r, NULL);
+  const char c1[] = "ab\r\ncd\r\nef";
+  const char c2[] = "g\r\nh\r\n";
+  ct_string_transport_feed(st, c1, sizeof c1 - 1);
+  ct_string_transport_feed(st, c2, sizeof c2 - 1);
+  cr_assert_eq(r.n, 4);
+  cr_assert_eq(r.ptrs[0], c1);
+  cr_assert_eq(r.ptrs[1], c1 + 4);
+  cr_assert_str_eq(r.evs[2].data, "efg");
+  cr_assert_eq(r.ptrs[3], c2 + 3);
+  ct_string_transport_free(st);
+  rec_clear(&r);
+}
