@@ -307,6 +307,22 @@ CT_EXTERN ct_msg_server *ct_msg_server_listen(ct_reactor *r,
                                               const ct_msg_options *opts,
                                               ct_failure **err);
 
+/**
+ * Create a server without a listening port: its messengers are built by
+ * ct_msg_server_factory() (for tests on the in-memory transports of
+ * testing.h, or for ports the caller opens with ct_listen(), which it must
+ * stop before ct_msg_server_free()).  Returns NULL if memory runs out.
+ */
+CT_EXTERN ct_msg_server *ct_msg_server_new(ct_reactor *r,
+                                           const ct_msg_callbacks *cb,
+                                           const ct_msg_options *opts);
+
+/**
+ * The factory building this server's messengers (borrowed; it lives until
+ * the server is freed and its last connection is gone).
+ */
+CT_EXTERN ct_factory *ct_msg_server_factory(ct_msg_server *s);
+
 /** The bound address (port 0 resolved).  Returns 0 or CT_ECLOSED. */
 CT_EXTERN int ct_msg_server_address(const ct_msg_server *s, ct_address *out);
 
@@ -371,6 +387,10 @@ CT_EXTERN ct_deferred *ct_msg_client_add_connection(ct_msg_client *c,
 /** ct_msg_client_add_connection() for callback users: no Deferred.
  *  Returns 0 or CT_ENOMEM / CT_EINVAL. */
 CT_EXTERN int ct_msg_client_connect(ct_msg_client *c, const char *endpoint);
+
+/** The factory building this client's messengers (as
+ *  ct_msg_server_factory(), e.g. for ct_pump_connect_factories()). */
+CT_EXTERN ct_factory *ct_msg_client_factory(ct_msg_client *c);
 
 /** Live connections. */
 CT_EXTERN size_t ct_msg_client_count(const ct_msg_client *c);

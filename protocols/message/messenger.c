@@ -539,6 +539,21 @@ static void hub_close(hub *hb) {
 
 /* ----------------------------------------------------------------- server */
 
+ct_msg_server *ct_msg_server_new(ct_reactor *r, const ct_msg_callbacks *cb,
+                                 const ct_msg_options *opts) {
+  if (r == NULL)
+    return NULL;
+  return (ct_msg_server *)hub_new(sizeof(ct_msg_server), r, cb, opts);
+}
+
+ct_factory *ct_msg_server_factory(ct_msg_server *s) {
+  return s != NULL ? &s->h.cf.base : NULL;
+}
+
+ct_factory *ct_msg_client_factory(ct_msg_client *c) {
+  return c != NULL ? &c->h.cf.base : NULL;
+}
+
 ct_msg_server *ct_msg_server_listen(ct_reactor *r, const char *endpoint,
                                     const ct_msg_callbacks *cb,
                                     const ct_msg_options *opts,
@@ -549,18 +564,18 @@ ct_msg_server *ct_msg_server_listen(ct_reactor *r, const char *endpoint,
                                        "endpoint are required");
     return NULL;
   }
-  hub *hb = hub_new(sizeof(ct_msg_server), r, cb, opts);
-  if (hb == NULL) {
+  ct_msg_server *s = ct_msg_server_new(r, cb, opts);
+  if (s == NULL) {
     if (err != NULL)
       *err = ct_failure_new(CT_ENOMEM, "ct_msg_server_listen: out of memory");
     return NULL;
   }
-  hb->port = ct_listen(r, endpoint, &hb->cf.base, err);
-  if (hb->port == NULL) {
-    free(hb);
+  s->h.port = ct_listen(r, endpoint, &s->h.cf.base, err);
+  if (s->h.port == NULL) {
+    free(s);
     return NULL;
   }
-  return (ct_msg_server *)hb;
+  return s;
 }
 
 int ct_msg_server_address(const ct_msg_server *s, ct_address *out) {
