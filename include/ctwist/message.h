@@ -205,8 +205,9 @@ typedef struct ct_messenger ct_messenger;
  * below its high watermark, so the transport's buffer stays bounded.
  * Updates the send time.
  *
- * Returns 0; CT_EINVAL (bad argument, content over the limit of the
- * messenger's server/client); CT_ECLOSED if the connection is closed or
+ * Returns 0; CT_EINVAL (bad argument, or header or content over the limits
+ * of the messenger's server/client: nothing is sent, the connection stays
+ * open); CT_ECLOSED if the connection is closed or
  * closing, or CT_ENOMEM: then the connection is aborted (if still open),
  * the problem logged (module "message") and on_close follows.  Never
  * crashes on a dead connection as long as the caller holds a reference or

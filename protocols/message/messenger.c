@@ -44,7 +44,7 @@ struct ct_messenger {
   char peer_str[CT_ADDRESS_STRLEN];
   double recv_time, send_time;
   uint64_t nrecv, nsent;
-  size_t max_content;
+  size_t max_content, max_header;
   void *user;
   ct_msg_decoder dec;
   ct_failure *proto_err; /* the decode error reported by on_close */
@@ -268,6 +268,8 @@ int ct_messenger_send(ct_messenger *m, const ct_msg_header *h,
   if (m->q_head == NULL && len < CT__MSG_STREAM && m->corking) {
     size_t mark = m->cork.len;
     int rc = ct__msg_encode_head(h, len, &m->cork);
+    if (rc == 0 && m->cork.len - mark - 4 > m->max_header)
+      rc = CT_EINVAL;
     if (rc == 0 && len > 0) {
       rc = ct__msg_buf_reserve(&m->cork, len);
       if (rc == 0) {
@@ -289,6 +291,8 @@ int ct_messenger_send(ct_messenger *m, const ct_msg_header *h,
   ct__msg_buf b;
   ct__msg_buf_init(&b, stack, sizeof stack);
   int rc = ct__msg_encode_head(h, len, &b);
+  if (rc == 0 && b.len - 4 > m->max_header)
+    rc = CT_EINVAL;
   if (rc != 0) {
     ct__msg_buf_release(&b);
     return rc == CT_ENOMEM ? send_failed(m, rc) : rc;
@@ -463,6 +467,7 @@ static ct_protocol *hub_build(ct_factory *f, const ct_address *peer) {
   hb->refs++;
   m->id = ++hb->next_id;
   m->max_content = hb->opts.limits.max_content;
+  m->max_header = hb->opts.limits.max_header;
   if (peer != NULL) {
     m->peer = *peer;
     ct_address_format(peer, m->peer_str, sizeof m->peer_str);

@@ -118,6 +118,18 @@ Test(message_memory, string_transport_one_byte_at_a_time_echo) {
   cr_assert_eq(vl, mn);
   cr_assert_eq(memcmp(v, many, mn), 0);
 
+  /* Over the sender's own limits: refused, nothing written, still open. */
+  ct_msg_header *big = ct_msg_header_new();
+  char longval[70000];
+  memset(longval, 'v', sizeof longval - 1);
+  longval[sizeof longval - 1] = 0;
+  ct_msg_header_set_str(big, "v", longval);
+  cr_assert_eq(ct_messenger_send(sv.conn, big, NULL, 0), CT_EINVAL);
+  ct_msg_header_free(big);
+  v = ct_string_transport_value(st, &vl);
+  cr_assert_eq(vl, mn);
+  cr_assert(ct_messenger_is_open(sv.conn));
+
   /* A protocol error aborts this connection with a failure naming it. */
   cr_assert_eq(ct_string_transport_feed(st, "\0\0\0\3[1]", 7), 0);
   ct_string_transport_stats stats;
