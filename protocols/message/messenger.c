@@ -22,6 +22,8 @@
 /* Content at or above this size, and everything queued behind it, goes
  * through the streaming producer in chunks of this size. */
 #define CT__MSG_STREAM (64u * 1024u)
+/* Segments of gathered output before a flush (one writev). */
+#define CT__MSG_SEGS 64
 
 typedef struct hub hub;
 typedef struct attempt attempt;
@@ -55,6 +57,16 @@ struct ct_messenger {
    * one write instead of one per reply. */
   int corking;
   ct__msg_buf cork;
+  /* The gathered output as segments: bytes of `cork` (ref == NULL), or
+   * content still inside the chunk data_received is handling (ref), which
+   * is valid until it returns, so echoing it costs no copy. */
+  struct cork_seg {
+    const char *ref;
+    size_t off, len;
+  } segs[CT__MSG_SEGS];
+  int nseg;
+  size_t cork_bytes;
+  const char *chunk_lo, *chunk_hi;
   double turn_now; /* the reactor time, read once per data_received */
 };
 
@@ -191,19 +203,78 @@ static int send_failed(ct_messenger *m, int rc) {
   return rc;
 }
 
-/* Write what was gathered during data_received. */
-static int flush_cork(ct_messenger *m) {
-  if (m->cork.len == 0)
-    return 0;
-  size_t n = m->cork.len;
+static void cork_reset(ct_messenger *m) {
   m->cork.len = 0;
+  m->nseg = 0;
+  m->cork_bytes = 0;
+}
+
+/* Write what was gathered during data_received, as one writev. */
+static int flush_cork(ct_messenger *m) {
+  if (m->nseg == 0)
+    return 0;
+  struct iovec iov[CT__MSG_SEGS];
+  int n = m->nseg;
+  for (int i = 0; i < n; i++) {
+    const struct cork_seg *sg = &m->segs[i];
+    iov[i].iov_base =
+        (void *)(sg->ref != NULL ? sg->ref : m->cork.data + sg->off);
+    iov[i].iov_len = sg->len;
+  }
   ct_transport *t = open_transport(m);
-  if (t == NULL)
-    return CT_ECLOSED;
-  int rc = ct_transport_write(t, m->cork.data, n);
+  int rc = t != NULL ? ct_transport_writev(t, iov, n) : CT_ECLOSED;
+  cork_reset(m);
   if (m->cork.cap > CT__MSG_STREAM * 4) /* do not keep a big one around */
     ct__msg_buf_release(&m->cork);
+  if (t == NULL)
+    return CT_ECLOSED;
   return rc != 0 ? send_failed(m, rc) : 0;
+}
+
+/* Add bytes [off, off+len) of the cork buffer, or `ref`, as a segment. */
+static void cork_add(ct_messenger *m, const char *ref, size_t off, size_t len) {
+  struct cork_seg *last = m->nseg > 0 ? &m->segs[m->nseg - 1] : NULL;
+  if (ref == NULL && last != NULL && last->ref == NULL &&
+      last->off + last->len == off) {
+    last->len += len;
+  } else {
+    m->segs[m->nseg].ref = ref;
+    m->segs[m->nseg].off = off;
+    m->segs[m->nseg].len = len;
+    m->nseg++;
+  }
+  m->cork_bytes += len;
+}
+
+/* Gather one frame while corking.  Returns 0 or an error (nothing added). */
+static int cork_frame(ct_messenger *m, const ct_msg_header *h,
+                      const char *content, size_t len) {
+  if (m->nseg + 2 > CT__MSG_SEGS || m->cork_bytes >= CT__MSG_STREAM) {
+    int rc = flush_cork(m);
+    if (rc != 0)
+      return rc;
+  }
+  size_t mark = m->cork.len;
+  int rc = ct__msg_encode_head(h, len, &m->cork);
+  if (rc == 0 && m->cork.len - mark - 4 > m->max_header)
+    rc = CT_EINVAL;
+  int inside = len > 0 && content >= m->chunk_lo && content < m->chunk_hi &&
+               len <= (size_t)(m->chunk_hi - content);
+  if (rc == 0 && len > 0 && !inside) {
+    rc = ct__msg_buf_reserve(&m->cork, len);
+    if (rc == 0) {
+      memcpy(m->cork.data + m->cork.len, content, len);
+      m->cork.len += len;
+    }
+  }
+  if (rc != 0) {
+    m->cork.len = mark;
+    return rc;
+  }
+  cork_add(m, NULL, mark, m->cork.len - mark);
+  if (inside)
+    cork_add(m, content, 0, len);
+  return 0;
 }
 
 /* Write queued frames while the transport is below its high watermark. */
@@ -266,23 +337,9 @@ int ct_messenger_send(ct_messenger *m, const ct_msg_header *h,
   if (t == NULL)
     return send_failed(m, CT_ECLOSED);
   if (m->q_head == NULL && len < CT__MSG_STREAM && m->corking) {
-    size_t mark = m->cork.len;
-    int rc = ct__msg_encode_head(h, len, &m->cork);
-    if (rc == 0 && m->cork.len - mark - 4 > m->max_header)
-      rc = CT_EINVAL;
-    if (rc == 0 && len > 0) {
-      rc = ct__msg_buf_reserve(&m->cork, len);
-      if (rc == 0) {
-        memcpy(m->cork.data + m->cork.len, content, len);
-        m->cork.len += len;
-      }
-    }
-    if (rc != 0) {
-      m->cork.len = mark;
-      return rc == CT_ENOMEM ? send_failed(m, rc) : rc;
-    }
-    if (m->cork.len >= CT__MSG_STREAM && (rc = flush_cork(m)) != 0)
-      return rc;
+    int rc = cork_frame(m, h, content, len);
+    if (rc != 0)
+      return rc == CT_EINVAL ? rc : send_failed(m, rc);
     m->nsent++;
     m->send_time = m->turn_now;
     return 0;
@@ -392,13 +449,16 @@ static void msg_data_received(ct_protocol *p, const char *data, size_t len) {
     return;
   ct_failure *f = NULL;
   m->turn_now = ct_reactor_seconds(m->base.transport->reactor);
+  m->chunk_lo = data;
+  m->chunk_hi = data + len;
   m->corking = 1;
   int rc = ct_msg_decoder_feed(&m->dec, data, len, &f);
   m->corking = 0;
   if (rc >= 0)
     (void)flush_cork(m);
   else
-    m->cork.len = 0;
+    cork_reset(m);
+  m->chunk_lo = m->chunk_hi = NULL;
   if (rc < 0 && f != NULL) {
     char what[CT_ADDRESS_STRLEN + 64];
     snprintf(what, sizeof what, "closing connection from %s (messenger %llu)",
