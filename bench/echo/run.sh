@@ -78,6 +78,7 @@ for s in ${BENCH_SERVERS:-ctwist libevent bufferevent libuv twisted}; do
 done
 
 tmp=$(mktemp -d /tmp/ct-echo-bench.XXXXXX)
+FAILED=0
 declare -A PID PORT
 cleanup() {
   for s in "${!PID[@]}"; do
@@ -173,6 +174,7 @@ for rep in $(seq "$REPS"); do
       if [ $? -ne 0 ] || [ -z "$line" ]; then
         echo "echo bench: $s $shape run $rep FAILED: $(head -c 300 "$tmp/lg.err")" >&2
         line="failed=1"
+        FAILED=$((FAILED + 1))
         if ! kill -0 "${PID[$s]}" 2>/dev/null; then
           echo "echo bench: $s died; restarting it" >&2
           start_server "$s"
@@ -204,7 +206,7 @@ if [ "$STRACE_MSGS" -gt 0 ] && command -v strace >/dev/null; then
       done
       sleep 0.2
       loadgen -p "${PORT[$s]}" -c "$conns" -s 64 -d 1 -n "$STRACE_MSGS" >/dev/null 2>"$tmp/lg.err" ||
-        echo "echo bench: strace run on $s FAILED: $(head -c 300 "$tmp/lg.err")" >&2
+        { echo "echo bench: strace run on $s FAILED: $(head -c 300 "$tmp/lg.err")" >&2; FAILED=$((FAILED + 1)); }
       sleep 0.2
       kill -INT "$spid"
       wait "$spid" 2>/dev/null
@@ -246,6 +248,7 @@ if [ "$IDLE_CONNS" -gt 0 ]; then
       echo "server=$s conns=$IDLE_CONNS rss0_kb=$r0 rss1_kb=$r1" >>"$mem_out"
     else
       echo "echo bench: idle connections to $s FAILED: $(head -c 300 "$tmp/idle.err")" >&2
+      FAILED=$((FAILED + 1))
     fi
     stop_server "$s"
   done
@@ -254,3 +257,7 @@ fi
 # --- report -----------------------------------------------------------------------
 echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 $PY "$HERE/report.py" "$results" "$strace_out" "$mem_out"
+if [ "$FAILED" -gt 0 ]; then
+  echo "echo bench: $FAILED run(s) FAILED (wrong echo, server died or timeout): see above" >&2
+  exit 1
+fi
