@@ -65,6 +65,12 @@ extern "C" {
  * (a jansson `json_t` object inside).  Reference counted: ct_msg_header_new()
  * gives one reference, ct_msg_header_ref() adds one, ct_msg_header_free()
  * drops one.
+ *
+ * A header with more than one reference is shared and read-only: the
+ * setters and ct_msg_header_remove() return CT_ESTATE.  Received headers
+ * are always treated as shared (the decoder hands the same object out
+ * again for a frame with identical header bytes, once nobody else holds
+ * it): to change one, modify a ct_msg_header_copy().
  */
 typedef struct ct_msg_header ct_msg_header;
 
@@ -84,13 +90,13 @@ CT_EXTERN ct_msg_header *ct_msg_header_copy(const ct_msg_header *h);
 /**
  * Set `key` to a string value (both copied; both must be valid UTF-8
  * without NUL).  Returns 0, CT_EINVAL (NULL argument, invalid UTF-8, or the
- * reserved key "content-length") or CT_ENOMEM.
+ * reserved key "content-length"), CT_ESTATE (shared header) or CT_ENOMEM.
  */
 CT_EXTERN int ct_msg_header_set_str(ct_msg_header *h, const char *key,
                                     const char *value);
 
-/** Set `key` to an integer value.  Returns 0, CT_EINVAL (as above) or
- *  CT_ENOMEM. */
+/** Set `key` to an integer value.  Returns 0, CT_EINVAL (as above),
+ *  CT_ESTATE or CT_ENOMEM. */
 CT_EXTERN int ct_msg_header_set_int(ct_msg_header *h, const char *key,
                                     int64_t value);
 
@@ -107,7 +113,7 @@ CT_EXTERN int ct_msg_header_get_str(const ct_msg_header *h, const char *key,
 CT_EXTERN int ct_msg_header_get_int(const ct_msg_header *h, const char *key,
                                     int64_t *out);
 
-/** Remove `key`.  Returns 0 or CT_ENOTFOUND. */
+/** Remove `key`.  Returns 0, CT_ENOTFOUND or CT_ESTATE (shared). */
 CT_EXTERN int ct_msg_header_remove(ct_msg_header *h, const char *key);
 
 /** Number of keys. */

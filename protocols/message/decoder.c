@@ -41,6 +41,10 @@ void ct__msg_decoder_clear(ct_msg_decoder *d) {
   if (d->header != NULL)
     json_decref(d->header);
   d->header = NULL;
+  if (d->cached != NULL)
+    json_decref(d->cached);
+  d->cached = NULL;
+  d->cached_len = 0;
   d->have = 0;
 }
 
@@ -354,9 +358,24 @@ int ct_msg_decoder_feed(ct_msg_decoder *d, const void *data, size_t len,
       }
       ct_failure *f = NULL;
       size_t clen = 0;
-      json_t *j = parse_header(d, hp, d->need, &clen, &f);
-      if (j == NULL)
-        return fail(d, err, f);
+      json_t *j = NULL;
+      if (d->cached != NULL && d->cached_len == d->need &&
+          d->cached->refcount == 1 && memcmp(d->cached_raw, hp, d->need) == 0) {
+        j = json_incref(d->cached);
+        clen = d->cached_clen;
+      } else {
+        j = parse_header(d, hp, d->need, &clen, &f);
+        if (j == NULL)
+          return fail(d, err, f);
+        if (d->need <= CT__MSG_CACHE_MAX) {
+          if (d->cached != NULL)
+            json_decref(d->cached);
+          d->cached = json_incref(j);
+          memcpy(d->cached_raw, hp, d->need);
+          d->cached_len = d->need;
+          d->cached_clen = clen;
+        }
+      }
       d->have = 0;
       d->header = j;
       if (clen == 0) {

@@ -216,10 +216,17 @@ ct_msg_header *ct_msg_header_copy(const ct_msg_header *h) {
   return c != NULL ? ct__msg_header_of(c) : NULL;
 }
 
+/* A header with several references is shared (for instance a received
+ * header, which the decoder may hand out again for an identical frame):
+ * it is read-only. */
+static int shared(const ct_msg_header *h) {
+  return ct__msg_json(h)->refcount > 1;
+}
+
 static int check_key(const ct_msg_header *h, const char *key) {
   if (h == NULL || key == NULL || strcmp(key, CT_MSG_CONTENT_LENGTH) == 0)
     return CT_EINVAL;
-  return 0;
+  return shared(h) ? CT_ESTATE : 0;
 }
 
 static int set_value(ct_msg_header *h, const char *key, json_t *v) {
@@ -232,14 +239,18 @@ static int set_value(ct_msg_header *h, const char *key, json_t *v) {
 
 int ct_msg_header_set_str(ct_msg_header *h, const char *key,
                           const char *value) {
-  if (check_key(h, key) != 0 || value == NULL)
+  int rc = check_key(h, key);
+  if (rc != 0)
+    return rc;
+  if (value == NULL)
     return CT_EINVAL;
   return set_value(h, key, json_string(value));
 }
 
 int ct_msg_header_set_int(ct_msg_header *h, const char *key, int64_t value) {
-  if (check_key(h, key) != 0)
-    return CT_EINVAL;
+  int rc = check_key(h, key);
+  if (rc != 0)
+    return rc;
   return set_value(h, key, json_integer((json_int_t)value));
 }
 
@@ -272,6 +283,8 @@ int ct_msg_header_get_int(const ct_msg_header *h, const char *key,
 int ct_msg_header_remove(ct_msg_header *h, const char *key) {
   if (h == NULL || key == NULL)
     return CT_EINVAL;
+  if (shared(h))
+    return CT_ESTATE;
   return json_object_del(ct__msg_json(h), key) == 0 ? 0 : CT_ENOTFOUND;
 }
 

@@ -37,6 +37,9 @@ void ct__msg_buf_release(ct__msg_buf *b);
 int ct__msg_encode_head(const ct_msg_header *h, size_t content_len,
                         ct__msg_buf *b);
 
+/* Headers up to this size are cached by the decoder. */
+#define CT__MSG_CACHE_MAX 128
+
 /* The decoder, embeddable in a messenger. */
 typedef enum {
   CT__MSG_LEN = 0,
@@ -56,6 +59,12 @@ struct ct_msg_decoder {
   char *buf;   /* gathering buffer for a split part */
   size_t buf_cap;
   json_t *header; /* parsed header waiting for its content */
+  /* The last small header, kept with its text: a frame whose header bytes
+   * are identical reuses the object when nobody else holds it (pipelined
+   * traffic repeats headers), skipping the parse and its allocations. */
+  json_t *cached;
+  size_t cached_len, cached_clen;
+  char cached_raw[CT__MSG_CACHE_MAX];
 };
 
 void ct__msg_decoder_init(ct_msg_decoder *d, const ct_msg_limits *limits,

@@ -552,3 +552,51 @@ Test(message_decode, fast_path_agrees_with_full_parser) {
     cr_assert_null(x, "accepted %s", bad[i]);
   }
 }
+
+typedef struct seen {
+  const ct_msg_header *ptr[4];
+  ct_msg_header *kept;
+  int n;
+} seen;
+
+static int note(void *arg, const ct_msg_header *h, const char *c, size_t n) {
+  seen *s = arg;
+  s->ptr[s->n++] = h;
+  if (s->n == 2)
+    s->kept = ct_msg_header_ref((ct_msg_header *)h);
+  return 0;
+}
+
+Test(message_decode, identical_headers_reuse_a_read_only_object) {
+  stream s = {0};
+  for (int i = 0; i < 4; i++)
+    stream_add(&s, NULL, "abc", 3);
+  seen sn = {0};
+  ct_msg_decoder *d = ct_msg_decoder_new(NULL, note, &sn);
+  cr_assert_eq(ct_msg_decoder_feed(d, s.data, s.len, NULL), 0);
+  cr_assert_eq(sn.n, 4);
+  /* Frames 1-2 share one object; the callback kept the second, so frame 3
+   * gets a new one, which frame 4 reuses. */
+  cr_assert_eq(sn.ptr[0], sn.ptr[1]);
+  cr_assert_neq(sn.ptr[1], sn.ptr[2]);
+  cr_assert_eq(sn.ptr[2], sn.ptr[3]);
+  /* A reference to a header the decoder still caches is read-only. */
+  ct_msg_header *cached = ct_msg_header_ref((ct_msg_header *)sn.ptr[3]);
+  cr_assert_eq(ct_msg_header_set_str(cached, "x", "y"), CT_ESTATE);
+  cr_assert_eq(ct_msg_header_set_int(cached, "x", 1), CT_ESTATE);
+  cr_assert_eq(ct_msg_header_remove(cached, "content-length"), CT_ESTATE);
+  ct_msg_header *mine = ct_msg_header_copy(cached);
+  cr_assert_eq(ct_msg_header_set_str(mine, "x", "y"), 0);
+  ct_msg_header_free(mine);
+  int64_t cl;
+  cr_assert_eq(ct_msg_header_get_int(cached, "content-length", &cl), 0);
+  cr_assert_eq(cl, 3);
+  /* The first object is no longer cached: the kept reference is the only
+   * one, so it may be changed. */
+  cr_assert_eq(ct_msg_header_set_int(sn.kept, "x", 1), 0);
+  ct_msg_decoder_free(d);
+  cr_assert_eq(ct_msg_header_set_int(cached, "x", 1), 0);
+  ct_msg_header_free(cached);
+  ct_msg_header_free(sn.kept);
+  free(s.data);
+}
