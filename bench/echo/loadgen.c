@@ -39,8 +39,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PATTERN_PERIOD 65521u /* prime, so it never lines up with message sizes */
-#define IO_MAX (256u * 1024u)  /* largest single read or write */
+#define PATTERN_PERIOD                                                         \
+  65521u /* prime, so it never lines up with message sizes */
+#define IO_MAX (256u * 1024u) /* largest single read or write */
 #define MAX_EVENTS 512
 
 struct conn {
@@ -50,7 +51,7 @@ struct conn {
   uint64_t rx_off;            /* stream bytes received and verified */
   uint32_t base;              /* this connection's offset into the pattern */
   int want_out;               /* EPOLLOUT registered */
-  uint64_t *ring;             /* send timestamps of in-flight messages (ping-pong) */
+  uint64_t *ring; /* send timestamps of in-flight messages (ping-pong) */
   uint32_t ring_head, ring_len;
 };
 
@@ -66,8 +67,12 @@ struct opts {
   int server_pid;
 };
 
-static struct opts o = {.host = "127.0.0.1", .conns = 1, .size = 64, .depth = 1,
-                        .seconds = 3.0, .warmup = 0.5};
+static struct opts o = {.host = "127.0.0.1",
+                        .conns = 1,
+                        .size = 64,
+                        .depth = 1,
+                        .seconds = 3.0,
+                        .warmup = 0.5};
 static unsigned char *pattern; /* PATTERN_PERIOD bytes + IO_MAX repeated */
 static unsigned char rbuf[IO_MAX];
 static int ep;
@@ -122,7 +127,8 @@ static void raise_nofile(void) {
 static void set_events(struct conn *c, int out) {
   if (c->want_out == out)
     return;
-  struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0), .data.ptr = c};
+  struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0),
+                           .data.ptr = c};
   if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) < 0)
     die("epoll_ctl");
   c->want_out = out;
@@ -216,7 +222,8 @@ static int connect_one(const struct sockaddr_in *sa) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
     die("socket");
-  for (int tries = 0; connect(fd, (const struct sockaddr *)sa, sizeof *sa) < 0; tries++) {
+  for (int tries = 0; connect(fd, (const struct sockaddr *)sa, sizeof *sa) < 0;
+       tries++) {
     if (errno == EINTR)
       continue;
     if (tries < 50 && (errno == ECONNREFUSED || errno == EAGAIN)) {
@@ -235,8 +242,8 @@ static int connect_one(const struct sockaddr_in *sa) {
   return fd;
 }
 
-static struct conn *open_conns(const struct sockaddr_in *sa, int first, int count,
-                               struct conn *conns) {
+static struct conn *open_conns(const struct sockaddr_in *sa, int first,
+                               int count, struct conn *conns) {
   for (int i = first; i < first + count; i++) {
     struct conn *c = &conns[i];
     memset(c, 0, sizeof *c);
@@ -271,7 +278,8 @@ static int run_idle(const struct sockaddr_in *sa, struct conn *conns) {
     while (pending > 0) {
       int n = epoll_wait(ep, evs, MAX_EVENTS, 10000);
       if (n == 0) {
-        fprintf(stderr, "loadgen: timeout waiting for idle-connection echoes\n");
+        fprintf(stderr,
+                "loadgen: timeout waiting for idle-connection echoes\n");
         return 1;
       }
       for (int k = 0; k < n; k++) {
@@ -298,8 +306,8 @@ static int run_idle(const struct sockaddr_in *sa, struct conn *conns) {
 static double cpu_seconds_self(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-         ru.ru_stime.tv_usec / 1e6;
+  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+         (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
 /* utime+stime of a process, in seconds, or -1. */
@@ -320,7 +328,8 @@ static double cpu_seconds_pid(int pid) {
   unsigned long ut = 0, st = 0;
   /* After ')': state(3) ppid pgrp session tty tpgid flags minflt cminflt
    * majflt cmajflt utime(14) stime(15). */
-  if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+  if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+             &st) != 2)
     return -1;
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
@@ -330,15 +339,20 @@ static int cmp_u32(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-static void on_signal(int sig) { stop_signal = 1; }
+static void on_signal(int sig) {
+  stop_signal = 1;
+}
 
 static void usage(const char *prog) {
   fprintf(stderr,
-          "usage: %s -p PORT [-H HOST] [-c CONNS] [-s SIZE] [-d DEPTH] [-t SECONDS]\n"
+          "usage: %s -p PORT [-H HOST] [-c CONNS] [-s SIZE] [-d DEPTH] [-t "
+          "SECONDS]\n"
           "          [-w WARMUP] [-n COUNT] [-b | -i] [-P SERVER_PID]\n"
-          "  default: ping-pong, DEPTH messages of SIZE bytes in flight per connection\n"
+          "  default: ping-pong, DEPTH messages of SIZE bytes in flight per "
+          "connection\n"
           "  -b bulk: write SIZE-byte chunks continuously, count echoed bytes\n"
-          "  -i idle: open CONNS connections, print 'established N', hold -t seconds\n"
+          "  -i idle: open CONNS connections, print 'established N', hold -t "
+          "seconds\n"
           "  -n COUNT: exchange exactly COUNT ping-pong messages, no warm-up\n",
           prog);
   exit(2);
@@ -348,22 +362,45 @@ int main(int argc, char **argv) {
   int opt;
   while ((opt = getopt(argc, argv, "H:p:c:s:d:t:w:n:biP:")) != -1) {
     switch (opt) {
-    case 'H': o.host = optarg; break;
-    case 'p': o.port = atoi(optarg); break;
-    case 'c': o.conns = atoi(optarg); break;
-    case 's': o.size = (size_t)strtoul(optarg, NULL, 10); break;
-    case 'd': o.depth = atoi(optarg); break;
-    case 't': o.seconds = atof(optarg); break;
-    case 'w': o.warmup = atof(optarg); break;
-    case 'n': o.count = strtoull(optarg, NULL, 10); break;
-    case 'b': o.bulk = 1; break;
-    case 'i': o.idle = 1; break;
-    case 'P': o.server_pid = atoi(optarg); break;
-    default: usage(argv[0]);
+    case 'H':
+      o.host = optarg;
+      break;
+    case 'p':
+      o.port = atoi(optarg);
+      break;
+    case 'c':
+      o.conns = atoi(optarg);
+      break;
+    case 's':
+      o.size = (size_t)strtoul(optarg, NULL, 10);
+      break;
+    case 'd':
+      o.depth = atoi(optarg);
+      break;
+    case 't':
+      o.seconds = atof(optarg);
+      break;
+    case 'w':
+      o.warmup = atof(optarg);
+      break;
+    case 'n':
+      o.count = strtoull(optarg, NULL, 10);
+      break;
+    case 'b':
+      o.bulk = 1;
+      break;
+    case 'i':
+      o.idle = 1;
+      break;
+    case 'P':
+      o.server_pid = atoi(optarg);
+      break;
+    default:
+      usage(argv[0]);
     }
   }
-  if (o.port <= 0 || o.conns <= 0 || o.size == 0 || o.size > IO_MAX || o.depth <= 0 ||
-      (o.bulk && o.idle) || (o.count && (o.bulk || o.idle)))
+  if (o.port <= 0 || o.conns <= 0 || o.size == 0 || o.size > IO_MAX ||
+      o.depth <= 0 || (o.bulk && o.idle) || (o.count && (o.bulk || o.idle)))
     usage(argv[0]);
   signal(SIGPIPE, SIG_IGN);
   signal(SIGTERM, on_signal);
@@ -373,7 +410,8 @@ int main(int argc, char **argv) {
   ep = epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0)
     die("epoll_create1");
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o.port)};
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons((uint16_t)o.port)};
   if (inet_pton(AF_INET, o.host, &sa.sin_addr) != 1)
     usage(argv[0]);
   struct conn *conns = calloc((size_t)o.conns, sizeof *conns);
@@ -441,11 +479,12 @@ int main(int argc, char **argv) {
     p50 = lat[lat_len / 2] / 1e3;
     p99 = lat[(size_t)((double)lat_len * 0.99)] / 1e3;
   }
-  printf("shape=%s conns=%d size=%zu depth=%d seconds=%.3f msgs=%llu bytes=%llu "
-         "req_s=%.0f mb_s=%.2f p50_us=%.1f p99_us=%.1f client_cpu=%.2f",
-         o.bulk ? "bulk" : "pingpong", o.conns, o.size, o.depth, wall,
-         (unsigned long long)msgs_done, (unsigned long long)bytes_done, msgs_done / wall,
-         bytes_done / wall / 1e6, p50, p99, cpu / wall);
+  printf(
+      "shape=%s conns=%d size=%zu depth=%d seconds=%.3f msgs=%llu bytes=%llu "
+      "req_s=%.0f mb_s=%.2f p50_us=%.1f p99_us=%.1f client_cpu=%.2f",
+      o.bulk ? "bulk" : "pingpong", o.conns, o.size, o.depth, wall,
+      (unsigned long long)msgs_done, (unsigned long long)bytes_done,
+      msgs_done / wall, bytes_done / wall / 1e6, p50, p99, cpu / wall);
   if (srv0 >= 0 && srv1 >= 0 && msgs_done)
     printf(" server_cpu=%.2f server_us_per_msg=%.3f", (srv1 - srv0) / wall,
            (srv1 - srv0) * 1e6 / (double)msgs_done);

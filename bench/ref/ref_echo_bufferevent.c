@@ -25,12 +25,13 @@ static void event_cb(struct bufferevent *bev, short what, void *arg) {
     bufferevent_free(bev);
 }
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg) {
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+                      struct sockaddr *sa, int salen, void *arg) {
   struct event_base *base = arg;
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  struct bufferevent *bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+  struct bufferevent *bev =
+      bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
   if (!bev) {
     evutil_closesocket(fd);
     return;
@@ -55,9 +56,9 @@ int main(int argc, char **argv) {
   struct sockaddr_in sin = {.sin_family = AF_INET,
                             .sin_port = htons((unsigned short)atoi(argv[1])),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  struct evconnlistener *l =
-      evconnlistener_new_bind(base, accept_cb, base, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE,
-                              4096, (struct sockaddr *)&sin, sizeof sin);
+  struct evconnlistener *l = evconnlistener_new_bind(
+      base, accept_cb, base, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE, 4096,
+      (struct sockaddr *)&sin, sizeof sin);
   if (!l) {
     perror("evconnlistener_new_bind");
     return 1;

@@ -25,8 +25,8 @@
 #define READ_BUF_SIZE (256 * 1024)
 
 struct conn {
-  struct event ev;   /* EV_READ normally, EV_WRITE while output is pending */
-  char *pending;     /* unsent bytes (only while the kernel buffer is full) */
+  struct event ev; /* EV_READ normally, EV_WRITE while output is pending */
+  char *pending;   /* unsent bytes (only while the kernel buffer is full) */
   size_t pending_off, pending_len;
 };
 
@@ -49,7 +49,8 @@ static void conn_watch(struct conn *c, short what) {
   event_add(&c->ev, NULL);
 }
 
-/* Write buf eagerly; keep what the kernel did not take.  Returns -1 on error. */
+/* Write buf eagerly; keep what the kernel did not take.  Returns -1 on error.
+ */
 static int conn_write(struct conn *c, int fd, const char *buf, size_t len) {
   size_t off = 0;
   while (off < len) {
@@ -78,7 +79,8 @@ static void conn_cb(evutil_socket_t fd, short what, void *arg) {
   struct conn *c = arg;
   if (what & EV_WRITE) {
     while (c->pending_off < c->pending_len) {
-      ssize_t n = write(fd, c->pending + c->pending_off, c->pending_len - c->pending_off);
+      ssize_t n = write(fd, c->pending + c->pending_off,
+                        c->pending_len - c->pending_off);
       if (n < 0) {
         if (errno == EINTR)
           continue;
@@ -142,11 +144,13 @@ int main(int argc, char **argv) {
   struct sockaddr_in sin = {.sin_family = AF_INET,
                             .sin_port = htons((unsigned short)atoi(argv[1])),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  if (bind(lfd, (struct sockaddr *)&sin, sizeof sin) < 0 || listen(lfd, 4096) < 0) {
+  if (bind(lfd, (struct sockaddr *)&sin, sizeof sin) < 0 ||
+      listen(lfd, 4096) < 0) {
     perror("bind/listen");
     return 1;
   }
-  struct event *lev = event_new(base, lfd, EV_READ | EV_PERSIST, accept_cb, NULL);
+  struct event *lev =
+      event_new(base, lfd, EV_READ | EV_PERSIST, accept_cb, NULL);
   struct event *sterm = evsignal_new(base, SIGTERM, signal_cb, NULL);
   struct event *sint = evsignal_new(base, SIGINT, signal_cb, NULL);
   event_add(lev, NULL);

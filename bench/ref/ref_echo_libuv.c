@@ -26,7 +26,9 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init(read_buf, sizeof read_buf);
 }
 
-static void close_cb(uv_handle_t *h) { free(h); }
+static void close_cb(uv_handle_t *h) {
+  free(h);
+}
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
@@ -89,7 +91,9 @@ static void connection_cb(uv_stream_t *server, int status) {
   uv_read_start((uv_stream_t *)c, alloc_cb, read_cb);
 }
 
-static void signal_cb(uv_signal_t *h, int sig) { uv_stop(loop); }
+static void signal_cb(uv_signal_t *h, int sig) {
+  uv_stop(loop);
+}
 
 int main(int argc, char **argv) {
   if (argc != 2) {
