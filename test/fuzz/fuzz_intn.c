@@ -4,32 +4,16 @@
  * seed; the rest is the stream.  A string "pause" pauses the receiver (the
  * harness resumes it), "quit" closes.  The stream is fed whole, in random
  * chunks and byte by byte: delivered strings and the failure code must be
- * identical, and the buffer must stay within one frame.
+ * identical, and the buffer must stay within one frame (basic_harness.h).
  */
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "ctwist/basic.h"
-#include "ctwist/log.h"
-#include "ctwist/testing.h"
 
-/* What a run observed; outlives the protocol (freed inside a step). */
-typedef struct result {
-  uint64_t h, events, limit_calls;
-  int code, paused, freed;
-} result;
+#include "basic_harness.h"
 
 typedef struct fi {
   ct_intn_receiver ir;
-  result *res;
+  fuzz_result *res;
 } fi;
-
-static void mix(fi *f, const void *d, size_t n) {
-  const unsigned char *u = d;
-  for (size_t i = 0; i < n; i++)
-    f->res->h = (f->res->h ^ u[i]) * 1099511628211ULL;
-}
 
 static void on_lost(ct_intn_receiver *ir, const ct_failure *reason) {
   ((fi *)ir)->res->code = reason->code;
@@ -43,21 +27,20 @@ static void on_free(ct_intn_receiver *ir) {
 static void on_string(ct_intn_receiver *ir, const char *s, size_t len) {
   fi *f = (fi *)ir;
   f->res->events++;
-  mix(f, &len, sizeof len);
-  mix(f, s, len);
-  if (len == 5 && memcmp(s, "pause", 5) == 0)
-  {
+  fuzz_mix(f->res, &len, sizeof len);
+  fuzz_mix(f->res, s, len);
+  if (len == 5 && memcmp(s, "pause", 5) == 0) {
     ct_intn_receiver_pause(ir);
     f->res->paused = 1;
-  }
-  else if (len == 4 && memcmp(s, "quit", 4) == 0)
+  } else if (len == 4 && memcmp(s, "quit", 4) == 0) {
     ct_transport_lose_connection(ir->base.transport);
+  }
 }
 
 static void on_limit(ct_intn_receiver *ir, uint64_t length) {
   fi *f = (fi *)ir;
   f->res->limit_calls++;
-  mix(f, &length, sizeof length);
+  fuzz_mix(f->res, &length, sizeof length);
 }
 
 #define OPS(name, macro, max)                                                  \
@@ -76,69 +59,21 @@ OPS(i16s, CT_INT16_RECEIVER_BASE, 300);
 OPS(i32, CT_INT32_RECEIVER_BASE, 0);
 OPS(i32s, CT_INT32_RECEIVER_BASE, 1000);
 
-static result run(const ct_intn_receiver_ops *ops, const uint8_t *d, size_t n,
-                  int mode, uint32_t seed) {
-  result res = {0};
-  ct_string_transport *st = ct_string_transport_new(NULL);
-  fi *f = (fi *)ct_protocol_new(&ops->base, sizeof(fi));
-  if (st == NULL || f == NULL)
-    abort();
-  f->res = &res;
-  res.h = 1469598103934665603ULL;
-  ct_string_transport_connect(st, &f->ir.base);
-  size_t pos = 0;
-  while (pos < n) {
-    size_t k = n - pos;
-    if (mode == 1)
-      k = 1;
-    else if (mode == 2) {
-      seed = seed * 1103515245u + 12345u;
-      size_t c = 1 + (seed >> 8) % 97;
-      if (c < k)
-        k = c;
-    }
-    if (ct_string_transport_feed(st, d + pos, k) != 0)
-      break;
-    pos += k;
-    /* The buffer never holds more than one frame. */
-    if (!res.freed && !res.paused &&
-        f->ir.st.len - f->ir.st.off > f->ir.max_length + 4)
-      abort();
-    while (res.paused && !res.freed) {
-      res.paused = 0;
-      ct_intn_receiver_resume(&f->ir);
-      ct_string_transport_step(st);
-    }
-  }
-  /* Deliver a pending close (its reason is part of the result). */
-  if (!res.freed)
-    ct_string_transport_step(st);
-  ct_string_transport_free(st);
-  if (!res.freed)
-    abort();
-  return res;
+static void attach(ct_protocol *p, fuzz_result *res) { ((fi *)p)->res = res; }
+
+/* The buffer never holds more than one frame. */
+static int over_bound(ct_protocol *p, const fuzz_result *res) {
+  const ct_intn_receiver *ir = &((fi *)p)->ir;
+  return !res->paused && ir->st.len - ir->st.off > ir->max_length + 4;
 }
 
+static void resume(ct_protocol *p) { ct_intn_receiver_resume(&((fi *)p)->ir); }
+
+static const ct_protocol_ops *const all[] = {&i8.base,  &i8s.base, &i16.base,
+                                             &i16s.base, &i32.base, &i32s.base};
+static const fuzz_target target = {all,    6,          sizeof(fi),
+                                   attach, over_bound, resume};
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static int quiet;
-  if (!quiet) {
-    ct_log_set_default_level(CT_LOG_ERROR);
-    quiet = 1;
-  }
-  if (size < 2)
-    return 0;
-  static const ct_intn_receiver_ops *const all[] = {&i8,  &i8s, &i16,
-                                                    &i16s, &i32, &i32s};
-  const ct_intn_receiver_ops *ops = all[data[0] % 6];
-  result a = run(ops, data + 2, size - 2, 0, data[1]);
-  result b = run(ops, data + 2, size - 2, 2, data[1]);
-  if (a.h != b.h || a.events != b.events || a.code != b.code ||
-      a.limit_calls != b.limit_calls)
-    abort();
-  if (size < 4096) {
-    result c = run(ops, data + 2, size - 2, 1, data[1]);
-    if (a.h != c.h || a.events != c.events || a.code != c.code)
-      abort();
-  }
-  return 0;
+  return fuzz_differential(&target, data, size);
 }

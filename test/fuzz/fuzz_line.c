@@ -7,33 +7,16 @@
  * byte: the delivered events must be identical (differential oracle), and
  * nothing may crash or leak.
  */
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "ctwist/basic.h"
-#include "ctwist/log.h"
-#include "ctwist/testing.h"
 
-/* What a run observed; outlives the protocol (freed inside a step). */
-typedef struct result {
-  uint64_t h, events;
-  int code, paused, freed;
-  char last;
-} result;
+#include "basic_harness.h"
 
 typedef struct fl {
   ct_line_receiver lr;
   size_t raw_left;
   int raw_forever;
-  result *res;
+  fuzz_result *res;
 } fl;
-
-static void mix(fl *f, const void *d, size_t n) {
-  const unsigned char *u = d;
-  for (size_t i = 0; i < n; i++)
-    f->res->h = (f->res->h ^ u[i]) * 1099511628211ULL;
-}
 
 static void on_lost(ct_line_receiver *lr, const ct_failure *reason) {
   ((fl *)lr)->res->code = reason->code;
@@ -48,12 +31,12 @@ static void event(fl *f, char type, const char *d, size_t n) {
   /* Raw chunk boundaries depend on the chunking: hash raw bytes as one
    * stream per raw run. */
   if (type != 'R' || f->res->last != 'R') {
-    mix(f, &type, 1);
+    fuzz_mix(f->res, &type, 1);
     if (type != 'R')
-      mix(f, &n, sizeof n);
+      fuzz_mix(f->res, &n, sizeof n);
     f->res->events++;
   }
-  mix(f, d, n);
+  fuzz_mix(f->res, d, n);
   f->res->last = type;
 }
 
@@ -137,70 +120,23 @@ static const ct_line_receiver_ops ops_nl_cb = {
     .free = on_free,
 };
 
-static result run(const ct_line_receiver_ops *ops, const uint8_t *d, size_t n,
-                  size_t mode, uint32_t seed) {
-  result res = {0};
-  ct_string_transport *st = ct_string_transport_new(NULL);
-  fl *f = (fl *)ct_protocol_new(&ops->base, sizeof(fl));
-  if (st == NULL || f == NULL)
-    abort();
-  f->res = &res;
-  res.h = 1469598103934665603ULL;
-  ct_string_transport_connect(st, &f->lr.base);
-  size_t pos = 0;
-  while (pos < n) {
-    size_t k = n - pos;
-    if (mode == 1)
-      k = 1;
-    else if (mode == 2) {
-      seed = seed * 1103515245u + 12345u;
-      size_t c = 1 + (seed >> 8) % 97;
-      if (c < k)
-        k = c;
-    }
-    if (ct_string_transport_feed(st, d + pos, k) != 0)
-      break;
-    pos += k;
-    /* Bounded buffer: a partial line never exceeds the limit. */
-    if (!res.freed && !f->lr.st.paused &&
-        f->lr.st.len - f->lr.st.off >= f->lr.max_length + f->lr.delimiter_len)
-      abort();
-    /* Resume a paused receiver, as an application would. */
-    while (res.paused && !res.freed) {
-      res.paused = 0;
-      ct_line_receiver_resume(&f->lr);
-      ct_string_transport_step(st);
-    }
-  }
-  /* Deliver a pending close (its reason is part of the result). */
-  if (!res.freed)
-    ct_string_transport_step(st);
-  ct_string_transport_free(st);
-  if (!res.freed)
-    abort();
-  return res;
+static void attach(ct_protocol *p, fuzz_result *res) { ((fl *)p)->res = res; }
+
+/* Bounded buffer: a partial line never exceeds the limit. */
+static int over_bound(ct_protocol *p, const fuzz_result *res) {
+  (void)res;
+  const ct_line_receiver *lr = &((fl *)p)->lr;
+  return !lr->st.paused &&
+         lr->st.len - lr->st.off >= lr->max_length + lr->delimiter_len;
 }
 
+static void resume(ct_protocol *p) { ct_line_receiver_resume(&((fl *)p)->lr); }
+
+static const ct_protocol_ops *const all[] = {&ops_crlf.base, &ops_small.base,
+                                             &ops_end.base, &ops_nl_cb.base};
+static const fuzz_target target = {all,    4,          sizeof(fl),
+                                   attach, over_bound, resume};
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static int quiet;
-  if (!quiet) {
-    ct_log_set_default_level(CT_LOG_ERROR);
-    quiet = 1;
-  }
-  if (size < 2)
-    return 0;
-  static const ct_line_receiver_ops *const all[] = {&ops_crlf, &ops_small,
-                                                    &ops_end, &ops_nl_cb};
-  const ct_line_receiver_ops *ops = all[data[0] % 4];
-  uint32_t seed = data[1];
-  result a = run(ops, data + 2, size - 2, 0, seed);
-  result b = run(ops, data + 2, size - 2, 2, seed);
-  if (a.h != b.h || a.events != b.events || a.code != b.code)
-    abort();
-  if (size < 4096) {
-    result c = run(ops, data + 2, size - 2, 1, seed);
-    if (a.h != c.h || a.events != c.events || a.code != c.code)
-      abort();
-  }
-  return 0;
+  return fuzz_differential(&target, data, size);
 }
