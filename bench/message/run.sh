@@ -64,16 +64,23 @@ stop_server() {
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print 0; else print a[int((NR+1)/2)]}'; }
 
-declare -A RES RAT last
+declare -A RES RAT last CPU
 SHAPES="50x1 50x16"
 for shape in $SHAPES; do
   conns=${shape%x*}; depth=${shape#*x}
   for rep in $(seq 1 "$REPS"); do
     for srv in ctwist raw; do
       start_server "$srv"
-      r=$($CLI_PIN "$LOADGEN" "$PORT" "$conns" "$depth" "$SECS" "$CONTENT" 0.5 |
-          awk '/^req\/s/ {print $2}')
+      out=$($CLI_PIN "$LOADGEN" "$PORT" "$conns" "$depth" "$SECS" "$CONTENT" 0.5)
+      r=$(echo "$out" | awk '/^req\/s/ {print $2}')
+      all=$(echo "$out" | awk '/^req\/s/ {print $8}')
+      # Server CPU time (user+system ticks) per response, warm-up included:
+      # steadier than req/s when other jobs share the cores.
+      ticks=$(awk '{print $14 + $15}' "/proc/$PID/stat" 2>/dev/null)
+      cpu=$(awk -v t="${ticks:-0}" -v a="${all:-0}" -v hz="$(getconf CLK_TCK)" \
+            'BEGIN { if (a > 0) printf "%.2f", t * 1e6 / hz / a; else print 0 }')
       stop_server
+      CPU[$shape,$srv]="${CPU[$shape,$srv]:-} $cpu"
       RES[$shape,$srv]="${RES[$shape,$srv]:-} ${r:-0}"
       last[$srv]=${r:-0}
     done
@@ -87,14 +94,16 @@ echo "## Message protocol (TCP)"
 echo
 echo "$(date -u +%Y-%m-%d), $(nproc) cores, content $CONTENT bytes (frame $((4 + ${#CONTENT} + 19 + CONTENT)) bytes), ${SECS} s x ${REPS} runs, medians; servers on core 1, load generator on core 0."
 echo
-echo "| shape (connections x in flight) | ctwist message echo req/s | raw libevent echo req/s | ratio (median of pairs) | target |"
-echo "|---|---|---|---|---|"
+echo "| shape (connections x in flight) | ctwist message echo req/s | raw libevent echo req/s | ratio (median of pairs) | target | server CPU us/req ctwist / raw |"
+echo "|---|---|---|---|---|---|"
 for shape in $SHAPES; do
   c=$(echo ${RES[$shape,ctwist]} | tr ' ' '\n' | median)
   r=$(echo ${RES[$shape,raw]} | tr ' ' '\n' | median)
   ratio=$(echo ${RAT[$shape]} | tr ' ' '\n' | median)
   target=0.8; [ "$shape" = 50x16 ] && target=0.5
-  echo "| $shape | $c | $r | $ratio | >= $target |"
+  cc=$(echo ${CPU[$shape,ctwist]} | tr ' ' '\n' | median)
+  cr=$(echo ${CPU[$shape,raw]} | tr ' ' '\n' | median)
+  echo "| $shape | $c | $r | $ratio | >= $target | $cc / $cr |"
 done
 echo
 echo "Per-pair ratios: 50x1:${RAT[50x1]}; 50x16:${RAT[50x16]}"
