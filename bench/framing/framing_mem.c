@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "ctwist/basic.h"
 #include "ctwist/log.h"
 #include "ctwist/testing.h"
@@ -114,11 +115,7 @@ static char *build_stream(int kind, size_t size, size_t *len_out,
   return buf;
 }
 
-static double cpu_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+static double cpu_now(void) { return bench_seconds(CLOCK_PROCESS_CPUTIME_ID); }
 
 typedef struct rate {
   double msgs_per_s, mb_per_s;

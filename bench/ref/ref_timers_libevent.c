@@ -17,35 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #include <event2/event.h>
 
-static double now_s(clockid_t id) {
-  struct timespec ts;
-  clock_gettime(id, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static long rss_bytes(void) {
-  char buf[128] = {0};
-  FILE *f = fopen("/proc/self/statm", "r");
-  if (f == NULL)
-    return 0;
-  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  char *end;
-  strtol(buf, &end, 10);                 /* total pages */
-  long resident = strtol(end, NULL, 10); /* resident pages */
-  return resident * sysconf(_SC_PAGESIZE);
-}
-
-static uint64_t rng;
-static uint64_t next_rand(void) { /* xorshift64*, same stream as ctwist's */
-  rng ^= rng >> 12;
-  rng ^= rng << 25;
-  rng ^= rng >> 27;
-  return rng * UINT64_C(2685821657736338717);
-}
+static uint64_t rng; /* the shared stream (bench_util.h) */
 
 static long fired, n_total;
 
@@ -74,17 +50,17 @@ int main(int argc, char **argv) {
 
   /* fire */
   rng = seed;
-  double w0 = now_s(CLOCK_MONOTONIC), c0 = now_s(CLOCK_PROCESS_CPUTIME_ID);
-  long rss0 = rss_bytes();
+  double w0 = bench_seconds(CLOCK_MONOTONIC), c0 = bench_seconds(CLOCK_PROCESS_CPUTIME_ID);
+  long rss0 = bench_rss_bytes();
   for (long i = 0; i < n; i++) {
-    uint64_t us = next_rand() % 1000000; /* [0, 1 s) in microseconds */
+    uint64_t us = bench_xorshift(&rng) % 1000000; /* [0, 1 s) in microseconds */
     struct timeval tv = {0, (suseconds_t)us};
     struct event *ev = evtimer_new(base, on_timer, event_self_cbarg());
     evtimer_add(ev, &tv);
   }
-  long rss1 = rss_bytes();
+  long rss1 = bench_rss_bytes();
   event_base_dispatch(base);
-  double w1 = now_s(CLOCK_MONOTONIC), c1 = now_s(CLOCK_PROCESS_CPUTIME_ID);
+  double w1 = bench_seconds(CLOCK_MONOTONIC), c1 = bench_seconds(CLOCK_PROCESS_CPUTIME_ID);
   if (fired != n)
     fprintf(stderr, "fired %ld of %ld\n", fired, n);
   printf("libevent fire n=%ld wall=%.3f cpu=%.3f rss_per_timer=%.1f\n", n,
@@ -92,18 +68,18 @@ int main(int argc, char **argv) {
 
   /* cancel */
   rng = seed;
-  w0 = now_s(CLOCK_MONOTONIC);
-  c0 = now_s(CLOCK_PROCESS_CPUTIME_ID);
+  w0 = bench_seconds(CLOCK_MONOTONIC);
+  c0 = bench_seconds(CLOCK_PROCESS_CPUTIME_ID);
   for (long i = 0; i < n; i++) {
-    uint64_t us = next_rand() % 1000000;
+    uint64_t us = bench_xorshift(&rng) % 1000000;
     struct timeval tv = {0, (suseconds_t)us};
     evs[i] = evtimer_new(base, on_timer, event_self_cbarg());
     evtimer_add(evs[i], &tv);
   }
   for (long i = 0; i < n; i++)
     event_free(evs[i]); /* event_free deletes a pending event */
-  w1 = now_s(CLOCK_MONOTONIC);
-  c1 = now_s(CLOCK_PROCESS_CPUTIME_ID);
+  w1 = bench_seconds(CLOCK_MONOTONIC);
+  c1 = bench_seconds(CLOCK_PROCESS_CPUTIME_ID);
   printf("libevent cancel n=%ld wall=%.3f cpu=%.3f\n", n, w1 - w0, c1 - c0);
   event_base_free(base);
   free(evs);

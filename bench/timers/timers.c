@@ -16,35 +16,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #include "ctwist/reactor.h"
 
-static double now_s(clockid_t id) {
-  struct timespec ts;
-  clock_gettime(id, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static long rss_bytes(void) {
-  char buf[128] = {0};
-  FILE *f = fopen("/proc/self/statm", "r");
-  if (f == NULL)
-    return 0;
-  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  char *end;
-  strtol(buf, &end, 10);                 /* total pages */
-  long resident = strtol(end, NULL, 10); /* resident pages */
-  return resident * sysconf(_SC_PAGESIZE);
-}
-
-static uint64_t rng;
-static uint64_t next_rand(void) { /* xorshift64*, same stream as the ref */
-  rng ^= rng >> 12;
-  rng ^= rng << 25;
-  rng ^= rng >> 27;
-  return rng * UINT64_C(2685821657736338717);
-}
+static uint64_t rng; /* the shared stream (bench_util.h) */
 
 static ct_reactor *r;
 static long fired, n_total;
@@ -73,15 +49,15 @@ int main(int argc, char **argv) {
 
   /* fire */
   rng = seed;
-  double w0 = now_s(CLOCK_MONOTONIC), c0 = now_s(CLOCK_PROCESS_CPUTIME_ID);
-  long rss0 = rss_bytes();
+  double w0 = bench_seconds(CLOCK_MONOTONIC), c0 = bench_seconds(CLOCK_PROCESS_CPUTIME_ID);
+  long rss0 = bench_rss_bytes();
   for (long i = 0; i < n; i++) {
-    uint64_t us = next_rand() % 1000000;
+    uint64_t us = bench_xorshift(&rng) % 1000000;
     ct_call_later(r, (double)us / 1e6, on_timer, NULL);
   }
-  long rss1 = rss_bytes();
+  long rss1 = bench_rss_bytes();
   ct_reactor_run(r);
-  double w1 = now_s(CLOCK_MONOTONIC), c1 = now_s(CLOCK_PROCESS_CPUTIME_ID);
+  double w1 = bench_seconds(CLOCK_MONOTONIC), c1 = bench_seconds(CLOCK_PROCESS_CPUTIME_ID);
   if (fired != n)
     fprintf(stderr, "fired %ld of %ld\n", fired, n);
   printf("ctwist fire n=%ld wall=%.3f cpu=%.3f rss_per_timer=%.1f\n", n,
@@ -89,16 +65,16 @@ int main(int argc, char **argv) {
 
   /* cancel (memory is reused from the first shape, as in the ref) */
   rng = seed;
-  w0 = now_s(CLOCK_MONOTONIC);
-  c0 = now_s(CLOCK_PROCESS_CPUTIME_ID);
+  w0 = bench_seconds(CLOCK_MONOTONIC);
+  c0 = bench_seconds(CLOCK_PROCESS_CPUTIME_ID);
   for (long i = 0; i < n; i++) {
-    uint64_t us = next_rand() % 1000000;
+    uint64_t us = bench_xorshift(&rng) % 1000000;
     calls[i] = ct_call_later(r, (double)us / 1e6, on_timer, NULL);
   }
   for (long i = 0; i < n; i++)
     ct_delayed_call_cancel(calls[i]);
-  w1 = now_s(CLOCK_MONOTONIC);
-  c1 = now_s(CLOCK_PROCESS_CPUTIME_ID);
+  w1 = bench_seconds(CLOCK_MONOTONIC);
+  c1 = bench_seconds(CLOCK_PROCESS_CPUTIME_ID);
   printf("ctwist cancel n=%ld wall=%.3f cpu=%.3f\n", n, w1 - w0, c1 - c0);
   ct_reactor_free(r);
   free(calls);
