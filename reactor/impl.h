@@ -129,13 +129,19 @@ struct ct_reactor {
   /* Signals, indexed by signal number. */
   struct ct__sig_watch *sigs[NSIG];
 
-  /* Calls from other threads. */
+  /* Calls from other threads: a queue under thread_mu, and an eventfd
+   * (wake_fd) that thread_ev watches. */
   pthread_mutex_t thread_mu;
   ct__thunk *tq;
   size_t tq_len, tq_cap;
-  int tq_wake;
+  int tq_wake; /* a wake-up is written and the queue not yet taken */
   int closing;
+  int wake_fd;
   struct event *thread_ev;
+
+  /* The read buffer shared by the stream transports (CT__READ_BUFFER_SIZE
+   * bytes, allocated on first use). */
+  char *read_buf;
 };
 
 /* timers.c */

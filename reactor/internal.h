@@ -31,6 +31,26 @@ struct event_base *ct__reactor_base(ct_reactor *r);
  */
 int ct__reactor_call_soon(ct_reactor *r, ct_call_cb fn, void *arg);
 
+/** Size of the reactor's shared read buffer: large enough that a bulk
+ *  transfer needs few read() calls. */
+#define CT__READ_BUFFER_SIZE (256 * 1024)
+
+/**
+ * The reactor's read buffer, CT__READ_BUFFER_SIZE bytes, shared by every
+ * stream transport of `r`: a transport reads into it and hands the bytes to
+ * the protocol's data_received, which only borrows them for that call.
+ * Allocated on first use (heap, so an idle reactor touches no pages of it),
+ * owned by the reactor and freed with it; the pointer stays valid until
+ * then.  Returns NULL if memory runs out.
+ *
+ * Sharing is safe because the buffer is only filled from an I/O callback,
+ * and libevent never runs two callbacks of one base at once (a nested
+ * event_base_loop() on the same base is refused): the bytes of one read are
+ * never overwritten while its data_received runs.  Do not read into it from
+ * anywhere else.  Reactor thread only.
+ */
+char *ct__reactor_read_buffer(ct_reactor *r);
+
 /** The reactor's current time in nanoseconds (monotonic or fake clock). */
 int64_t ct__reactor_now_ns(const ct_reactor *r);
 

@@ -9,11 +9,12 @@
  * timeouts after polling, so such calls never starve I/O and never run
  * re-entrantly inside the callback that queued them.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <event2/thread.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "reactor/impl.h"
 
@@ -72,10 +73,42 @@ static void soon_event_cb(evutil_socket_t fd, short what, void *arg) {
 
 /* --------------------------------------------------------- thread calls */
 
+/*
+ * Calls from other threads go through ctwist's own mutex-protected queue and
+ * an eventfd watched by an ordinary EV_READ event.  libevent's base is
+ * created with EVENT_BASE_FLAG_NOLOCK and libevent's thread support is never
+ * switched on, so no event activation anywhere pays for a mutex; the only
+ * cross-thread operations are on the queue (under thread_mu) and the
+ * eventfd write, which the kernel makes safe.
+ *
+ * tq_wake is set, under the lock, by the caller that must write the
+ * eventfd; the reactor clears it when it takes the queue.  So one write
+ * wakes the loop per batch, and a call queued after the reactor took the
+ * queue always writes again.
+ */
+
+static void wake_drain(int fd) {
+  uint64_t v;
+  while (read(fd, &v, sizeof v) < 0 && errno == EINTR) {
+  }
+}
+
+static void wake_write(int fd) {
+  uint64_t one = 1;
+  /* EAGAIN would mean the counter is about to overflow: the eventfd is
+   * readable anyway, which is all a wake-up needs. */
+  while (write(fd, &one, sizeof one) < 0 && errno == EINTR) {
+  }
+}
+
 static void thread_event_cb(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
   (void)what;
   ct_reactor *r = arg;
+  /* Reset the eventfd before taking the queue: a wake-up written after
+   * this point belongs to a call that is either in the batch we take now
+   * (a harmless spurious wake-up later) or queued after it (it wakes us
+   * again).  Reading after taking the queue could swallow the latter. */
+  wake_drain((int)fd);
   pthread_mutex_lock(&r->thread_mu);
   ct__thunk *q = r->tq;
   size_t n = r->tq_len;
@@ -83,6 +116,7 @@ static void thread_event_cb(evutil_socket_t fd, short what, void *arg) {
   r->tq_len = r->tq_cap = 0;
   r->tq_wake = 0;
   pthread_mutex_unlock(&r->thread_mu);
+  /* Only this batch; calls queued while it runs wait for the next turn. */
   for (size_t i = 0; i < n; i++)
     q[i].fn(q[i].arg);
   free(q);
@@ -112,23 +146,27 @@ int ct_reactor_call_from_thread(ct_reactor *r, ct_call_cb fn, void *arg) {
   r->tq_wake = 1;
   pthread_mutex_unlock(&r->thread_mu);
   if (wake)
-    event_active(r->thread_ev, EV_READ, 0);
+    wake_write(r->wake_fd);
   return 0;
 }
 
 /* ------------------------------------------------------------ lifecycle */
 
-static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
-
-static void threads_init(void) {
-  /* Process-global in libevent: makes bases created afterwards lockable,
-   * which event_active() from another thread needs. */
-  evthread_use_pthreads();
+/* A base without libevent's locks: everything on it runs on the reactor
+ * thread (see "thread calls" above). */
+static struct event_base *base_new(void) {
+  struct event_config *cfg = event_config_new();
+  if (cfg == NULL)
+    return NULL;
+  struct event_base *base = NULL;
+  if (event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK) == 0)
+    base = event_base_new_with_config(cfg);
+  event_config_free(cfg);
+  return base;
 }
 
 static ct_reactor *reactor_new(ct_clock *clock) {
   ct_log_capture_libevent();
-  pthread_once(&threads_once, threads_init);
   /* A write to a closed socket must be an EPIPE error, not a kill. */
   signal(SIGPIPE, SIG_IGN);
 
@@ -137,17 +175,23 @@ static ct_reactor *reactor_new(ct_clock *clock) {
     return NULL;
   r->phase = -1;
   r->next_trigger_id = 1;
+  r->wake_fd = -1;
   if (pthread_mutex_init(&r->thread_mu, NULL) != 0) {
     free(r);
     return NULL;
   }
-  r->base = event_base_new();
+  r->base = base_new();
   if (r->base == NULL)
+    goto fail;
+  r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (r->wake_fd < 0)
     goto fail;
   r->timer_ev = evtimer_new(r->base, ct__timer_event_cb, r);
   r->soon_ev = evtimer_new(r->base, soon_event_cb, r);
-  r->thread_ev = event_new(r->base, -1, 0, thread_event_cb, r);
-  if (r->timer_ev == NULL || r->soon_ev == NULL || r->thread_ev == NULL)
+  r->thread_ev =
+      event_new(r->base, r->wake_fd, EV_READ | EV_PERSIST, thread_event_cb, r);
+  if (r->timer_ev == NULL || r->soon_ev == NULL || r->thread_ev == NULL ||
+      event_add(r->thread_ev, NULL) != 0)
     goto fail;
   if (clock != NULL) {
     r->clock = clock;
@@ -163,6 +207,8 @@ fail:
     event_free(r->thread_ev);
   if (r->base)
     event_base_free(r->base);
+  if (r->wake_fd >= 0)
+    close(r->wake_fd);
   pthread_mutex_destroy(&r->thread_mu);
   free(r);
   return NULL;
@@ -196,6 +242,8 @@ void ct_reactor_free(ct_reactor *r) {
   event_free(r->soon_ev);
   event_free(r->thread_ev);
   event_base_free(r->base);
+  close(r->wake_fd);
+  free(r->read_buf);
   if (r->clock != NULL)
     r->clock->r = NULL;
   free(r->soon);
@@ -204,6 +252,12 @@ void ct_reactor_free(ct_reactor *r) {
   free(r->when_running);
   pthread_mutex_destroy(&r->thread_mu);
   free(r);
+}
+
+char *ct__reactor_read_buffer(ct_reactor *r) {
+  if (r->read_buf == NULL)
+    r->read_buf = malloc(CT__READ_BUFFER_SIZE);
+  return r->read_buf;
 }
 
 struct event_base *ct__reactor_base(ct_reactor *r) {
