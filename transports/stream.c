@@ -2,19 +2,24 @@
  * stream.c: the TCP and Unix stream transport, on one plain libevent event
  * per connection and the transport's own output buffer.
  *
- * The hot path costs what hand-written libevent code costs.  Reads go into
- * a 64 KiB buffer on the callback's stack (data_received only borrows the
- * bytes), so an idle connection owns no read memory.  Writes go straight
- * to the socket while nothing is queued; only what the kernel refuses is
+ * The hot path costs about what hand-written libevent code costs.  Reads go
+ * into the reactor's shared 256 KiB read buffer (ct__reactor_read_buffer():
+ * data_received only borrows the bytes, and libevent never runs two
+ * callbacks of one base at once), so an idle connection owns no read memory
+ * and a bulk transfer needs few read() calls.  Writes go straight to
+ * the socket while nothing is queued; only what the kernel refuses is
  * copied into the output buffer, and only then is EV_WRITE registered.  In
  * a request/response exchange the registered events never change, so the
  * steady state is one read() and one send() per message, with no
- * epoll_ctl.
+ * epoll_ctl, no allocation and no clock query; everything off that path
+ * (partial writes, errors, EOF, EV_WRITE) lives in functions of its own.
  *
  * Closing never calls the protocol back directly: the descriptor is closed
  * at once and connection_lost is delivered by call_soon, on a later loop
  * turn, so a protocol may close (or hit a write error) from anywhere,
- * including data_received, without being re-entered.
+ * including data_received, without being re-entered.  That is also why
+ * the hot path holds no reference on the transport: it cannot be freed
+ * before that later turn.
  */
 #include <errno.h>
 #include <limits.h>
@@ -33,9 +38,15 @@
 #include "reactor/internal.h"
 #include "transports/stream.h"
 
+/* The per-message path is kept straight; the rest is moved out of line. */
+#define CT__NOINLINE __attribute__((noinline))
+#define CT__LIKELY(x) __builtin_expect(!!(x), 1)
+#define CT__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
 typedef struct ct__stream {
   ct_transport base;
   struct event ev;
+  char *rbuf; /* the reactor's shared read buffer (borrowed) */
   int fd;
   short ev_events;      /* events currently registered (0: not added) */
   unsigned char is_unix;
@@ -214,48 +225,91 @@ static void stream_eof(ct__stream *s) {
     update_events(s);
 }
 
-static void stream_read(ct__stream *s) {
-  char buf[CT__STREAM_READ_SIZE];
-  /* A few reads per wake-up at most, for fairness between connections;
-   * a short read means the socket is drained (no EAGAIN round trip). */
-  for (int i = 0; i < 4; i++) {
+/* read() returned 0 or failed: EOF, an error, or nothing after all.
+ * Returns 1 to retry the read (EINTR). */
+static CT__NOINLINE int stream_read_end(ct__stream *s, ssize_t n) {
+  if (n == 0)
+    stream_eof(s);
+  else if (errno == EINTR)
+    return 1;
+  else if (errno != EAGAIN && errno != EWOULDBLOCK)
+    close_errno(s, errno, "read");
+  return 0;
+}
+
+/* How much one read may take: see CT__STREAM_READ_SLOW. */
+static inline size_t read_size(const ct__stream *s) {
+  return CT__LIKELY(s->olen == 0) ? CT__READ_BUFFER_SIZE : CT__STREAM_READ_SLOW;
+}
+
+static inline void deliver(ct__stream *s, size_t n) {
+  ct_protocol *p = s->base.protocol;
+  if (CT__LIKELY(p != NULL && p->ops != NULL && p->ops->data_received != NULL))
+    p->ops->data_received(p, s->rbuf, n);
+}
+
+/* Up to `reads` more reads, after one that filled what it asked for or was
+ * interrupted. */
+static CT__NOINLINE void stream_read_more(ct__stream *s, int reads) {
+  while (reads-- > 0) {
     if (!ct__transport_want_reading(&s->base))
       return;
-    ssize_t n = read(s->fd, buf, sizeof buf);
+    size_t want = read_size(s);
+    ssize_t n = read(s->fd, s->rbuf, want);
     if (n > 0) {
-      ct_protocol *p = s->base.protocol;
-      if (p != NULL && p->ops != NULL && p->ops->data_received != NULL)
-        p->ops->data_received(p, buf, (size_t)n);
-      if ((size_t)n < sizeof buf)
+      deliver(s, (size_t)n);
+      if ((size_t)n < want)
         return;
-    } else if (n == 0) {
-      stream_eof(s);
-      return;
-    } else if (errno == EINTR) {
-      continue;
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      return;
-    } else {
-      close_errno(s, errno, "read");
+    } else if (!stream_read_end(s, n)) {
       return;
     }
   }
 }
 
-static void stream_cb(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
-  ct__stream *s = arg;
-  if ((what & EV_WRITE) && !(s->base.flags & CT__T_CLOSED)) {
-    if (s->olen > 0)
+/*
+ * EV_READ.  A few reads per wake-up at most, for fairness between
+ * connections; a short read means the socket is drained (no EAGAIN round
+ * trip).  The first read is written out straight so that the usual case,
+ * one short read, costs no loop.
+ */
+static inline void stream_read(ct__stream *s, int fd) {
+  if (!ct__transport_want_reading(&s->base))
+    return;
+  size_t want = read_size(s);
+  ssize_t n = read(fd, s->rbuf, want);
+  if (CT__LIKELY(n > 0)) {
+    deliver(s, (size_t)n);
+    if (CT__LIKELY((size_t)n < want))
+      return;
+  } else if (!stream_read_end(s, n)) {
+    return;
+  }
+  stream_read_more(s, 3);
+}
+
+/* EV_WRITE (and maybe EV_READ too): flush the output buffer, or let a pull
+ * producer write; then read if the socket is readable as well. */
+static CT__NOINLINE void stream_writable(ct__stream *s, int fd, short what) {
+  if (!(s->base.flags & CT__T_CLOSED)) {
+    if (s->olen > 0) {
       stream_flush(s);
-    else if (!(s->base.flags & CT__T_CLOSED)) {
+    } else {
       ct__transport_output_drained(&s->base); /* pull producer */
       if (!(s->base.flags & CT__T_CLOSED))
         update_events(s);
     }
   }
-  if ((what & EV_READ) && !(s->base.flags & CT__T_CLOSED))
-    stream_read(s);
+  /* stream_read checks for a close (ct__transport_want_reading). */
+  if (what & EV_READ)
+    stream_read(s, fd);
+}
+
+static void stream_cb(evutil_socket_t fd, short what, void *arg) {
+  ct__stream *s = arg;
+  if (CT__UNLIKELY(what & EV_WRITE))
+    stream_writable(s, (int)fd, what);
+  else if (what & EV_READ)
+    stream_read(s, (int)fd);
 }
 
 /* -------------------------------------------------------------- the ops */
@@ -270,28 +324,38 @@ static int stream_queue(ct__stream *s, const char *data, size_t len) {
   return 0;
 }
 
-static int op_write(ct_transport *t, const void *data, size_t len) {
-  ct__stream *s = (ct__stream *)t;
-  const char *p = data;
-  if (s->olen == 0) {
-    for (;;) {
-      ssize_t n = send(s->fd, p, len, MSG_NOSIGNAL);
-      if (n >= 0) {
-        if ((size_t)n == len)
-          return 0;
-        p += n;
-        len -= (size_t)n;
-        break;
-      }
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
-        break;
+/* The rest of a write whose first send() took `n` of `len` bytes (n < 0:
+ * an error). */
+static CT__NOINLINE int write_slow(ct__stream *s, const char *p, size_t len,
+                                   ssize_t n) {
+  for (;;) {
+    if (n >= 0) {
+      p += n;
+      len -= (size_t)n;
+      break;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+      break;
+    if (errno != EINTR) {
       close_errno(s, errno, "write");
       return 0; /* reported through connection_lost */
     }
+    n = send(s->fd, p, len, MSG_NOSIGNAL);
+    if (n >= 0 && (size_t)n == len)
+      return 0;
   }
   return stream_queue(s, p, len);
+}
+
+static int op_write(ct_transport *t, const void *data, size_t len) {
+  ct__stream *s = (ct__stream *)t;
+  if (CT__LIKELY(s->olen == 0)) {
+    ssize_t n = send(s->fd, data, len, MSG_NOSIGNAL);
+    if (CT__LIKELY(n >= 0 && (size_t)n == len))
+      return 0;
+    return write_slow(s, data, len, n);
+  }
+  return stream_queue(s, data, len);
 }
 
 static int op_writev(ct_transport *t, const struct iovec *iov, int iovcnt) {
@@ -459,9 +523,13 @@ static const ct_transport_ops tcp_ops = STREAM_OPS("tcp");
 static const ct_transport_ops unix_ops = STREAM_OPS("unix");
 
 ct_transport *ct__stream_new(ct_reactor *r, int fd, int is_unix) {
+  char *rbuf = ct__reactor_read_buffer(r);
+  if (rbuf == NULL)
+    return NULL;
   ct__stream *s = calloc(1, sizeof *s);
   if (s == NULL)
     return NULL;
+  s->rbuf = rbuf;
   ct__transport_init(&s->base, is_unix ? &unix_ops : &tcp_ops, r);
   s->fd = fd;
   s->is_unix = is_unix ? 1 : 0;

@@ -7,9 +7,12 @@
 
 #include "transports/internal.h"
 
-/* Size of the read buffer (on the stack of the read callback: data_received
- * borrows the bytes, so one buffer serves every connection). */
-#define CT__STREAM_READ_SIZE (64 * 1024)
+/* Reads go into the reactor's shared buffer (CT__READ_BUFFER_SIZE, 256 KiB,
+ * reactor/internal.h): data_received borrows the bytes, so one buffer
+ * serves every connection.  While a connection has output queued, a read
+ * takes at most this much, which bounds what back-pressure lets it buffer
+ * to its high watermark plus this. */
+#define CT__STREAM_READ_SLOW (64 * 1024)
 
 /* Wrap a connected, non-blocking socket.  Takes `fd` on success (refs 1,
  * the connection's).  Returns NULL if memory runs out (fd untouched). */

@@ -162,12 +162,32 @@ void ct__transport_deliver_lost(ct_transport *t, ct_failure *reason) {
       return CT_ECLOSED;                                                       \
   } while (0)
 
-int ct_transport_write(ct_transport *t, const void *data, size_t len) {
-  CT_T_CHECK_OPEN(t);
+/* The checks of ct_transport_write() when one of them may fail, in the
+ * documented order (closed before bad data before closing). */
+static int write_refused(const ct_transport *t, const void *data,
+                         size_t len) {
+  if (t == NULL)
+    return CT_EINVAL;
+  if (t->flags & CT__T_CLOSED)
+    return CT_ECLOSED;
   if (data == NULL && len > 0)
     return CT_EINVAL;
   if (t->flags & (CT__T_CLOSING | CT__T_WRITE_SHUT))
     return CT_ECLOSED;
+  return 0;
+}
+
+int ct_transport_write(ct_transport *t, const void *data, size_t len) {
+  /* The hot path of every protocol: one flag test and one NULL test
+   * decide that nothing is wrong, then a tail call to the kind. */
+  if (__builtin_expect(t == NULL || data == NULL ||
+                           (t->flags & (CT__T_CLOSED | CT__T_CLOSING |
+                                        CT__T_WRITE_SHUT)) != 0,
+                       0)) {
+    int rc = write_refused(t, data, len);
+    if (rc != 0 || len == 0)
+      return rc;
+  }
   if (len == 0)
     return 0;
   if (t->producer != NULL && !(t->flags & CT__T_STREAMING))
