@@ -20,5 +20,6 @@
 #include "ctwist/message.h"
 #include "ctwist/wire.h"
 #include "ctwist/policies.h"
+#include "ctwist/plugin.h"
 
 #endif /* CTWIST_CTWIST_H */

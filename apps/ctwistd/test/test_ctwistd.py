@@ -1,0 +1,407 @@
+#!/usr/bin/python3
+"""End-to-end tests of ctwistd: every bundled plugin, the example plugin,
+the loader's error paths, logging, policies, pidfile, daemon mode.
+
+usage: test_ctwistd.py CTWISTD UPPER_SO BAD_ABI_SO NO_SYMBOL_SO
+
+Servers listen on 127.0.0.1 port 0; the test reads the printed address.
+Every wait is bounded; nothing asserts on timing.
+"""
+import json
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+CTWISTD, UPPER, BAD_ABI, NO_SYMBOL = sys.argv[1:5]
+LOCAL = "tcp:0:interface=127.0.0.1"
+SANITIZER = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error:")
+TMP = tempfile.mkdtemp(prefix="ctwistd-test-")
+
+
+class Server:
+    """A running ctwistd; `addrs` holds the (host, port) or path it printed."""
+
+    def __init__(self, args, nlisten=1):
+        self.proc = subprocess.Popen([CTWISTD] + args, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        self.out = b""
+        self.addrs = []
+        deadline = time.monotonic() + 15
+        while len(self.addrs) < nlisten:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                raise AssertionError("no 'listening on' within 15 s: %r" %
+                                     self.out)
+            r, _, _ = select.select([self.proc.stdout], [], [], left)
+            if not r:
+                continue
+            chunk = os.read(self.proc.stdout.fileno(), 4096)
+            if not chunk:
+                _, err = self.proc.communicate(timeout=10)
+                raise AssertionError("ctwistd exited early (%s): %s" %
+                                     (self.proc.returncode, err.decode()))
+            self.out += chunk
+            self.addrs = []
+            for m in re.finditer(rb"listening on (\S+)\n", self.out):
+                a = m.group(1).decode()
+                if a.startswith("unix:"):
+                    self.addrs.append(a[5:])
+                else:
+                    host, port = a.rsplit(":", 1)
+                    self.addrs.append((host, int(port)))
+
+    def connect(self, i=0):
+        a = self.addrs[i]
+        fam = socket.AF_UNIX if isinstance(a, str) else socket.AF_INET
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(a)
+        return s
+
+    def stop(self, sig=signal.SIGTERM):
+        """Signal, wait (bounded), check a clean exit; returns stderr."""
+        self.proc.send_signal(sig)
+        _, err = self.proc.communicate(timeout=15)
+        err = err.decode(errors="replace")
+        check_sanitizer(err)
+        assert self.proc.returncode == 0, \
+            "exit status %s: %s" % (self.proc.returncode, err)
+        return err
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate(timeout=10)
+
+
+def check_sanitizer(err):
+    assert not SANITIZER.search(err), "sanitizer report:\n" + err
+
+
+def recv_all(s, limit=1 << 20):
+    data = b""
+    while len(data) < limit:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def recv_exact(s, n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        assert chunk, "connection closed after %d of %d bytes" % (len(data), n)
+        data += chunk
+    return data
+
+
+def fails(args, *needles, status=None):
+    """ctwistd must exit non-zero with every needle in its stderr."""
+    p = subprocess.run([CTWISTD] + args, capture_output=True, timeout=15)
+    err = p.stderr.decode(errors="replace")
+    check_sanitizer(err)
+    assert p.returncode != 0, "exit 0 for %r" % args
+    if status is not None:
+        assert p.returncode == status, "status %d, wanted %d: %s" % (
+            p.returncode, status, err)
+    for n in needles:
+        assert n in err, "%r not in stderr: %s" % (n, err)
+    assert "listening on" not in p.stdout.decode(), p.stdout
+
+
+# ------------------------------------------------------------------ tests
+
+
+def test_echo_pidfile_graceful_stop():
+    pidfile = os.path.join(TMP, "echo.pid")
+    srv = Server(["--pidfile", pidfile, "echo", "--listen", LOCAL])
+    with open(pidfile) as f:
+        assert int(f.read()) == srv.proc.pid
+    s = srv.connect()
+    s.sendall(b"hello, world\r\n")
+    assert recv_exact(s, 14) == b"hello, world\r\n"
+    # SIGTERM with a connection open: it is closed (EOF), the process
+    # exits 0 and the pidfile is gone.
+    err = srv.stop()
+    assert recv_all(s) == b""
+    s.close()
+    assert not os.path.exists(pidfile), "pidfile left behind"
+    assert "stopping" in err and "stopped" in err, err
+
+
+def test_sigint_stops_too():
+    srv = Server(["echo", "--listen", LOCAL])
+    srv.stop(signal.SIGINT)
+
+
+def test_discard():
+    srv = Server(["discard", "--listen", LOCAL])
+    s = srv.connect()
+    s.sendall(b"x" * 100000)
+    s.settimeout(0.2)
+    try:
+        data = s.recv(10)
+        assert False, "discard answered %r" % data
+    except socket.timeout:
+        pass
+    s.close()
+    srv.stop()
+
+
+def test_daytime():
+    srv = Server(["daytime", "--listen", LOCAL])
+    s = srv.connect()
+    data = recv_all(s).decode()
+    assert re.fullmatch(r"\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\r\n",
+                        data), repr(data)
+    s.close()
+    srv.stop()
+
+
+def test_qotd_default_and_option():
+    srv = Server(["qotd", "--listen", LOCAL])
+    s = srv.connect()
+    assert recv_all(s) == b"An apple a day keeps the doctor away.\r\n"
+    srv.stop()
+    srv = Server(["qotd", "--quote", "Simple is better.", "--listen", LOCAL])
+    s = srv.connect()
+    assert recv_all(s) == b"Simple is better.\r\n"
+    srv.stop()
+    srv = Server(["qotd", "--listen", LOCAL, "--quote=Now is better."])
+    s = srv.connect()
+    assert recv_all(s) == b"Now is better.\r\n"
+    srv.stop()
+
+
+def test_chargen():
+    srv = Server(["chargen", "--listen", LOCAL])
+    s = srv.connect()
+    data = recv_exact(s, 20000)
+    noise = (b"@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~ "
+             b"!\"#$%&?")
+    assert data == (noise * (20000 // len(noise) + 1))[:20000]
+    s.close()
+    # Also stop while a chargen client is connected and reading.
+    s = srv.connect()
+    recv_exact(s, 1000)
+    srv.proc.send_signal(signal.SIGTERM)
+    recv_all(s, limit=1 << 30)  # drains until the server closes
+    _, err = srv.proc.communicate(timeout=15)
+    check_sanitizer(err.decode(errors="replace"))
+    assert srv.proc.returncode == 0
+
+
+def test_two_endpoints_tcp_and_unix():
+    path = os.path.join(TMP, "echo.sock")
+    srv = Server(["echo", "--listen", LOCAL, "--listen", "unix:" + path],
+                 nlisten=2)
+    for i in (0, 1):
+        s = srv.connect(i)
+        s.sendall(b"ping")
+        assert recv_exact(s, 4) == b"ping"
+        s.close()
+    srv.stop()
+    assert not os.path.exists(path), "unix socket file left behind"
+
+
+def test_upper_plugin():
+    srv = Server(["--plugin", UPPER, "--listen", LOCAL])
+    s = srv.connect()
+    s.sendall(b"hello\r\nMixed Case 123\r\n")
+    assert recv_exact(s, 23) == b"HELLO\r\nMIXED CASE 123\r\n"
+    # one byte at a time
+    for b in b"abc\r\n":
+        s.sendall(bytes([b]))
+    assert recv_exact(s, 5) == b"ABC\r\n"
+    s.close()
+    srv.stop()
+
+
+def test_upper_plugin_options():
+    srv = Server(["--plugin", UPPER, "--listen", LOCAL, "--max-length", "4",
+                  "--goodbye-after", "0.2"])
+    s = srv.connect()
+    s.sendall(b"abcd\r\n")
+    assert recv_exact(s, 6) == b"ABCD\r\n"
+    s.sendall(b"abcdefgh\r\n")  # over the limit: closed
+    assert recv_all(s) == b""
+    s.close()
+    s = srv.connect()  # idle: BYE, then closed
+    assert recv_all(s) == b"BYE\r\n"
+    s.close()
+    srv.stop()
+
+
+def test_plugin_help():
+    p = subprocess.run([CTWISTD, "--plugin", UPPER, "--help"],
+                       capture_output=True, timeout=15)
+    assert p.returncode == 0 and b"--max-length" in p.stdout, p
+    p = subprocess.run([CTWISTD, "--help"], capture_output=True, timeout=15)
+    assert p.returncode == 0 and b"chargen" in p.stdout, p
+
+
+def test_errors():
+    fails(["echo", "--listen", "tcp:notaport"], "tcp:notaport")
+    fails(["echo", "--listen", "bogus:1"], "bogus:1")
+    fails(["nosuch", "--listen", LOCAL], "unknown plugin 'nosuch'", status=2)
+    fails(["--plugin", os.path.join(TMP, "missing.so"), "--listen", LOCAL],
+          "cannot load plugin", "missing.so")
+    fails(["--plugin", BAD_ABI, "--listen", LOCAL], "ABI version 42",
+          "supports 1")
+    fails(["--plugin", NO_SYMBOL, "--listen", LOCAL], "ctwist_plugin")
+    fails(["echo", "--listen", LOCAL, "--bogus"],
+          "unknown option '--bogus'", status=2)
+    fails(["qotd", "--listen", LOCAL, "--quote"], "--quote needs a value",
+          status=2)
+    fails(["--plugin", UPPER, "--listen", LOCAL, "--max-length", "abc"],
+          "--max-length", "not an integer", status=2)
+    fails(["--plugin", UPPER, "--listen", LOCAL, "--max-length", "0"],
+          "out of range", status=2)
+    fails(["echo"], "no --listen", status=2)
+    fails(["--frobnicate", "echo", "--listen", LOCAL],
+          "unknown option '--frobnicate'", status=2)
+    fails([], "no plugin", status=2)
+    fails(["--log-format", "xml", "echo", "--listen", LOCAL], "xml", status=2)
+    fails(["--idle-timeout", "-1", "echo", "--listen", LOCAL],
+          "--idle-timeout", status=2)
+    # the port is taken: the second one fails and names it
+    srv = Server(["echo", "--listen", LOCAL])
+    port = srv.addrs[0][1]
+    fails(["echo", "--listen", "tcp:%d:interface=127.0.0.1" % port],
+          "tcp:%d" % port)
+    # a pidfile held by a live process
+    pidfile = os.path.join(TMP, "busy.pid")
+    with open(pidfile, "w") as f:
+        f.write("%d\n" % srv.proc.pid)
+    fails(["--pidfile", pidfile, "echo", "--listen", LOCAL], "pidfile",
+          "another process")
+    assert os.path.exists(pidfile)
+    srv.stop()
+
+
+def test_json_log():
+    log = os.path.join(TMP, "log.json")
+    srv = Server(["--logfile", log, "--log-format", "json", "echo",
+                  "--listen", LOCAL])
+    s = srv.connect()
+    s.sendall(b"x")
+    recv_exact(s, 1)
+    s.close()
+    err = srv.stop()
+    assert err == "", "log went to stderr: " + err
+    events = []
+    with open(log) as f:
+        for line in f:
+            events.append(json.loads(line))
+    assert events, "empty log"
+    for ev in events:
+        assert {"time", "level", "module", "message"} <= set(ev), ev
+    msgs = [ev["message"] for ev in events]
+    assert any("listening on 127.0.0.1:" in m for m in msgs), msgs
+    assert any("stopped" in m for m in msgs), msgs
+
+
+def test_text_log_level():
+    log = os.path.join(TMP, "log.txt")
+    srv = Server(["--logfile", log, "--log-level", "warn", "echo",
+                  "--listen", LOCAL])
+    srv.stop()
+    with open(log) as f:
+        text = f.read()
+    assert "[info]" not in text, text
+    log = os.path.join(TMP, "log2.txt")
+    srv = Server(["--logfile", log, "echo", "--listen", LOCAL])
+    srv.stop()
+    with open(log) as f:
+        text = f.read()
+    assert "[info] ctwistd: echo listening on" in text, text
+
+
+def test_idle_timeout_policy():
+    srv = Server(["--idle-timeout", "0.2", "echo", "--listen", LOCAL])
+    s = srv.connect()
+    s.sendall(b"a")
+    assert recv_exact(s, 1) == b"a"
+    assert recv_all(s) == b""  # closed once idle
+    s.close()
+    srv.stop()
+
+
+def test_max_connections_policy():
+    srv = Server(["--max-connections", "1", "echo", "--listen", LOCAL])
+    a = srv.connect()
+    a.sendall(b"1")
+    assert recv_exact(a, 1) == b"1"
+    b = srv.connect()  # refused: closed at once
+    try:
+        assert recv_all(b) == b""
+    except ConnectionResetError:
+        pass
+    a.sendall(b"2")
+    assert recv_exact(a, 1) == b"2"
+    a.close()
+    b.close()
+    srv.stop()
+
+
+def test_daemon():
+    pidfile = os.path.join(TMP, "daemon.pid")
+    log = os.path.join(TMP, "daemon.log")
+    p = subprocess.run([CTWISTD, "--daemon", "--pidfile", pidfile,
+                        "--logfile", log, "echo", "--listen", LOCAL],
+                       capture_output=True, timeout=15)
+    assert p.returncode == 0, p
+    m = re.search(rb"listening on 127.0.0.1:(\d+)", p.stdout)
+    assert m, p
+    with open(pidfile) as f:
+        pid = int(f.read())
+    try:
+        s = socket.create_connection(("127.0.0.1", int(m.group(1))), 10)
+        s.sendall(b"daemon")
+        assert recv_exact(s, 6) == b"daemon"
+        s.close()
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while os.path.exists(pidfile) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(pidfile), "daemon did not remove its pidfile"
+    # A daemon that cannot start reports it and exits non-zero.
+    p = subprocess.run([CTWISTD, "--daemon", "echo", "--listen",
+                        "tcp:notaport"], capture_output=True, timeout=15)
+    assert p.returncode != 0 and b"tcp:notaport" in p.stdout, p
+
+
+def main():
+    tests = [(k, v) for k, v in globals().items()
+             if k.startswith("test_") and callable(v)]
+    only = os.environ.get("CTWISTD_TEST")
+    failed = 0
+    for name, fn in tests:
+        if only and only not in name:
+            continue
+        t0 = time.monotonic()
+        try:
+            fn()
+            print("ok   %s (%.2fs)" % (name, time.monotonic() - t0))
+        except Exception:
+            failed += 1
+            print("FAIL %s" % name)
+            traceback.print_exc()
+        sys.stdout.flush()
+    print("%d failed" % failed)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
