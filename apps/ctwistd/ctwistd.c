@@ -470,13 +470,22 @@ static void on_shutdown(void *arg) {
 
 /* ------------------------------------------------------------- service */
 
+/* A failure for a person at a terminal: "ctwistd: PREFIX" then the
+ * messages of the chain, without the source locations (the log has them). */
+static void report(const char *prefix, const ct_failure *f) {
+  fprintf(stderr, "ctwistd: %s", prefix);
+  for (const char *sep = ""; f != NULL; f = f->cause, sep = ": ")
+    fprintf(stderr, "%s%s", sep,
+            f->message != NULL ? f->message : ct_strerror(f->code));
+  fputc('\n', stderr);
+}
+
 static int load_plugin(ctwistd *d) {
   ct_failure *err = NULL;
   if (d->plugin_path != NULL) {
     d->loaded = ct_plugin_load(d->plugin_path, &err);
     if (d->loaded == NULL) {
-      fprintf(stderr, "ctwistd: ");
-      ct_failure_print(err, stderr);
+      report("", err);
       ct_failure_free(err);
       return EXIT_START;
     }
@@ -501,12 +510,11 @@ static int make_factory(ctwistd *d) {
   int rc = d->desc->make_factory(d->reactor, d->pargc, d->pargv,
                                  &d->plugin_factory, &err);
   if (rc != 0 || d->plugin_factory == NULL) {
-    fprintf(stderr, "ctwistd: ");
     if (err != NULL)
-      ct_failure_print(err, stderr);
+      report("", err);
     else
-      fprintf(stderr, "plugin %s: make_factory failed: %s\n", d->desc->name,
-              ct_strerror(rc != 0 ? rc : CT_EINVAL));
+      fprintf(stderr, "ctwistd: plugin %s: make_factory failed: %s\n",
+              d->desc->name, ct_strerror(rc != 0 ? rc : CT_EINVAL));
     ct_failure_free(err);
     d->plugin_factory = NULL;
     return rc == CT_EINVAL ? EXIT_USAGE : EXIT_START;
@@ -536,8 +544,9 @@ static int listen_all(ctwistd *d) {
     ct_listening_port *p =
         ct_listen(d->reactor, d->listen[i], &d->tracker.factory, &err);
     if (p == NULL) {
-      fprintf(stderr, "ctwistd: cannot listen on '%s': ", d->listen[i]);
-      ct_failure_print(err, stderr);
+      char what[512];
+      snprintf(what, sizeof what, "cannot listen on '%s': ", d->listen[i]);
+      report(what, err);
       ct_failure_free(err);
       return EXIT_START;
     }
@@ -609,6 +618,7 @@ static int run(ctwistd *d) {
   int rc = load_plugin(d);
   if (rc != 0)
     return rc;
+  d->pargv[0] = (char *)d->desc->name; /* messages name the plugin */
   for (int i = 1; i < d->pargc; i++) {
     if (strcmp(d->pargv[i], "--help") == 0) {
       plugin_help(d->desc, stdout);
