@@ -110,6 +110,7 @@ struct ct_reactor {
 
   /* Run state and shutdown. */
   int running;
+  int iterating; /* inside ct_reactor_iterate() */
   int stopping;
   int phase;        /* current shutdown phase, -1 when none */
   int phase_active; /* holds may be taken */

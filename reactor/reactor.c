@@ -227,7 +227,7 @@ ct_reactor *ct_reactor_new_with_clock(ct_clock *clock) {
 void ct_reactor_free(ct_reactor *r) {
   if (r == NULL)
     return;
-  if (r->running) {
+  if (r->running || r->iterating) {
     ct_log(CT_LOG_ERROR, "reactor",
            "ct_reactor_free() on a running reactor: ignored (leaked)");
     return;
@@ -294,7 +294,7 @@ int ct_reactor_call_when_running(ct_reactor *r, ct_call_cb fn, void *arg) {
 int ct_reactor_run(ct_reactor *r) {
   if (r == NULL)
     return CT_EINVAL;
-  if (r->running)
+  if (r->running || r->iterating)
     return CT_ESTATE;
   r->running = 1;
   r->stopping = 0;
@@ -321,9 +321,14 @@ int ct_reactor_run(ct_reactor *r) {
 int ct_reactor_iterate(ct_reactor *r) {
   if (r == NULL)
     return CT_EINVAL;
-  if (r->running)
+  /* Never a loop inside a loop: callbacks of one reactor must not nest
+   * (the stream transports' shared read buffer relies on it, and libevent
+   * would refuse anyway). */
+  if (r->running || r->iterating)
     return CT_ESTATE;
+  r->iterating = 1;
   event_base_loop(r->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+  r->iterating = 0;
   return 0;
 }
 

@@ -93,7 +93,8 @@ CT_EXTERN double ct_reactor_seconds(const ct_reactor *r);
  * and run whatever is ready (I/O, signals, calls from threads, work queued
  * for the next turn).  For tests and for embedding; timed calls on a fake
  * clock still run only from ct_clock_advance().  Returns 0, or CT_ESTATE
- * when called while ct_reactor_run() is executing.
+ * when called while ct_reactor_run() is executing or from a callback of
+ * another ct_reactor_iterate() (loop turns never nest).
  */
 CT_EXTERN int ct_reactor_iterate(ct_reactor *r);
 
