@@ -31,6 +31,9 @@ demo: build
 bench: build
 	@bash scripts/bench.sh build
 
+soak: build
+	@bash scripts/soak.sh build $(SOAK_SECONDS)
+
 fuzz: deps
 	@$(CMAKE) --preset fuzz >/dev/null
 	@$(CMAKE) --build --preset fuzz -j $(JOBS)
