@@ -23,6 +23,7 @@ CTWISTD, UPPER, BAD_ABI, NO_SYMBOL = sys.argv[1:5]
 LOCAL = "tcp:0:interface=127.0.0.1"
 SANITIZER = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error:")
 TMP = tempfile.mkdtemp(prefix="ctwistd-test-")
+SERVERS = []  # every Server started; killed after each test if still alive
 
 
 class Server:
@@ -31,6 +32,7 @@ class Server:
     def __init__(self, args, nlisten=1):
         self.proc = subprocess.Popen([CTWISTD] + args, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
+        SERVERS.append(self)
         self.out = b""
         self.addrs = []
         deadline = time.monotonic() + 15
@@ -398,6 +400,9 @@ def main():
             failed += 1
             print("FAIL %s" % name)
             traceback.print_exc()
+        for srv in SERVERS:
+            srv.kill()
+        SERVERS.clear()
         sys.stdout.flush()
     print("%d failed" % failed)
     return 1 if failed else 0
