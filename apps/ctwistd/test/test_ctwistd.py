@@ -384,6 +384,60 @@ def test_daemon():
     assert p.returncode != 0 and b"tcp:notaport" in p.stdout, p
 
 
+def children(pid):
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+        return [int(x) for x in f.read().split()]
+
+
+def test_workers():
+    pidfile = os.path.join(TMP, "workers.pid")
+    srv = Server(["--workers", "2", "--pidfile", pidfile, "echo", "--listen",
+                  LOCAL])
+    with open(pidfile) as f:
+        assert int(f.read()) == srv.proc.pid
+    kids = children(srv.proc.pid)
+    assert len(kids) == 2, kids
+    for i in range(6):
+        s = srv.connect()
+        s.sendall(b"w%d" % i)
+        assert recv_exact(s, 2) == b"w%d" % i
+        s.close()
+    # A crashed worker is replaced.
+    os.kill(kids[0], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        now = children(srv.proc.pid)
+        if len(now) == 2 and kids[0] not in now:
+            break
+        time.sleep(0.05)
+    now = children(srv.proc.pid)
+    assert len(now) == 2 and kids[0] not in now, (kids, now)
+    for i in range(6):
+        s = srv.connect()
+        s.sendall(b"again")
+        assert recv_exact(s, 5) == b"again"
+        s.close()
+    # SIGTERM stops them all; a connection open in a worker is closed.
+    s = srv.connect()
+    s.sendall(b"x")
+    recv_exact(s, 1)
+    err = srv.stop()
+    assert recv_all(s) == b""
+    for k in now:
+        assert not os.path.exists("/proc/%d" % k) or \
+            open("/proc/%d/stat" % k).read().split()[2] == "Z", k
+    assert not os.path.exists(pidfile)
+    assert "restarting" in err, err
+    fails(["--workers", "2", "echo", "--listen", "unix:" +
+           os.path.join(TMP, "w.sock")], "--workers needs tcp", status=2)
+    fails(["--workers", "0", "echo", "--listen", LOCAL], "--workers",
+          status=2)
+    fails(["--workers", "2", "echo", "--listen", LOCAL, "--bogus"],
+          "unknown option '--bogus'", status=2)
+    fails(["--workers", "2", "echo", "--listen", "tcp:notaport"],
+          "tcp:notaport")
+
+
 def main():
     tests = [(k, v) for k, v in globals().items()
              if k.startswith("test_") and callable(v)]
