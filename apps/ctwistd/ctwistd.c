@@ -15,7 +15,7 @@
  * --shutdown-timeout seconds), the pidfile is removed, and it exits 0.
  *
  * With --workers N it becomes a supervisor of N pre-forked workers sharing
- * the ports through SO_REUSEPORT (see supervise()).
+ * the ports through SO_REUSEPORT (see ctd_supervise()).
  *
  * Exit status: 0 after a clean stop, 1 when the service cannot start
  * (bad endpoint, plugin load failure, pidfile in use), 2 for bad usage
@@ -26,10 +26,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -42,57 +38,9 @@
 
 #include "ctwist/ctwist.h"
 #include "ctwist/plugin.h"
-#include "tracker.h"
+#include "ctwistd.h"
 
-#define EXIT_START 1
-#define EXIT_USAGE 2
-#define MAX_LISTEN 32
 
-typedef struct ctwistd {
-  /* options */
-  const char *pidfile; /* absolute (made so before any chdir) */
-  char *pidfile_abs;
-  const char *logfile;
-  int json;
-  ct_log_level level;
-  int daemon;
-  double idle_timeout;
-  long max_connections;
-  double shutdown_timeout;
-  int workers; /* --workers N: pre-forked processes, 0 = serve here */
-  const char *plugin_name; /* bundled plugin, or NULL */
-  const char *plugin_path; /* --plugin PATH, or NULL */
-  const char *listen[MAX_LISTEN];
-  int nlisten;
-  int pargc; /* the plugin's argv: its name, then its options */
-  char **pargv;
-
-  /* runtime */
-  FILE *logfp;
-  ct_log_observer *observer;
-  ct_reactor *reactor;
-  ct_plugin *loaded;
-  const ct_plugin_descriptor *desc;
-  ct_factory *plugin_factory;
-  ct_policy_factory *idle, *limit;
-  ctd_tracker tracker;
-  ct_listening_port *ports[MAX_LISTEN];
-  int nports;
-  int pid_written;
-  ct_phase_hold *drain_hold;
-  ct_delayed_call *drain_timer;
-  int ready_fd; /* --daemon: status pipe to the waiting parent, or -1 */
-
-  /* --workers: the supervisor's view */
-  char *worker_listen[MAX_LISTEN]; /* endpoints rewritten with reuseport=1 */
-  int reserved_fd[MAX_LISTEN];     /* port-0 reservations, or -1 */
-  pid_t *worker_pid;               /* per slot; 0 = not running */
-  char worker_addr[MAX_LISTEN][CT_ADDRESS_STRLEN]; /* for announce */
-  double *worker_started;          /* per slot, monotonic seconds */
-  int fast_failures;               /* consecutive deaths soon after start */
-  int worker_ready_fd;             /* in a worker: its "ready" pipe, or -1 */
-  int is_worker;
-} ctwistd;
 
 /* ------------------------------------------------------------------ usage */
 
@@ -291,7 +239,7 @@ static int parse_args(ctwistd *d, int argc, char **argv) {
 
 /* -------------------------------------------------------------- pidfile */
 
-static int write_pidfile(ctwistd *d) {
+int ctd_write_pidfile(ctwistd *d) {
   if (d->pidfile == NULL)
     return 0;
   FILE *f = fopen(d->pidfile_abs, "r");
@@ -429,7 +377,7 @@ static int daemonize(ctwistd *d) {
 }
 
 /* The daemon is listening: release the waiting parent, drop stdio. */
-static void daemon_ready(ctwistd *d) {
+void ctd_daemon_ready(ctwistd *d) {
   if (d->ready_fd < 0)
     return;
   if (chdir("/") != 0)
@@ -503,7 +451,7 @@ static void on_shutdown(void *arg) {
 
 /* A failure for a person at a terminal: "ctwistd: PREFIX" then the
  * messages of the chain, without the source locations (the log has them). */
-static void report(const char *prefix, const ct_failure *f) {
+void ctd_report(const char *prefix, const ct_failure *f) {
   fprintf(stderr, "ctwistd: %s", prefix);
   for (const char *sep = ""; f != NULL; f = f->cause, sep = ": ")
     fprintf(stderr, "%s%s", sep,
@@ -516,7 +464,7 @@ static int load_plugin(ctwistd *d) {
   if (d->plugin_path != NULL) {
     d->loaded = ct_plugin_load(d->plugin_path, &err);
     if (d->loaded == NULL) {
-      report("", err);
+      ctd_report("", err);
       ct_failure_free(err);
       return EXIT_START;
     }
@@ -536,13 +484,13 @@ static int load_plugin(ctwistd *d) {
   return 0;
 }
 
-static int make_factory(ctwistd *d) {
+int ctd_make_factory(ctwistd *d) {
   ct_failure *err = NULL;
   int rc = d->desc->make_factory(d->reactor, d->pargc, d->pargv,
                                  &d->plugin_factory, &err);
   if (rc != 0 || d->plugin_factory == NULL) {
     if (err != NULL)
-      report("", err);
+      ctd_report("", err);
     else
       fprintf(stderr, "ctwistd: plugin %s: make_factory failed: %s\n",
               d->desc->name, ct_strerror(rc != 0 ? rc : CT_EINVAL));
@@ -578,7 +526,7 @@ static int listen_all(ctwistd *d) {
     if (p == NULL) {
       char what[512];
       snprintf(what, sizeof what, "cannot listen on '%s': ", d->listen[i]);
-      report(what, err);
+      ctd_report(what, err);
       ct_failure_free(err);
       return EXIT_START;
     }
@@ -601,8 +549,8 @@ static void announce(ctwistd *d) {
   fflush(stdout);
 }
 
-/* Release the factory chain made by make_factory(). */
-static void release_factory(ctwistd *d) {
+/* Release the factory chain made by ctd_make_factory(). */
+void ctd_release_factory(ctwistd *d) {
   ct_policy_factory_free(d->limit);
   ct_policy_factory_free(d->idle);
   d->limit = d->idle = NULL;
@@ -612,7 +560,7 @@ static void release_factory(ctwistd *d) {
 }
 
 /* Release everything, in reverse order of creation. */
-static void cleanup(ctwistd *d) {
+void ctd_cleanup(ctwistd *d) {
   stop_ports(d);
   if (d->reactor != NULL) {
     /* Connections closed by the shutdown are released by now; this only
@@ -620,7 +568,7 @@ static void cleanup(ctwistd *d) {
     ct_reactor_free(d->reactor);
     d->reactor = NULL;
   }
-  release_factory(d);
+  ctd_release_factory(d);
   ct_plugin_unload(d->loaded);
   d->loaded = NULL;
   remove_pidfile(d);
@@ -687,18 +635,18 @@ static void worker_ready(ctwistd *d) {
 }
 
 /* Serve in this process (the only one, or a worker) until stopped. */
-static int serve(ctwistd *d) {
+int ctd_serve(ctwistd *d) {
   int rc;
   d->reactor = ct_reactor_new();
   if (d->reactor == NULL) {
     fprintf(stderr, "ctwistd: cannot create the reactor\n");
     return EXIT_START;
   }
-  if ((rc = make_factory(d)) != 0)
+  if ((rc = ctd_make_factory(d)) != 0)
     return rc;
   if ((rc = listen_all(d)) != 0)
     return rc;
-  if (!d->is_worker && write_pidfile(d) != 0)
+  if (!d->is_worker && ctd_write_pidfile(d) != 0)
     return EXIT_START;
   if (ct_reactor_add_trigger(d->reactor, CT_PHASE_BEFORE, on_shutdown, d) <
       0)
@@ -712,7 +660,7 @@ static int serve(ctwistd *d) {
     worker_ready(d);
   } else {
     announce(d);
-    daemon_ready(d);
+    ctd_daemon_ready(d);
   }
   ct_log(CT_LOG_INFO, "ctwistd", "%s running (pid %ld)", d->desc->name,
          (long)getpid());
@@ -720,305 +668,6 @@ static int serve(ctwistd *d) {
   ct_log(CT_LOG_INFO, "ctwistd", "%s stopped (%lu connection(s) served)",
          d->desc->name, d->tracker.total);
   return 0;
-}
-
-/* ------------------------------------------------------------- workers */
-
-/*
- * --workers N: the process becomes a supervisor.  Each worker binds its own
- * socket to the same address with SO_REUSEPORT (the kernel spreads incoming
- * connections across them) and runs serve().  The supervisor restarts a
- * worker that dies, and on SIGINT/SIGTERM stops them all (each drains as a
- * single ctwistd does) and waits for them.  It runs no reactor: it waits
- * for signals with sigwaitinfo(), so it needs no handlers and no globals.
- */
-
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Rewrite every endpoint with reuseport=1.  A port 0 is chosen here, once,
- * by binding a socket that the supervisor keeps (bound, never listening)
- * so that the port stays reserved for the workers. */
-static int prepare_worker_endpoints(ctwistd *d) {
-  for (int i = 0; i < d->nlisten; i++) {
-    ct_endpoint e;
-    memset(&e, 0, sizeof e);
-    ct_failure *err = NULL;
-    char what[512];
-    snprintf(what, sizeof what, "cannot listen on '%s': ", d->listen[i]);
-    if (ct_endpoint_parse_server(d->listen[i], &e, &err) != 0) {
-      report(what, err);
-      ct_failure_free(err);
-      return EXIT_START;
-    }
-    if (e.kind != CT_ENDPOINT_TCP && e.kind != CT_ENDPOINT_TCP6) {
-      fprintf(stderr,
-              "ctwistd: --workers needs tcp or tcp6 endpoints, not '%s'\n",
-              d->listen[i]);
-      ct_endpoint_clear(&e);
-      return EXIT_USAGE;
-    }
-    e.reuseport = 1;
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (ct_endpoint_resolve(&e, &ss, &len, &err) != 0) {
-      report(what, err);
-      ct_failure_free(err);
-      ct_endpoint_clear(&e);
-      return EXIT_START;
-    }
-    if (e.port == 0) {
-      int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      int one = 1;
-      if (fd < 0 ||
-          setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-          setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
-          (ss.ss_family == AF_INET6 &&
-           setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) !=
-               0) ||
-          bind(fd, (struct sockaddr *)&ss, len) != 0 ||
-          getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
-        fprintf(stderr, "ctwistd: %s%s\n", what, strerror(errno));
-        if (fd >= 0)
-          close(fd);
-        ct_endpoint_clear(&e);
-        return EXIT_START;
-      }
-      d->reserved_fd[i] = fd;
-      e.port = ss.ss_family == AF_INET6
-                   ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                   : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    }
-    ct_address a;
-    ct_address_from_sockaddr(&a, (struct sockaddr *)&ss, len);
-    ct_address_format(&a, d->worker_addr[i], sizeof d->worker_addr[i]);
-    int n = ct_endpoint_format(&e, NULL, 0);
-    d->worker_listen[i] = n > 0 ? malloc((size_t)n + 1) : NULL;
-    if (d->worker_listen[i] == NULL) {
-      ct_endpoint_clear(&e);
-      return EXIT_START;
-    }
-    ct_endpoint_format(&e, d->worker_listen[i], (size_t)n + 1);
-    ct_endpoint_clear(&e);
-  }
-  return 0;
-}
-
-/* Fork the worker of `slot`; in the child, serve and exit. */
-static int spawn_worker(ctwistd *d, int slot, int ready_fd) {
-  fflush(NULL);
-  pid_t pid = fork();
-  if (pid < 0) {
-    ct_log(CT_LOG_ERROR, "ctwistd", "fork: %s", strerror(errno));
-    return -1;
-  }
-  if (pid == 0) {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    d->is_worker = 1;
-    d->pid_written = 0; /* the supervisor's */
-    if (d->ready_fd >= 0) {
-      close(d->ready_fd);
-      d->ready_fd = -1;
-    }
-    d->worker_ready_fd = ready_fd;
-    int rc = serve(d);
-    cleanup(d);
-    exit(rc);
-  }
-  d->worker_pid[slot] = pid;
-  d->worker_started[slot] = now_seconds();
-  ct_log(CT_LOG_INFO, "ctwistd", "worker %d started (pid %ld)", slot,
-         (long)pid);
-  return 0;
-}
-
-static int find_slot(const ctwistd *d, pid_t pid) {
-  for (int i = 0; i < d->workers; i++)
-    if (d->worker_pid[i] == pid)
-      return i;
-  return -1;
-}
-
-static int live_workers(const ctwistd *d) {
-  int n = 0;
-  for (int i = 0; i < d->workers; i++)
-    n += d->worker_pid[i] != 0;
-  return n;
-}
-
-static void describe_exit(int status, char *buf, size_t len) {
-  if (WIFSIGNALED(status))
-    snprintf(buf, len, "killed by signal %d", WTERMSIG(status));
-  else
-    snprintf(buf, len, "exit status %d", WEXITSTATUS(status));
-}
-
-/* Reap dead workers; with `restart`, replace them.  Returns -1 when
- * workers keep dying right after they start (then the supervisor gives
- * up), else 0. */
-static int reap_workers(ctwistd *d, int restart) {
-  int status;
-  pid_t pid;
-  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-    int slot = find_slot(d, pid);
-    if (slot < 0)
-      continue;
-    d->worker_pid[slot] = 0;
-    char how[64];
-    describe_exit(status, how, sizeof how);
-    if (!restart) {
-      ct_log(CT_LOG_INFO, "ctwistd", "worker %d (pid %ld) stopped: %s", slot,
-             (long)pid, how);
-      continue;
-    }
-    ct_log(CT_LOG_WARN, "ctwistd", "worker %d (pid %ld) died: %s; restarting",
-           slot, (long)pid, how);
-    if (now_seconds() - d->worker_started[slot] < 1.0) {
-      if (++d->fast_failures >= 5) {
-        ct_log(CT_LOG_CRITICAL, "ctwistd",
-               "workers keep dying at start; giving up");
-        return -1;
-      }
-    } else {
-      d->fast_failures = 0;
-    }
-    if (spawn_worker(d, slot, -1) != 0)
-      return -1;
-  }
-  return 0;
-}
-
-/* SIGTERM every worker and wait for all, SIGKILL after the drain time. */
-static void stop_workers(ctwistd *d) {
-  for (int i = 0; i < d->workers; i++)
-    if (d->worker_pid[i] > 0)
-      kill(d->worker_pid[i], SIGTERM);
-  double deadline = now_seconds() + d->shutdown_timeout + 5.0;
-  sigset_t chld;
-  sigemptyset(&chld);
-  sigaddset(&chld, SIGCHLD);
-  while (live_workers(d) > 0) {
-    reap_workers(d, 0);
-    if (live_workers(d) == 0)
-      break;
-    double left = deadline - now_seconds();
-    if (left <= 0) {
-      for (int i = 0; i < d->workers; i++)
-        if (d->worker_pid[i] > 0) {
-          ct_log(CT_LOG_WARN, "ctwistd", "worker %d (pid %ld) killed", i,
-                 (long)d->worker_pid[i]);
-          kill(d->worker_pid[i], SIGKILL);
-        }
-      deadline = now_seconds() + 5.0;
-      continue;
-    }
-    struct timespec ts = {(time_t)left,
-                          (long)((left - (double)(time_t)left) * 1e9)};
-    sigtimedwait(&chld, NULL, &ts);
-  }
-}
-
-static int supervise(ctwistd *d) {
-  /* Check the plugin's options once, here, so that a mistake is reported
-   * once and not by every worker. */
-  d->reactor = ct_reactor_new();
-  if (d->reactor == NULL)
-    return EXIT_START;
-  int rc = make_factory(d);
-  release_factory(d);
-  ct_reactor_free(d->reactor);
-  d->reactor = NULL;
-  if (rc != 0)
-    return rc;
-  if ((rc = prepare_worker_endpoints(d)) != 0)
-    return rc;
-  d->worker_pid = calloc((size_t)d->workers, sizeof *d->worker_pid);
-  d->worker_started = calloc((size_t)d->workers, sizeof *d->worker_started);
-  int ready[2];
-  if (d->worker_pid == NULL || d->worker_started == NULL ||
-      pipe2(ready, O_CLOEXEC) != 0)
-    return EXIT_START;
-
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGCHLD);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  sigprocmask(SIG_BLOCK, &set, NULL);
-  for (int i = 0; i < d->workers; i++)
-    if (spawn_worker(d, i, ready[1]) != 0)
-      break;
-  close(ready[1]);
-
-  /* Wait until every worker listens, one fails, or we are told to stop. */
-  int nready = 0, failed = 0;
-  double deadline = now_seconds() + 30.0;
-  struct timespec zero = {0, 0};
-  sigset_t stopsigs;
-  sigemptyset(&stopsigs);
-  sigaddset(&stopsigs, SIGINT);
-  sigaddset(&stopsigs, SIGTERM);
-  while (nready < d->workers && !failed) {
-    struct pollfd p = {ready[0], POLLIN, 0};
-    if (poll(&p, 1, 50) > 0) {
-      char buf[64];
-      ssize_t n = read(ready[0], buf, sizeof buf);
-      if (n > 0)
-        nready += (int)n;
-      else if (n == 0)
-        failed = 1; /* every worker is gone or has given up */
-    }
-    int status;
-    pid_t dead = waitpid(-1, &status, WNOHANG);
-    if (dead > 0) { /* a worker died while starting (it said why) */
-      int slot = find_slot(d, dead);
-      if (slot >= 0)
-        d->worker_pid[slot] = 0;
-      failed = 1;
-    }
-    if (sigtimedwait(&stopsigs, NULL, &zero) > 0 || now_seconds() > deadline)
-      failed = 1;
-  }
-  close(ready[0]);
-  if (failed || live_workers(d) < d->workers) {
-    fprintf(stderr, "ctwistd: workers failed to start\n");
-    stop_workers(d);
-    return EXIT_START;
-  }
-  if (write_pidfile(d) != 0) {
-    stop_workers(d);
-    return EXIT_START;
-  }
-  for (int i = 0; i < d->nlisten; i++) {
-    printf("listening on %s\n", d->worker_addr[i]);
-    ct_log(CT_LOG_INFO, "ctwistd", "%s listening on %s with %d workers",
-           d->desc->name, d->worker_addr[i], d->workers);
-  }
-  fflush(stdout);
-  daemon_ready(d);
-
-  rc = 0;
-  for (;;) {
-    int sig = sigwaitinfo(&set, NULL);
-    if (sig == SIGCHLD) {
-      if (reap_workers(d, 1) != 0) {
-        rc = EXIT_START;
-        break;
-      }
-    } else if (sig == SIGINT || sig == SIGTERM) {
-      ct_log(CT_LOG_INFO, "ctwistd", "received signal %d, stopping %d workers",
-             sig, live_workers(d));
-      break;
-    }
-  }
-  stop_workers(d);
-  ct_log(CT_LOG_INFO, "ctwistd", "%s stopped", d->desc->name);
-  return rc;
 }
 
 static int run(ctwistd *d) {
@@ -1040,7 +689,7 @@ static int run(ctwistd *d) {
     return EXIT_START;
   if (open_log(d) != 0)
     return EXIT_START;
-  return d->workers > 0 ? supervise(d) : serve(d);
+  return d->workers > 0 ? ctd_supervise(d) : ctd_serve(d);
 }
 
 int main(int argc, char **argv) {
@@ -1060,6 +709,6 @@ int main(int argc, char **argv) {
   }
   if (rc == 0)
     rc = run(&d);
-  cleanup(&d);
+  ctd_cleanup(&d);
   return rc < 0 ? 0 : rc; /* -1: --help was answered */
 }
