@@ -40,8 +40,6 @@
 #include "ctwist/plugin.h"
 #include "ctwistd.h"
 
-
-
 /* ------------------------------------------------------------------ usage */
 
 static void usage(FILE *out) {
@@ -92,7 +90,7 @@ static const char *opt_value(int argc, char **argv, int *i, const char *name,
                              int *missing) {
   const char *a = argv[*i];
   size_t n = strlen(name);
-  if (strncmp(a, name, n) != 0)
+  if (a == NULL || strncmp(a, name, n) != 0)
     return NULL;
   if (a[n] == '=')
     return a + n + 1;
@@ -138,8 +136,7 @@ static int parse_args(ctwistd *d, int argc, char **argv) {
       else if (strcmp(v, "text") == 0)
         d->json = 0;
       else {
-        fprintf(stderr, "ctwistd: --log-format: '%s' is not text or json\n",
-                v);
+        fprintf(stderr, "ctwistd: --log-format: '%s' is not text or json\n", v);
         return EXIT_USAGE;
       }
     } else if ((v = opt_value(argc, argv, &i, "--log-level", &missing))) {
@@ -162,8 +159,7 @@ static int parse_args(ctwistd *d, int argc, char **argv) {
                 v);
         return EXIT_USAGE;
       }
-    } else if ((v = opt_value(argc, argv, &i, "--max-connections",
-                              &missing))) {
+    } else if ((v = opt_value(argc, argv, &i, "--max-connections", &missing))) {
       char *end = NULL;
       errno = 0;
       long n = strtol(v, &end, 10);
@@ -224,8 +220,7 @@ static int parse_args(ctwistd *d, int argc, char **argv) {
     }
     if (v != NULL) {
       if (d->nlisten == MAX_LISTEN) {
-        fprintf(stderr, "ctwistd: at most %d --listen endpoints\n",
-                MAX_LISTEN);
+        fprintf(stderr, "ctwistd: at most %d --listen endpoints\n", MAX_LISTEN);
         return EXIT_USAGE;
       }
       d->listen[d->nlisten++] = v;
@@ -244,10 +239,12 @@ int ctd_write_pidfile(ctwistd *d) {
     return 0;
   FILE *f = fopen(d->pidfile_abs, "r");
   if (f != NULL) {
+    char buf[32] = "";
     long pid = 0;
-    int n = fscanf(f, "%ld", &pid);
+    if (fgets(buf, sizeof buf, f) != NULL)
+      pid = strtol(buf, NULL, 10);
     fclose(f);
-    if (n == 1 && pid > 0 && pid != (long)getpid() &&
+    if (pid > 0 && pid != (long)getpid() &&
         (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
       fprintf(stderr,
               "ctwistd: pidfile %s: another process (pid %ld) is running\n",
@@ -256,8 +253,7 @@ int ctd_write_pidfile(ctwistd *d) {
     }
   }
   f = fopen(d->pidfile_abs, "w");
-  if (f == NULL || fprintf(f, "%ld\n", (long)getpid()) < 0 ||
-      fclose(f) != 0) {
+  if (f == NULL || fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f) != 0) {
     fprintf(stderr, "ctwistd: cannot write pidfile %s: %s\n", d->pidfile,
             strerror(errno));
     return -1;
@@ -344,8 +340,7 @@ static int daemonize(ctwistd *d) {
     close(status[1]);
     char buf[4096];
     ssize_t n;
-    while ((n = read(out[0], buf, sizeof buf)) > 0 ||
-           (n < 0 && errno == EINTR))
+    while ((n = read(out[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
       if (n > 0 && fwrite(buf, 1, (size_t)n, stdout) != (size_t)n)
         break;
     fflush(stdout);
@@ -389,8 +384,7 @@ void ctd_daemon_ready(ctwistd *d) {
     dup2(devnull, STDERR_FILENO);
     close(devnull);
   }
-  ssize_t n;
-  while ((n = write(d->ready_fd, "R", 1)) < 0 && errno == EINTR)
+  while (write(d->ready_fd, "R", 1) < 0 && errno == EINTR)
     ;
   close(d->ready_fd);
   d->ready_fd = -1;
@@ -436,8 +430,10 @@ static void stop_ports(ctwistd *d) {
  * connections and hold the shutdown until they are gone. */
 static void on_shutdown(void *arg) {
   ctwistd *d = arg;
-  ct_log(CT_LOG_INFO, "ctwistd", "stopping: closing %d port(s), %u "
-         "connection(s)", d->nports, d->tracker.live);
+  ct_log(CT_LOG_INFO, "ctwistd",
+         "stopping: closing %d port(s), %u "
+         "connection(s)",
+         d->nports, d->tracker.live);
   stop_ports(d);
   if (d->tracker.live == 0)
     return;
@@ -472,10 +468,8 @@ static int load_plugin(ctwistd *d) {
   } else {
     d->desc = ct_plugin_builtin(d->plugin_name);
     if (d->desc == NULL) {
-      fprintf(stderr, "ctwistd: unknown plugin '%s' (bundled:",
-              d->plugin_name);
-      for (const ct_plugin_descriptor *const *b = ct_plugin_builtins(); *b;
-           b++)
+      fprintf(stderr, "ctwistd: unknown plugin '%s' (bundled:", d->plugin_name);
+      for (const ct_plugin_descriptor *const *b = ct_plugin_builtins(); *b; b++)
         fprintf(stderr, " %s", (*b)->name);
       fprintf(stderr, "; or --plugin PATH)\n");
       return EXIT_USAGE;
@@ -521,8 +515,7 @@ static int listen_all(ctwistd *d) {
   for (int i = 0; i < d->nlisten; i++) {
     ct_failure *err = NULL;
     const char *ep = d->is_worker ? d->worker_listen[i] : d->listen[i];
-    ct_listening_port *p =
-        ct_listen(d->reactor, ep, &d->tracker.factory, &err);
+    ct_listening_port *p = ct_listen(d->reactor, ep, &d->tracker.factory, &err);
     if (p == NULL) {
       char what[512];
       snprintf(what, sizeof what, "cannot listen on '%s': ", d->listen[i]);
@@ -626,8 +619,7 @@ static void worker_ready(ctwistd *d) {
     }
   }
   if (d->worker_ready_fd >= 0) {
-    ssize_t n;
-    while ((n = write(d->worker_ready_fd, "R", 1)) < 0 && errno == EINTR)
+    while (write(d->worker_ready_fd, "R", 1) < 0 && errno == EINTR)
       ;
     close(d->worker_ready_fd);
     d->worker_ready_fd = -1;
@@ -648,8 +640,7 @@ int ctd_serve(ctwistd *d) {
     return rc;
   if (!d->is_worker && ctd_write_pidfile(d) != 0)
     return EXIT_START;
-  if (ct_reactor_add_trigger(d->reactor, CT_PHASE_BEFORE, on_shutdown, d) <
-      0)
+  if (ct_reactor_add_trigger(d->reactor, CT_PHASE_BEFORE, on_shutdown, d) < 0)
     return EXIT_START;
   stop_signals(SIG_BLOCK);
   if (ct_reactor_call_when_running(d->reactor, on_running, NULL) != 0) {

@@ -56,9 +56,9 @@ typedef struct ctwistd {
   int reserved_fd[MAX_LISTEN];     /* port-0 reservations, or -1 */
   pid_t *worker_pid;               /* per slot; 0 = not running */
   char worker_addr[MAX_LISTEN][CT_ADDRESS_STRLEN]; /* for announce */
-  double *worker_started;          /* per slot, monotonic seconds */
-  int fast_failures;               /* consecutive deaths soon after start */
-  int worker_ready_fd;             /* in a worker: its "ready" pipe, or -1 */
+  double *worker_started; /* per slot, monotonic seconds */
+  int fast_failures;      /* consecutive deaths soon after start */
+  int worker_ready_fd;    /* in a worker: its "ready" pipe, or -1 */
   int is_worker;
 } ctwistd;
 

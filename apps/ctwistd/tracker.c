@@ -94,8 +94,12 @@ static ct_protocol *t_build(ct_factory *f, const ct_address *peer) {
 }
 
 /* The wrapped factory's start/stop follow the tracker's. */
-static void t_start(ct_factory *f) { ct_factory_do_start(tracker_of(f)->wrapped); }
-static void t_stop(ct_factory *f) { ct_factory_do_stop(tracker_of(f)->wrapped); }
+static void t_start(ct_factory *f) {
+  ct_factory_do_start(tracker_of(f)->wrapped);
+}
+static void t_stop(ct_factory *f) {
+  ct_factory_do_stop(tracker_of(f)->wrapped);
+}
 
 static const ct_factory_ops tracker_factory_ops = {
     .name = "ctwistd-tracker",

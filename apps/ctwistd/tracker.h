@@ -17,11 +17,11 @@ typedef struct ctd_tracker ctd_tracker;
 typedef void (*ctd_empty_cb)(ctd_tracker *tr, void *arg);
 
 struct ctd_tracker {
-  ct_factory factory;   /* listen with this one */
-  ct_factory *wrapped;  /* builds the real protocols (borrowed) */
-  ctd_link head;        /* live connections */
-  unsigned live;        /* built and not yet released */
-  unsigned long total;  /* built since start */
+  ct_factory factory;  /* listen with this one */
+  ct_factory *wrapped; /* builds the real protocols (borrowed) */
+  ctd_link head;       /* live connections */
+  unsigned live;       /* built and not yet released */
+  unsigned long total; /* built since start */
   ctd_empty_cb on_empty;
   void *arg;
 };

@@ -68,8 +68,7 @@ static int prepare_worker_endpoints(ctwistd *d) {
           setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
           setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
           (ss.ss_family == AF_INET6 &&
-           setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) !=
-               0) ||
+           setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
           bind(fd, (struct sockaddr *)&ss, len) != 0 ||
           getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
         fprintf(stderr, "ctwistd: %s%s\n", what, strerror(errno));
@@ -272,7 +271,8 @@ int ctd_supervise(ctwistd *d) {
         d->worker_pid[slot] = 0;
       failed = 1;
     }
-    if (sigtimedwait(&stopsigs, NULL, &zero) > 0 || ctd_now_seconds() > deadline)
+    if (sigtimedwait(&stopsigs, NULL, &zero) > 0 ||
+        ctd_now_seconds() > deadline)
       failed = 1;
   }
   close(ready[0]);
@@ -311,4 +311,3 @@ int ctd_supervise(ctwistd *d) {
   ct_log(CT_LOG_INFO, "ctwistd", "%s stopped", d->desc->name);
   return rc;
 }
-

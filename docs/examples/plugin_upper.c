@@ -126,7 +126,9 @@ static int upper_make_factory(ct_reactor *r, int argc, char **argv,
   return 0;
 }
 
-static void upper_destroy(ct_factory *f) { free(f); }
+static void upper_destroy(ct_factory *f) {
+  free(f);
+}
 
 CT_PLUGIN_EXPORT const ct_plugin_descriptor ctwist_plugin = {
     .abi_version = CT_PLUGIN_ABI_VERSION,

@@ -112,7 +112,7 @@ typedef struct ct_plugin_descriptor {
   int abi_version;         /**< CT_PLUGIN_ABI_VERSION */
   const char *name;        /**< short name ("echo"); required */
   const char *description; /**< one line for `ctwistd --help`; may be NULL */
-  const char *usage;       /**< plugin options ("[--quote TEXT]"); may be NULL */
+  const char *usage; /**< plugin options ("[--quote TEXT]"); may be NULL */
   ct_plugin_make_factory_cb make_factory; /**< required */
   ct_plugin_destroy_cb destroy;           /**< NULL: nothing to release */
 } ct_plugin_descriptor;
@@ -142,11 +142,11 @@ typedef enum ct_plugin_option_kind {
  * `name` is NULL.
  */
 typedef struct ct_plugin_option {
-  const char *name;           /**< without dashes: "max-length" */
+  const char *name; /**< without dashes: "max-length" */
   ct_plugin_option_kind kind;
-  void *dest;                 /**< where the value goes (see the kinds) */
-  double min, max;            /**< range for LONG/DOUBLE; min == max: any */
-  const char *help;           /**< one line, for usage texts; may be NULL */
+  void *dest;       /**< where the value goes (see the kinds) */
+  double min, max;  /**< range for LONG/DOUBLE; min == max: any */
+  const char *help; /**< one line, for usage texts; may be NULL */
 } ct_plugin_option;
 
 /**
@@ -169,8 +169,7 @@ CT_EXTERN int ct_plugin_parse_options(const ct_plugin_option *opts, int argc,
  * Write a usage block for `opts` to `out`, one option per line
  * ("  --max-length N   longest line accepted").  NULL arguments: no-op.
  */
-CT_EXTERN void ct_plugin_print_options(const ct_plugin_option *opts,
-                                       FILE *out);
+CT_EXTERN void ct_plugin_print_options(const ct_plugin_option *opts, FILE *out);
 
 /* --------------------------------------------------------------- bundled */
 

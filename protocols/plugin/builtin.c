@@ -32,11 +32,13 @@ static int make_wire(ct_wire_kind kind, const char *quote, int argc,
   return 0;
 }
 
-static void destroy_wire(ct_factory *f) { free(f); }
+static void destroy_wire(ct_factory *f) {
+  free(f);
+}
 
 #define SIMPLE_PLUGIN(id, kind)                                                \
-  static int make_##id(ct_reactor *r, int argc, char **argv,                  \
-                       ct_factory **out, ct_failure **err) {                  \
+  static int make_##id(ct_reactor *r, int argc, char **argv, ct_factory **out, \
+                       ct_failure **err) {                                     \
     (void)r;                                                                   \
     int rc = ct_plugin_parse_options(no_options, argc, argv, err);             \
     if (rc != 0)                                                               \
@@ -63,27 +65,40 @@ static int make_qotd(ct_reactor *r, int argc, char **argv, ct_factory **out,
 }
 
 static const ct_plugin_descriptor echo_plugin = {
-    CT_PLUGIN_ABI_VERSION, "echo", "RFC 862: send back what arrives", "",
-    make_echo, destroy_wire};
+    CT_PLUGIN_ABI_VERSION,
+    "echo",
+    "RFC 862: send back what arrives",
+    "",
+    make_echo,
+    destroy_wire};
 static const ct_plugin_descriptor discard_plugin = {
-    CT_PLUGIN_ABI_VERSION, "discard", "RFC 863: drop what arrives", "",
-    make_discard, destroy_wire};
+    CT_PLUGIN_ABI_VERSION, "discard",   "RFC 863: drop what arrives", "",
+    make_discard,          destroy_wire};
 static const ct_plugin_descriptor chargen_plugin = {
-    CT_PLUGIN_ABI_VERSION, "chargen",
-    "RFC 864: an endless stream of characters", "", make_chargen,
+    CT_PLUGIN_ABI_VERSION,
+    "chargen",
+    "RFC 864: an endless stream of characters",
+    "",
+    make_chargen,
     destroy_wire};
 static const ct_plugin_descriptor daytime_plugin = {
-    CT_PLUGIN_ABI_VERSION, "daytime", "RFC 867: the date and time, then close",
-    "", make_daytime, destroy_wire};
+    CT_PLUGIN_ABI_VERSION,
+    "daytime",
+    "RFC 867: the date and time, then close",
+    "",
+    make_daytime,
+    destroy_wire};
 static const ct_plugin_descriptor qotd_plugin = {
-    CT_PLUGIN_ABI_VERSION, "qotd", "RFC 865: a quote, then close",
-    "[--quote TEXT]", make_qotd, destroy_wire};
+    CT_PLUGIN_ABI_VERSION, "qotd",    "RFC 865: a quote, then close",
+    "[--quote TEXT]",      make_qotd, destroy_wire};
 
 static const ct_plugin_descriptor *const builtins[] = {
-    &echo_plugin, &discard_plugin, &chargen_plugin, &daytime_plugin,
-    &qotd_plugin, NULL};
+    &echo_plugin,    &discard_plugin, &chargen_plugin,
+    &daytime_plugin, &qotd_plugin,    NULL};
 
-const ct_plugin_descriptor *const *ct_plugin_builtins(void) { return builtins; }
+const ct_plugin_descriptor *const *ct_plugin_builtins(void) {
+  return builtins;
+}
 
 const ct_plugin_descriptor *ct_plugin_builtin(const char *name) {
   if (name == NULL)

@@ -99,13 +99,13 @@ static ct_failure *store(const char *plugin, const ct_plugin_option *o,
   }
   case CT_PLUGIN_OPT_FLAG:
   default:
-    return ct_failure_new(CT_EINVAL, "plugin %s: option --%s: bad kind",
-                          plugin, o->name);
+    return ct_failure_new(CT_EINVAL, "plugin %s: option --%s: bad kind", plugin,
+                          o->name);
   }
 }
 
-int ct_plugin_parse_options(const ct_plugin_option *opts, int argc,
-                            char **argv, ct_failure **err) {
+int ct_plugin_parse_options(const ct_plugin_option *opts, int argc, char **argv,
+                            ct_failure **err) {
   ct_failure *f = NULL;
   if (opts == NULL || argc < 0 || (argc > 0 && argv == NULL)) {
     f = ct_failure_new(CT_EINVAL, "plugin options: bad arguments");
@@ -130,9 +130,8 @@ int ct_plugin_parse_options(const ct_plugin_option *opts, int argc,
     }
     if (o->kind == CT_PLUGIN_OPT_FLAG) {
       if (eq != NULL) {
-        f = ct_failure_new(CT_EINVAL,
-                           "plugin %s: option --%s takes no value", plugin,
-                           o->name);
+        f = ct_failure_new(CT_EINVAL, "plugin %s: option --%s takes no value",
+                           plugin, o->name);
         goto fail;
       }
       *(int *)o->dest = 1;

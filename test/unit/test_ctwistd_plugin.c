@@ -68,8 +68,8 @@ Test(ctwistd_plugin, parser_accepts_every_form) {
   opts o;
   cr_assert_eq(parse(&o, NULL, 0, 0), 0);
   cr_assert_eq(o.count, 7, "defaults stay");
-  cr_assert_eq(parse(&o, NULL, 0, 6, "--verbose", "--name", "x y",
-                     "--count=42", "--ratio", "-2.5"),
+  cr_assert_eq(parse(&o, NULL, 0, 6, "--verbose", "--name", "x y", "--count=42",
+                     "--ratio", "-2.5"),
                0);
   cr_assert_eq(o.verbose, 1);
   cr_assert_str_eq(o.name, "x y");
@@ -98,14 +98,13 @@ Test(ctwistd_plugin, parser_errors_name_the_option) {
   cr_assert_eq(parse(&o, m, sizeof m, 1, "--verbose=yes"), CT_EINVAL);
   cr_assert(strstr(m, "--verbose takes no value"), "%s", m);
   cr_assert_eq(parse(&o, m, sizeof m, 2, "--count", "12x"), CT_EINVAL);
-  cr_assert(strstr(m, "--count") && strstr(m, "'12x' is not an integer"),
-            "%s", m);
+  cr_assert(strstr(m, "--count") && strstr(m, "'12x' is not an integer"), "%s",
+            m);
   cr_assert_eq(parse(&o, m, sizeof m, 1, "--count="), CT_EINVAL);
   cr_assert_eq(parse(&o, m, sizeof m, 2, "--count", "101"), CT_EINVAL);
   cr_assert(strstr(m, "out of range"), "%s", m);
   cr_assert_eq(parse(&o, m, sizeof m, 2, "--count", "0"), CT_EINVAL);
-  cr_assert_eq(parse(&o, m, sizeof m, 2, "--count",
-                     "99999999999999999999999"),
+  cr_assert_eq(parse(&o, m, sizeof m, 2, "--count", "99999999999999999999999"),
                CT_EINVAL);
   cr_assert_eq(parse(&o, m, sizeof m, 2, "--ratio", "nan"), CT_EINVAL);
   cr_assert(strstr(m, "'nan' is not a number"), "%s", m);
@@ -160,8 +159,8 @@ static void check_fails(const ct_plugin_descriptor *d, const char *needle) {
 }
 
 Test(ctwistd_plugin, check_descriptor) {
-  ct_plugin_descriptor d = {CT_PLUGIN_ABI_VERSION, "ok", NULL, NULL,
-                            dummy_make, NULL};
+  ct_plugin_descriptor d = {
+      CT_PLUGIN_ABI_VERSION, "ok", NULL, NULL, dummy_make, NULL};
   cr_assert_eq(ct_plugin_check(&d, NULL, NULL), 0);
   check_fails(NULL, "no descriptor");
   d.abi_version = 99;
