@@ -145,8 +145,7 @@ int ct_address_equal(const ct_address *a, const ct_address *b) {
            memcmp(&a->u.in6.sin6_addr, &b->u.in6.sin6_addr,
                   sizeof a->u.in6.sin6_addr) == 0;
   case CT_ADDRESS_UNIX:
-    return a->len == b->len &&
-           memcmp(&a->u.un, &b->u.un, a->len) == 0;
+    return a->len == b->len && memcmp(&a->u.un, &b->u.un, a->len) == 0;
   default:
     return 1;
   }

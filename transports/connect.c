@@ -101,12 +101,12 @@ static void fail_later(connector *c, ct_failure *f) {
 static void timeout_cb(void *arg) {
   connector *c = arg;
   c->timer = NULL;
-  connector_fail(c, ct_failure_new_at(
-                        __FILE__, __LINE__, c->is_unix ? "unix" : "tcp",
-                        CT_ETIMEDOUT, NULL,
-                        "connect to %s failed: timed out after %g seconds "
-                        "(errno %d)",
-                        c->desc, c->timeout, ETIMEDOUT));
+  connector_fail(
+      c, ct_failure_new_at(__FILE__, __LINE__, c->is_unix ? "unix" : "tcp",
+                           CT_ETIMEDOUT, NULL,
+                           "connect to %s failed: timed out after %g seconds "
+                           "(errno %d)",
+                           c->desc, c->timeout, ETIMEDOUT));
 }
 
 static void connected_cb(evutil_socket_t fd, short what, void *arg) {
@@ -127,19 +127,19 @@ static void connected_cb(evutil_socket_t fd, short what, void *arg) {
   }
   ct_protocol *p = ct_factory_build(&c->cf->base, &c->addr);
   if (p == NULL) {
-    connector_fail(c, ct_failure_new_at(
-                          __FILE__, __LINE__, c->is_unix ? "unix" : "tcp",
-                          CT_ECONNABORTED, NULL,
-                          "connect to %s: the factory refused to build a "
-                          "protocol",
-                          c->desc));
+    connector_fail(
+        c, ct_failure_new_at(__FILE__, __LINE__, c->is_unix ? "unix" : "tcp",
+                             CT_ECONNABORTED, NULL,
+                             "connect to %s: the factory refused to build a "
+                             "protocol",
+                             c->desc));
     return;
   }
   ct_transport *t = ct__stream_new(c->reactor, c->fd, c->is_unix);
   if (t == NULL) {
     ct__protocol_discard(p);
-    connector_fail(c, ct_failure_new(CT_ENOMEM, "connect to %s: out of memory",
-                                     c->desc));
+    connector_fail(
+        c, ct_failure_new(CT_ENOMEM, "connect to %s: out of memory", c->desc));
     return;
   }
   c->fd = -1; /* the transport owns it now */
@@ -160,10 +160,9 @@ static void canceller(ct_deferred *d, void *arg) {
   connector *c = arg;
   if (c->state == C_DONE)
     return;
-  ct_failure *f = ct_failure_new_at(__FILE__, __LINE__,
-                                    c->is_unix ? "unix" : "tcp", CT_ECANCELLED,
-                                    NULL, "connect to %s was cancelled",
-                                    c->desc);
+  ct_failure *f = ct_failure_new_at(
+      __FILE__, __LINE__, c->is_unix ? "unix" : "tcp", CT_ECANCELLED, NULL,
+      "connect to %s was cancelled", c->desc);
   if (c->state == C_FAIL_SCHEDULED) {
     /* The scheduled call will find C_DONE and free the connector. */
     ct_failure_free(c->pending);

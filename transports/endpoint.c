@@ -53,13 +53,20 @@ static const struct {
   const char *key;
   field_id id;
 } field_names[] = {
-    {"port", F_PORT},           {"interface", F_INTERFACE},
-    {"backlog", F_BACKLOG},     {"reuseport", F_REUSEPORT},
-    {"path", F_PATH},           {"address", F_PATH},
-    {"mode", F_MODE},           {"lockfile", F_LOCKFILE},
-    {"host", F_HOST},           {"timeout", F_TIMEOUT},
-    {"bindAddress", F_BINDADDR}, {"maxPacketSize", F_MAXPACKET},
-    {"privateKey", F_PRIVKEY},  {"certKey", F_CERTKEY},
+    {"port", F_PORT},
+    {"interface", F_INTERFACE},
+    {"backlog", F_BACKLOG},
+    {"reuseport", F_REUSEPORT},
+    {"path", F_PATH},
+    {"address", F_PATH},
+    {"mode", F_MODE},
+    {"lockfile", F_LOCKFILE},
+    {"host", F_HOST},
+    {"timeout", F_TIMEOUT},
+    {"bindAddress", F_BINDADDR},
+    {"maxPacketSize", F_MAXPACKET},
+    {"privateKey", F_PRIVKEY},
+    {"certKey", F_CERTKEY},
 };
 
 static field_id field_lookup(const char *key) {
@@ -86,20 +93,19 @@ static const char *const tcp_pos[] = {"port", "interface", "backlog", NULL};
 static const char *const tcp_keys[] = {"port", "interface", "backlog",
                                        "reuseport", NULL};
 static const char *const tcp6_pos[] = {"port", "backlog", "interface", NULL};
-static const char *const unix_pos[] = {"address", "mode", "backlog",
-                                       "lockfile", NULL};
-static const char *const unix_keys[] = {"address", "path", "mode", "backlog",
-                                        "lockfile", NULL};
+static const char *const unix_pos[] = {"address", "mode", "backlog", "lockfile",
+                                       NULL};
+static const char *const unix_keys[] = {"address", "path",     "mode",
+                                        "backlog", "lockfile", NULL};
 static const char *const udp_pos[] = {"port", "interface", "maxPacketSize",
                                       NULL};
 static const char *const udp_keys[] = {"port", "interface", "maxPacketSize",
                                        "reuseport", NULL};
-static const char *const ssl_pos[] = {"port",      "privateKey", "certKey",
-                                      "sslmethod", "interface",  "backlog",
-                                      "extraCertChain", "dhParameters", NULL};
-static const char *const ssl_keys[] = {"port", "interface", "backlog",
-                                       "reuseport", "privateKey", "certKey",
-                                       NULL};
+static const char *const ssl_pos[] = {
+    "port",    "privateKey",     "certKey",      "sslmethod", "interface",
+    "backlog", "extraCertChain", "dhParameters", NULL};
+static const char *const ssl_keys[] = {
+    "port", "interface", "backlog", "reuseport", "privateKey", "certKey", NULL};
 
 static const char *const ctcp_pos[] = {"host", "port", NULL};
 static const char *const ctcp_keys[] = {"host", "port", "timeout",
@@ -107,9 +113,8 @@ static const char *const ctcp_keys[] = {"host", "port", "timeout",
 static const char *const cunix_pos[] = {"path", NULL};
 static const char *const cunix_keys[] = {"path", "address", "timeout",
                                          "lockfile", NULL};
-static const char *const cssl_keys[] = {"host", "port", "timeout",
-                                        "bindAddress", "privateKey",
-                                        "certKey", NULL};
+static const char *const cssl_keys[] = {
+    "host", "port", "timeout", "bindAddress", "privateKey", "certKey", NULL};
 static const char *const cudp_keys[] = {"host", "port", "bindAddress", NULL};
 
 static const kind_spec server_specs[] = {
@@ -174,10 +179,10 @@ static int fail(parse_ctx *c, const char *fmt, ...) {
   vsnprintf(problem, sizeof(problem), fmt, ap);
   va_end(ap);
   if (c->spec != NULL) {
-    *c->err = ct_failure_new_at(__FILE__, __LINE__, "endpoint", CT_EBADENDPOINT,
-                                NULL, "%s%s endpoint: %s; expected %s",
-                                c->spec->name, c->client ? " client" : "",
-                                problem, c->spec->usage);
+    *c->err =
+        ct_failure_new_at(__FILE__, __LINE__, "endpoint", CT_EBADENDPOINT, NULL,
+                          "%s%s endpoint: %s; expected %s", c->spec->name,
+                          c->client ? " client" : "", problem, c->spec->usage);
   } else {
     *c->err = ct_failure_new_at(
         __FILE__, __LINE__, "endpoint", CT_EBADENDPOINT, NULL,
@@ -191,8 +196,8 @@ static int fail(parse_ctx *c, const char *fmt, ...) {
 
 static int fail_oom(parse_ctx *c) {
   if (c->err != NULL) {
-    *c->err = ct_failure_new_at(__FILE__, __LINE__, "endpoint", CT_ENOMEM,
-                                NULL, "out of memory parsing an endpoint");
+    *c->err = ct_failure_new_at(__FILE__, __LINE__, "endpoint", CT_ENOMEM, NULL,
+                                "out of memory parsing an endpoint");
   }
   return CT_ENOMEM;
 }
@@ -427,8 +432,8 @@ static void list_keys(const kind_spec *s, char *buf, size_t len) {
   }
 }
 
-static int set_field(parse_ctx *c, ct_endpoint *e, field_id id,
-                     const char *key, const char *v) {
+static int set_field(parse_ctx *c, ct_endpoint *e, field_id id, const char *key,
+                     const char *v) {
   char q[QUOTE_MAX + 8];
   quote(q, sizeof(q), v);
   long n;
@@ -456,7 +461,8 @@ static int set_field(parse_ctx *c, ct_endpoint *e, field_id id,
     }
     return set_str(c, &e->interface, v);
   case F_BINDADDR:
-    if (!numeric_address(v, e->kind == CT_ENDPOINT_TCP6 ? AF_INET6 : AF_UNSPEC)) {
+    if (!numeric_address(v,
+                         e->kind == CT_ENDPOINT_TCP6 ? AF_INET6 : AF_UNSPEC)) {
       return fail(c, "bindAddress '%s' is not a numeric address", q);
     }
     return set_str(c, &e->bind_address, v);
@@ -486,8 +492,10 @@ static int set_field(parse_ctx *c, ct_endpoint *e, field_id id,
     return 0;
   case F_TIMEOUT:
     if (parse_seconds(v, &e->timeout) != 0) {
-      return fail(c, "timeout '%s' is not a number of seconds in "
-                     "0.001..1000000000", q);
+      return fail(c,
+                  "timeout '%s' is not a number of seconds in "
+                  "0.001..1000000000",
+                  q);
     }
     return 0;
   case F_PATH: {
@@ -761,8 +769,8 @@ static void put_int(outbuf *o, const char *key, long v, int octal) {
 }
 
 int ct_endpoint_format(const ct_endpoint *e, char *buf, size_t len) {
-  if (e == NULL || e->kind == CT_ENDPOINT_NONE ||
-      e->kind > CT_ENDPOINT_SSL || (buf == NULL && len > 0)) {
+  if (e == NULL || e->kind == CT_ENDPOINT_NONE || e->kind > CT_ENDPOINT_SSL ||
+      (buf == NULL && len > 0)) {
     return CT_EINVAL;
   }
   outbuf o = {buf, len, 0};
@@ -962,8 +970,7 @@ int ct_endpoint_resolve_bind(const ct_endpoint *e, struct sockaddr_storage *ss,
     *len = 0;
     return 0;
   }
-  return lookup(e->bind_address, 0,
-                e->kind == CT_ENDPOINT_TCP6 ? AF_INET6 : AF_UNSPEC,
-                e->kind == CT_ENDPOINT_UDP ? SOCK_DGRAM : SOCK_STREAM, 1, ss,
-                len, err);
+  return lookup(
+      e->bind_address, 0, e->kind == CT_ENDPOINT_TCP6 ? AF_INET6 : AF_UNSPEC,
+      e->kind == CT_ENDPOINT_UDP ? SOCK_DGRAM : SOCK_STREAM, 1, ss, len, err);
 }

@@ -217,14 +217,12 @@ static void rc_connect_now(void *arg) {
   ct_deferred_add_callbacks(d, rc_attempt_ok, rc_attempt_failed, rc);
 }
 
-static const ct_factory_ops rc_factory_ops = {
-    .name = "reconnecting", .build_protocol = rc_build};
+static const ct_factory_ops rc_factory_ops = {.name = "reconnecting",
+                                              .build_protocol = rc_build};
 
-ct_reconnecting_client *
-ct_reconnecting_client_new(ct_reactor *r, const char *endpoint,
-                           ct_client_factory *cf,
-                           const ct_reconnect_policy *policy,
-                           ct_failure **err) {
+ct_reconnecting_client *ct_reconnecting_client_new(
+    ct_reactor *r, const char *endpoint, ct_client_factory *cf,
+    const ct_reconnect_policy *policy, ct_failure **err) {
   if (err != NULL)
     *err = NULL;
   if (r == NULL || endpoint == NULL || cf == NULL) {

@@ -29,19 +29,19 @@
 
 /* Bits of ct_transport.flags. */
 enum {
-  CT__T_CONNECTED = 1u << 0,     /* connection_made has run */
-  CT__T_CLOSING = 1u << 1,       /* lose_connection: no more writes */
-  CT__T_CLOSED = 1u << 2,        /* closed; connection_lost pending/done */
-  CT__T_LOST = 1u << 3,          /* connection_lost delivered */
-  CT__T_WRITE_SHUT = 1u << 4,    /* half_close requested */
-  CT__T_USER_PAUSED = 1u << 5,   /* ct_transport_pause_reading */
-  CT__T_BP_PAUSED = 1u << 6,     /* back-pressure wants reading paused */
-  CT__T_READ_PAUSED = 1u << 7,   /* raw pause_reading op is in effect */
-  CT__T_ABOVE_HIGH = 1u << 8,    /* output above the high watermark */
-  CT__T_STREAMING = 1u << 9,     /* the producer is a push producer */
+  CT__T_CONNECTED = 1u << 0,        /* connection_made has run */
+  CT__T_CLOSING = 1u << 1,          /* lose_connection: no more writes */
+  CT__T_CLOSED = 1u << 2,           /* closed; connection_lost pending/done */
+  CT__T_LOST = 1u << 3,             /* connection_lost delivered */
+  CT__T_WRITE_SHUT = 1u << 4,       /* half_close requested */
+  CT__T_USER_PAUSED = 1u << 5,      /* ct_transport_pause_reading */
+  CT__T_BP_PAUSED = 1u << 6,        /* back-pressure wants reading paused */
+  CT__T_READ_PAUSED = 1u << 7,      /* raw pause_reading op is in effect */
+  CT__T_ABOVE_HIGH = 1u << 8,       /* output above the high watermark */
+  CT__T_STREAMING = 1u << 9,        /* the producer is a push producer */
   CT__T_PRODUCER_PAUSED = 1u << 10, /* we paused the push producer */
-  CT__T_PULL_PENDING = 1u << 11, /* a pull producer awaits resume */
-  CT__T_EOF = 1u << 12           /* the peer's EOF was seen */
+  CT__T_PULL_PENDING = 1u << 11,    /* a pull producer awaits resume */
+  CT__T_EOF = 1u << 12              /* the peer's EOF was seen */
 };
 
 /* Initialise the common part: refs 1 (the connection's), default

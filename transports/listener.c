@@ -37,7 +37,7 @@ struct ct_listening_port {
   ct_factory *factory;
   struct event ev;
   int fd;
-  int reserve_fd;     /* /dev/null, released on EMFILE */
+  int reserve_fd; /* /dev/null, released on EMFILE */
   int is_unix;
   int watching;       /* ev is added */
   int in_accept;      /* inside the accept loop */
@@ -46,12 +46,12 @@ struct ct_listening_port {
   unsigned long emfile_refused;
   double backoff;
   ct_delayed_call *retry;
-  char *unix_path;    /* socket file to unlink on stop, or NULL */
-  char *lock_path;    /* lock file to unlink on stop, or NULL */
+  char *unix_path; /* socket file to unlink on stop, or NULL */
+  char *lock_path; /* lock file to unlink on stop, or NULL */
   int lock_fd;
   unsigned long accepted;
   ct_address addr;
-  char desc[160];     /* the endpoint string, for messages */
+  char desc[160]; /* the endpoint string, for messages */
 };
 
 static void accept_cb(evutil_socket_t fd, short what, void *arg);
@@ -152,13 +152,12 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg) {
         continue;
       if (err == EAGAIN || err == EWOULDBLOCK)
         break;
-      if (err == EMFILE || err == ENFILE || err == ENOBUFS ||
-          err == ENOMEM) {
+      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         handle_emfile(port, err);
         break;
       }
-      ct_log(CT_LOG_ERROR, port->is_unix ? "unix" : "tcp",
-             "accept on %s: %s", port->desc, ct_strerror(-err));
+      ct_log(CT_LOG_ERROR, port->is_unix ? "unix" : "tcp", "accept on %s: %s",
+             port->desc, ct_strerror(-err));
       break;
     }
     if (port->emfile_episode) {
@@ -175,14 +174,12 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg) {
     port_free(port);
 }
 
-static ct_listening_port *listen_fail(ct_listening_port *port,
-                                      ct_failure **err, int code,
-                                      const char *what) {
+static ct_listening_port *listen_fail(ct_listening_port *port, ct_failure **err,
+                                      int code, const char *what) {
   if (err != NULL)
-    *err = ct_failure_new_at(__FILE__, __LINE__,
-                             port->is_unix ? "unix" : "tcp", code, NULL,
-                             "listen on %s: %s: %s", port->desc, what,
-                             ct_strerror(code));
+    *err = ct_failure_new_at(__FILE__, __LINE__, port->is_unix ? "unix" : "tcp",
+                             code, NULL, "listen on %s: %s: %s", port->desc,
+                             what, ct_strerror(code));
   if (port->fd >= 0)
     close(port->fd);
   if (port->reserve_fd >= 0)
@@ -222,8 +219,8 @@ static int clear_stale_socket(const char *path) {
   return -e;
 }
 
-ct_listening_port *ct_listen(ct_reactor *r, const char *endpoint,
-                             ct_factory *f, ct_failure **err) {
+ct_listening_port *ct_listen(ct_reactor *r, const char *endpoint, ct_factory *f,
+                             ct_failure **err) {
   if (err != NULL)
     *err = NULL;
   if (r == NULL || endpoint == NULL || f == NULL) {
@@ -296,8 +293,7 @@ ct_listening_port *ct_listen(ct_reactor *r, const char *endpoint,
         return listen_fail(port, err, CT_ENOMEM, "lock file");
       }
       snprintf(port->lock_path, n, "%s.lock", path);
-      port->lock_fd =
-          open(port->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+      port->lock_fd = open(port->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
       if (port->lock_fd < 0) {
         int e = -errno;
         free(path);
@@ -327,8 +323,8 @@ ct_listening_port *ct_listen(ct_reactor *r, const char *endpoint,
     }
   }
 
-  port->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    0);
+  port->fd =
+      socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (port->fd < 0) {
     free(path);
     return listen_fail(port, err, -errno, "socket");
@@ -408,8 +404,7 @@ ct_deferred *ct_listening_port_stop(ct_listening_port *port) {
   return d;
 }
 
-int ct_listening_port_address(const ct_listening_port *port,
-                              ct_address *out) {
+int ct_listening_port_address(const ct_listening_port *port, ct_address *out) {
   if (port == NULL || out == NULL)
     return CT_EINVAL;
   *out = port->addr;

@@ -20,15 +20,15 @@
 #include "transports/internal.h"
 
 typedef struct mem_side {
-  ct_transport base; /* first: the ops get a ct_transport * */
-  struct mem_side *peer;  /* NULL once the pump is gone */
-  char *out;              /* bytes written, not yet delivered */
+  ct_transport base;     /* first: the ops get a ct_transport * */
+  struct mem_side *peer; /* NULL once the pump is gone */
+  char *out;             /* bytes written, not yet delivered */
   size_t out_off, out_len, out_cap;
   ct_address host, peer_addr;
   int abort_pending;
-  int eof_sent;           /* our half_close reached the peer */
+  int eof_sent; /* our half_close reached the peer */
   int lost_code;
-  size_t delivered;       /* bytes delivered to this side */
+  size_t delivered; /* bytes delivered to this side */
 } mem_side;
 
 struct ct_pump {
@@ -41,9 +41,13 @@ struct ct_pump {
   size_t scratch_cap;
 };
 
-static mem_side *side_of(ct_transport *t) { return (mem_side *)(void *)t; }
+static mem_side *side_of(ct_transport *t) {
+  return (mem_side *)(void *)t;
+}
 
-static size_t pending(const mem_side *s) { return s->out_len - s->out_off; }
+static size_t pending(const mem_side *s) {
+  return s->out_len - s->out_off;
+}
 
 /* ------------------------------------------------------------------- ops */
 
@@ -106,8 +110,7 @@ static int mem_get_host(ct_transport *t, ct_address *out) {
   return 0;
 }
 
-static int mem_set_option(ct_transport *t, ct_transport_option opt,
-                          int value) {
+static int mem_set_option(ct_transport *t, ct_transport_option opt, int value) {
   (void)t;
   (void)opt;
   (void)value;
@@ -151,8 +154,7 @@ static mem_side *side_new(ct_reactor *r) {
 ct_pump *ct_pump_connect(ct_reactor *r, ct_protocol *server,
                          ct_protocol *client, const ct_pump_options *opts) {
   ct_pump *p = NULL;
-  if (server == NULL || client == NULL ||
-      (p = calloc(1, sizeof(*p))) == NULL ||
+  if (server == NULL || client == NULL || (p = calloc(1, sizeof(*p))) == NULL ||
       (p->server = side_new(r)) == NULL || (p->client = side_new(r)) == NULL) {
     if (p != NULL) {
       free(p->server);
@@ -204,7 +206,8 @@ ct_pump *ct_pump_connect_factories(ct_reactor *r, ct_factory *server_factory,
     ct_address_from_ip(&caddr, "127.0.0.1", 49152);
   }
   ct_protocol *sp = ct_factory_build(server_factory, &caddr);
-  ct_protocol *cp = sp != NULL ? ct_factory_build(client_factory, &saddr) : NULL;
+  ct_protocol *cp =
+      sp != NULL ? ct_factory_build(client_factory, &saddr) : NULL;
   if (sp == NULL || cp == NULL) {
     ct_protocol_release(sp);
     return NULL;
@@ -262,7 +265,8 @@ static int move_chunk(ct_pump *p, mem_side *from, mem_side *to) {
   to->delivered += n;
   ct__transport_buffer_changed(&from->base, pending(from));
   ct_protocol *proto = to->base.protocol;
-  if (proto != NULL && proto->ops != NULL && proto->ops->data_received != NULL) {
+  if (proto != NULL && proto->ops != NULL &&
+      proto->ops->data_received != NULL) {
     ct_transport_ref(&to->base);
     proto->ops->data_received(proto, p->scratch, n);
     ct_transport_unref(&to->base);
@@ -282,8 +286,9 @@ static int settle(mem_side *s) {
   if (s->abort_pending) {
     side_finish(s, CT_ECONNABORTED, "connection aborted (memory transport)");
     if (o != NULL) {
-      side_finish(o, CT_ECONNRESET, "connection reset by peer (memory "
-                                    "transport: the peer aborted)");
+      side_finish(o, CT_ECONNRESET,
+                  "connection reset by peer (memory "
+                  "transport: the peer aborted)");
     }
     return 1;
   }

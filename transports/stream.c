@@ -48,12 +48,12 @@ typedef struct ct__stream {
   struct event ev;
   char *rbuf; /* the reactor's shared read buffer (borrowed) */
   int fd;
-  short ev_events;      /* events currently registered (0: not added) */
+  short ev_events; /* events currently registered (0: not added) */
   unsigned char is_unix;
   unsigned char shut_done; /* shutdown(SHUT_WR) has been done */
-  char *obuf;           /* pending output: obuf[ohead .. ohead+olen) */
+  char *obuf;              /* pending output: obuf[ohead .. ohead+olen) */
   size_t ohead, olen, ocap;
-  ct_failure *reason;   /* for the pending connection_lost */
+  ct_failure *reason; /* for the pending connection_lost */
 } ct__stream;
 
 static void stream_cb(evutil_socket_t fd, short what, void *arg);
@@ -125,9 +125,8 @@ static void close_clean(ct__stream *s) {
 }
 
 static void close_errno(ct__stream *s, int err, const char *what) {
-  stream_close(s, ct_failure_new_at(__FILE__, __LINE__, stream_domain(s),
-                                    -err, NULL, "%s: %s", what,
-                                    ct_strerror(-err)));
+  stream_close(s, ct_failure_new_at(__FILE__, __LINE__, stream_domain(s), -err,
+                                    NULL, "%s: %s", what, ct_strerror(-err)));
 }
 
 /* Append to the output buffer, compacting or growing it. */
@@ -418,9 +417,9 @@ static int op_lose_connection(ct_transport *t) {
 
 static int op_abort(ct_transport *t) {
   ct__stream *s = (ct__stream *)t;
-  stream_close(s, ct_failure_new_at(__FILE__, __LINE__, stream_domain(s),
-                                    CT_ECONNABORTED, NULL,
-                                    "connection aborted"));
+  stream_close(s,
+               ct_failure_new_at(__FILE__, __LINE__, stream_domain(s),
+                                 CT_ECONNABORTED, NULL, "connection aborted"));
   return 0;
 }
 
@@ -457,8 +456,7 @@ static int op_get_host(ct_transport *t, ct_address *out) {
   return op_get_addr(t, out, 0);
 }
 
-static int op_set_option(ct_transport *t, ct_transport_option opt,
-                         int value) {
+static int op_set_option(ct_transport *t, ct_transport_option opt, int value) {
   ct__stream *s = (ct__stream *)t;
   int level = SOL_SOCKET, name;
   switch (opt) {
@@ -491,7 +489,9 @@ static size_t op_buffered(const ct_transport *t) {
   return ((const ct__stream *)t)->olen;
 }
 
-static void op_want_pull(ct_transport *t) { update_events((ct__stream *)t); }
+static void op_want_pull(ct_transport *t) {
+  update_events((ct__stream *)t);
+}
 
 static int op_fileno(const ct_transport *t) {
   return ((const ct__stream *)t)->fd;

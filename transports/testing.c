@@ -24,10 +24,10 @@ struct ct_string_transport {
   ct_transport base; /* first: the ops get a ct_transport * */
   char *out;         /* written bytes, NUL-terminated */
   size_t out_len, out_cap;
-  char *in;          /* fed while reading was paused */
+  char *in; /* fed while reading was paused */
   size_t in_len, in_cap;
   int backpressure;
-  int lost_pending;  /* CT_ECONNDONE / CT_ECONNABORTED, or 0 */
+  int lost_pending; /* CT_ECONNDONE / CT_ECONNABORTED, or 0 */
   int pull_wanted;
   ct_address host, peer;
   ct_string_transport_stats stats;
@@ -130,7 +130,9 @@ static size_t st_buffered(const ct_transport *t) {
   return st->backpressure ? st->out_len : 0;
 }
 
-static void st_want_pull(ct_transport *t) { st_of(t)->pull_wanted = 1; }
+static void st_want_pull(ct_transport *t) {
+  st_of(t)->pull_wanted = 1;
+}
 
 static void st_destroy(ct_transport *t) {
   ct_string_transport *st = st_of(t);
@@ -332,11 +334,11 @@ int ct_string_transport_step(ct_string_transport *st) {
   if (st->lost_pending != 0 && !(st->base.flags & CT__T_LOST)) {
     int code = st->lost_pending;
     st->lost_pending = 0;
-    finish(st, code == CT_ECONNABORTED
-                   ? ct_failure_new(CT_ECONNABORTED,
-                                    "connection aborted (string transport)")
-                   : ct_failure_new(CT_ECONNDONE,
-                                    "connection was closed cleanly"));
+    finish(st,
+           code == CT_ECONNABORTED
+               ? ct_failure_new(CT_ECONNABORTED,
+                                "connection aborted (string transport)")
+               : ct_failure_new(CT_ECONNDONE, "connection was closed cleanly"));
     n++;
   }
   return n;

@@ -148,7 +148,7 @@ void ct__transport_deliver_lost(ct_transport *t, ct_failure *reason) {
     ct_protocol_release(p);
   }
   ct_failure_free(reason);
-  t->refs--;            /* our hold */
+  t->refs--;             /* our hold */
   ct_transport_unref(t); /* the connection's reference */
 }
 
@@ -164,8 +164,7 @@ void ct__transport_deliver_lost(ct_transport *t, ct_failure *reason) {
 
 /* The checks of ct_transport_write() when one of them may fail, in the
  * documented order (closed before bad data before closing). */
-static int write_refused(const ct_transport *t, const void *data,
-                         size_t len) {
+static int write_refused(const ct_transport *t, const void *data, size_t len) {
   if (t == NULL)
     return CT_EINVAL;
   if (t->flags & CT__T_CLOSED)
@@ -198,8 +197,7 @@ int ct_transport_write(ct_transport *t, const void *data, size_t len) {
   return t->ops->writev != NULL ? t->ops->writev(t, &iov, 1) : CT_ENOSYS;
 }
 
-int ct_transport_writev(ct_transport *t, const struct iovec *iov,
-                        int iovcnt) {
+int ct_transport_writev(ct_transport *t, const struct iovec *iov, int iovcnt) {
   CT_T_CHECK_OPEN(t);
   if (iovcnt < 0 || (iov == NULL && iovcnt > 0))
     return CT_EINVAL;
@@ -326,8 +324,8 @@ int ct_transport_register_producer(ct_transport *t, const ct_producer_ops *ops,
     return CT_ESTATE;
   t->producer = ops;
   t->producer_arg = arg;
-  t->flags &= ~(unsigned)(CT__T_STREAMING | CT__T_PRODUCER_PAUSED |
-                          CT__T_PULL_PENDING);
+  t->flags &=
+      ~(unsigned)(CT__T_STREAMING | CT__T_PRODUCER_PAUSED | CT__T_PULL_PENDING);
   if (streaming) {
     t->flags |= CT__T_STREAMING;
     if (t->flags & CT__T_ABOVE_HIGH) {
@@ -348,14 +346,13 @@ int ct_transport_unregister_producer(ct_transport *t) {
     return CT_ENOTFOUND;
   t->producer = NULL;
   t->producer_arg = NULL;
-  t->flags &= ~(unsigned)(CT__T_STREAMING | CT__T_PRODUCER_PAUSED |
-                          CT__T_PULL_PENDING);
+  t->flags &=
+      ~(unsigned)(CT__T_STREAMING | CT__T_PRODUCER_PAUSED | CT__T_PULL_PENDING);
   return 0;
 }
 
 int ct_transport_is_closing(const ct_transport *t) {
-  return t == NULL ||
-         (t->flags & (CT__T_CLOSED | CT__T_CLOSING)) != 0;
+  return t == NULL || (t->flags & (CT__T_CLOSED | CT__T_CLOSING)) != 0;
 }
 
 int ct_transport_fileno(const ct_transport *t) {

@@ -113,8 +113,8 @@ static void udp_readable(ct_reactor *r, int fd, int events, void *arg) {
   for (int i = 0; i < UDP_READS_PER_EVENT && !u->stopping; i++) {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
-    ssize_t n = recvfrom(u->fd, u->buf, u->max_packet, 0,
-                         (struct sockaddr *)&ss, &sl);
+    ssize_t n =
+        recvfrom(u->fd, u->buf, u->max_packet, 0, (struct sockaddr *)&ss, &sl);
     if (n < 0) {
       int err = errno;
       if (err == EINTR) {
@@ -225,9 +225,9 @@ static ct_udp_port *listen_ep(ct_reactor *r, const ct_endpoint *ep,
     if (leave_cb(u)) {
       /* Stopped from inside start_protocol: there is no port to return. */
       if (err != NULL) {
-        *err = ct_failure_new_at(__FILE__, __LINE__, "udp", CT_ECLOSED, NULL,
-                                 "listen on %s: stopped by start_protocol",
-                                 desc);
+        *err =
+            ct_failure_new_at(__FILE__, __LINE__, "udp", CT_ECLOSED, NULL,
+                              "listen on %s: stopped by start_protocol", desc);
       }
       return NULL;
     }
@@ -275,9 +275,9 @@ ct_udp_port *ct_listen_udp_port(ct_reactor *r, int port, const char *interface,
   }
   if (port < 0 || port > 65535) {
     if (err != NULL) {
-      *err = ct_failure_new_at(__FILE__, __LINE__, "udp", CT_EBADENDPOINT, NULL,
-                               "udp endpoint: port %d is not in 0..65535",
-                               port);
+      *err =
+          ct_failure_new_at(__FILE__, __LINE__, "udp", CT_EBADENDPOINT, NULL,
+                            "udp endpoint: port %d is not in 0..65535", port);
     }
     return NULL;
   }
@@ -517,4 +517,6 @@ size_t ct_udp_max_packet_size(const ct_udp_port *u) {
   return u != NULL ? u->max_packet : 0;
 }
 
-int ct_udp_fileno(const ct_udp_port *u) { return u != NULL ? u->fd : -1; }
+int ct_udp_fileno(const ct_udp_port *u) {
+  return u != NULL ? u->fd : -1;
+}

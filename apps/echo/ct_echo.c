@@ -162,8 +162,7 @@ static void client_made(ct_protocol *p, ct_transport *t) {
 
 static void client_data(ct_protocol *p, const char *data, size_t len) {
   client *c = (client *)p;
-  if (c->got + len > c->size ||
-      memcmp(c->msg + c->got, data, len) != 0) {
+  if (c->got + len > c->size || memcmp(c->msg + c->got, data, len) != 0) {
     fprintf(stderr, "ct-echo: the echo differs from what was sent\n");
     c->failed = 1;
     ct_transport_abort(p->transport);
@@ -189,7 +188,9 @@ static void client_lost(ct_protocol *p, const ct_failure *reason) {
   ct_reactor_stop(c->reactor);
 }
 
-static void client_free(ct_protocol *p) { (void)p; /* static, see main */ }
+static void client_free(ct_protocol *p) {
+  (void)p; /* static, see main */
+}
 
 static const ct_protocol_ops client_ops = {
     .name = "echo-client",
@@ -257,8 +258,8 @@ static int run_client(const char *endpoint, long count, size_t size,
     printf("\n");
   if (!c.failed && message == NULL) {
     double t = c.end - c.start;
-    printf("echoed %ld messages of %zu bytes in %.3f s (%.0f msg/s)\n",
-           c.sent, c.size, t, t > 0 ? (double)c.sent / t : 0.0);
+    printf("echoed %ld messages of %zu bytes in %.3f s (%.0f msg/s)\n", c.sent,
+           c.size, t, t > 0 ? (double)c.sent / t : 0.0);
   }
   free(c.msg);
   return c.failed ? 1 : 0;
@@ -267,12 +268,11 @@ static int run_client(const char *endpoint, long count, size_t size,
 /* ------------------------------------------------------------------ main */
 
 static void usage(FILE *out) {
-  fprintf(out,
-          "usage: ct-echo-server --listen ENDPOINT [--nodelay]\n"
-          "       ct-echo --connect ENDPOINT [--count N] [--size BYTES] "
-          "[--message TEXT]\n"
-          "  ENDPOINT: tcp:PORT[:interface=ADDR], unix:PATH (servers),\n"
-          "            tcp:host=H:port=P, unix:path=PATH (clients)\n");
+  fprintf(out, "usage: ct-echo-server --listen ENDPOINT [--nodelay]\n"
+               "       ct-echo --connect ENDPOINT [--count N] [--size BYTES] "
+               "[--message TEXT]\n"
+               "  ENDPOINT: tcp:PORT[:interface=ADDR], unix:PATH (servers),\n"
+               "            tcp:host=H:port=P, unix:path=PATH (clients)\n");
 }
 
 int main(int argc, char **argv) {

@@ -72,8 +72,10 @@ static const char *const names[] = {"line", "netstring", "int32", "int16"};
  * 'a' + i % 26 (never a delimiter byte). */
 static char *build_stream(int kind, size_t size, size_t *len_out,
                           size_t *count_out) {
-  size_t frame = size + (kind == LINE ? 2 : kind == INT32 ? 4 :
-                         kind == INT16 ? 2 : 12);
+  size_t frame = size + (kind == LINE    ? 2
+                         : kind == INT32 ? 4
+                         : kind == INT16 ? 2
+                                         : 12);
   size_t count = STREAM_TARGET / frame + 1;
   char *buf = malloc(count * frame + 64);
   if (buf == NULL)
@@ -115,7 +117,9 @@ static char *build_stream(int kind, size_t size, size_t *len_out,
   return buf;
 }
 
-static double cpu_now(void) { return bench_seconds(CLOCK_PROCESS_CPUTIME_ID); }
+static double cpu_now(void) {
+  return bench_seconds(CLOCK_PROCESS_CPUTIME_ID);
+}
 
 typedef struct rate {
   double msgs_per_s, mb_per_s;
@@ -126,11 +130,10 @@ static rate run_case(int kind, size_t size, double min_seconds) {
   char *stream = build_stream(kind, size, &len, &count);
   counts c = {0};
   ct_string_transport *st = ct_string_transport_new(NULL);
-  const ct_protocol_ops *ops =
-      kind == LINE        ? &line_ops.base
-      : kind == NETSTRING ? &ns_ops.base
-      : kind == INT32     ? &int32_ops.base
-                          : &int16_ops.base;
+  const ct_protocol_ops *ops = kind == LINE        ? &line_ops.base
+                               : kind == NETSTRING ? &ns_ops.base
+                               : kind == INT32     ? &int32_ops.base
+                                                   : &int16_ops.base;
   size_t psize = kind == LINE        ? sizeof(ct_line_receiver)
                  : kind == NETSTRING ? sizeof(ct_netstring_receiver)
                                      : sizeof(ct_intn_receiver);
@@ -151,8 +154,8 @@ static rate run_case(int kind, size_t size, double min_seconds) {
     t1 = cpu_now();
   } while (t1 - t0 < min_seconds);
   if (c.msgs != passes * count || c.bytes != passes * count * size) {
-    fprintf(stderr, "%s/%zu: got %llu messages, expected %llu\n",
-            names[kind], size, c.msgs, passes * count);
+    fprintf(stderr, "%s/%zu: got %llu messages, expected %llu\n", names[kind],
+            size, c.msgs, passes * count);
     exit(1);
   }
   ct_string_transport_free(st);
@@ -194,7 +197,8 @@ int main(int argc, char **argv) {
   const char *tw = getenv("TWISTED_RESULTS");
   static const size_t sizes[] = {32, 1024, 16384};
   printf("framing in memory: %zu-byte chunks, process CPU time, >= %.2f s "
-         "per case\n\n", CHUNK, secs);
+         "per case\n\n",
+         CHUNK, secs);
   printf("| framing | message | ctwist msg/s | ctwist MB/s | Twisted msg/s "
          "| Twisted MB/s | ratio |\n|---|---|---|---|---|---|---|\n");
   for (int kind = 0; kind < 4; kind++) {

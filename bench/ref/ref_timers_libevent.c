@@ -50,7 +50,8 @@ int main(int argc, char **argv) {
 
   /* fire */
   rng = seed;
-  double w0 = bench_seconds(CLOCK_MONOTONIC), c0 = bench_seconds(CLOCK_PROCESS_CPUTIME_ID);
+  double w0 = bench_seconds(CLOCK_MONOTONIC),
+         c0 = bench_seconds(CLOCK_PROCESS_CPUTIME_ID);
   long rss0 = bench_rss_bytes();
   for (long i = 0; i < n; i++) {
     uint64_t us = bench_xorshift(&rng) % 1000000; /* [0, 1 s) in microseconds */
@@ -60,7 +61,8 @@ int main(int argc, char **argv) {
   }
   long rss1 = bench_rss_bytes();
   event_base_dispatch(base);
-  double w1 = bench_seconds(CLOCK_MONOTONIC), c1 = bench_seconds(CLOCK_PROCESS_CPUTIME_ID);
+  double w1 = bench_seconds(CLOCK_MONOTONIC),
+         c1 = bench_seconds(CLOCK_PROCESS_CPUTIME_ID);
   if (fired != n)
     fprintf(stderr, "fired %ld of %ld\n", fired, n);
   printf("libevent fire n=%ld wall=%.3f cpu=%.3f rss_per_timer=%.1f\n", n,

@@ -49,7 +49,8 @@ int main(int argc, char **argv) {
 
   /* fire */
   rng = seed;
-  double w0 = bench_seconds(CLOCK_MONOTONIC), c0 = bench_seconds(CLOCK_PROCESS_CPUTIME_ID);
+  double w0 = bench_seconds(CLOCK_MONOTONIC),
+         c0 = bench_seconds(CLOCK_PROCESS_CPUTIME_ID);
   long rss0 = bench_rss_bytes();
   for (long i = 0; i < n; i++) {
     uint64_t us = bench_xorshift(&rng) % 1000000;
@@ -57,7 +58,8 @@ int main(int argc, char **argv) {
   }
   long rss1 = bench_rss_bytes();
   ct_reactor_run(r);
-  double w1 = bench_seconds(CLOCK_MONOTONIC), c1 = bench_seconds(CLOCK_PROCESS_CPUTIME_ID);
+  double w1 = bench_seconds(CLOCK_MONOTONIC),
+         c1 = bench_seconds(CLOCK_PROCESS_CPUTIME_ID);
   if (fired != n)
     fprintf(stderr, "fired %ld of %ld\n", fired, n);
   printf("ctwist fire n=%ld wall=%.3f cpu=%.3f rss_per_timer=%.1f\n", n,

@@ -76,9 +76,9 @@ extern "C" {
  * a zero-filled state is a valid fresh state.
  */
 typedef struct ct_basic_state {
-  char *buf;          /* unparsed bytes carried over between chunks */
+  char *buf; /* unparsed bytes carried over between chunks */
   size_t off, len, cap;
-  char *extra;        /* bytes fed re-entrantly from a callback */
+  char *extra; /* bytes fed re-entrantly from a callback */
   size_t extra_len, extra_cap;
   ct_failure *failure; /* the bad-input failure, once one happened */
   unsigned char paused, busy, raw, inited;
@@ -107,8 +107,7 @@ typedef struct ct_line_receiver_ops {
   /** A complete line, delimiter stripped.  `line` is borrowed. */
   void (*line_received)(ct_line_receiver *lr, const char *line, size_t len);
   /** In raw mode: a chunk of bytes (never empty).  Borrowed. */
-  void (*raw_data_received)(ct_line_receiver *lr, const char *data,
-                            size_t len);
+  void (*raw_data_received)(ct_line_receiver *lr, const char *data, size_t len);
   /**
    * A line longer than the maximum arrived (or more than max_length +
    * delimiter length bytes arrived without a delimiter).  `data` starts
@@ -203,8 +202,8 @@ CT_EXTERN int ct_line_receiver_is_raw(const ct_line_receiver *lr);
  * checked for delimiters or length.  Returns ct_transport_writev()'s
  * result, or CT_ECLOSED when not connected.
  */
-CT_EXTERN int ct_line_receiver_send_line(ct_line_receiver *lr,
-                                         const char *line, size_t len);
+CT_EXTERN int ct_line_receiver_send_line(ct_line_receiver *lr, const char *line,
+                                         size_t len);
 
 /**
  * Stop delivering lines (Twisted's pauseProducing): pauses reading on the
@@ -233,12 +232,10 @@ typedef struct ct_netstring_receiver_ops {
   size_t max_length;
   void (*connection_made)(ct_netstring_receiver *nr);
   /** A complete netstring's payload (borrowed). */
-  void (*string_received)(ct_netstring_receiver *nr, const char *s,
-                          size_t len);
+  void (*string_received)(ct_netstring_receiver *nr, const char *s, size_t len);
   int (*eof_received)(ct_netstring_receiver *nr);
   /** As ct_line_receiver_ops.connection_lost. */
-  void (*connection_lost)(ct_netstring_receiver *nr,
-                          const ct_failure *reason);
+  void (*connection_lost)(ct_netstring_receiver *nr, const ct_failure *reason);
   void (*free)(ct_netstring_receiver *nr);
 } ct_netstring_receiver_ops;
 
@@ -380,8 +377,8 @@ CT_EXTERN int ct_intn_receiver_set_max_length(ct_intn_receiver *ir,
  * (>= 2^(8*prefix_bytes), Twisted's StringTooLongError; nothing is sent),
  * or CT_ECLOSED when not connected.
  */
-CT_EXTERN int ct_intn_receiver_send_string(ct_intn_receiver *ir,
-                                           const char *s, size_t len);
+CT_EXTERN int ct_intn_receiver_send_string(ct_intn_receiver *ir, const char *s,
+                                           size_t len);
 
 /** Pause / resume delivery, as ct_line_receiver_pause/resume. */
 CT_EXTERN void ct_intn_receiver_pause(ct_intn_receiver *ir);

@@ -76,8 +76,8 @@ typedef struct ct_endpoint_param {
  */
 typedef struct ct_endpoint {
   ct_endpoint_kind kind;
-  int is_client;       /**< 1 when parsed by ct_endpoint_parse_client() */
-  int port;            /**< 0..65535 (servers: 0 = any free port) */
+  int is_client; /**< 1 when parsed by ct_endpoint_parse_client() */
+  int port;      /**< 0..65535 (servers: 0 = any free port) */
   /** Server: the address to bind (numeric), or NULL for every address
    *  (0.0.0.0, or :: for tcp6).  Unused for clients. */
   char *interface;
@@ -85,12 +85,12 @@ typedef struct ct_endpoint {
   char *host;
   /** Client: the local address to bind before connecting, or NULL. */
   char *bind_address;
-  int backlog;         /**< server listen queue, default 50 */
-  double timeout;      /**< client connect timeout in seconds, default 30 */
+  int backlog;    /**< server listen queue, default 50 */
+  double timeout; /**< client connect timeout in seconds, default 30 */
   /** Unix: the socket path; for an abstract socket the name without '@'. */
   char *path;
-  int abstract;        /**< unix: 1 for the Linux abstract namespace (`@name`) */
-  unsigned mode;       /**< unix server: file mode, default 0666 */
+  int abstract;  /**< unix: 1 for the Linux abstract namespace (`@name`) */
+  unsigned mode; /**< unix server: file mode, default 0666 */
   /** Unix: server `lockfile` (Twisted's wantPID, default 1), client
    *  `lockfile` (checkPID, default 0). */
   int lockfile;
@@ -168,7 +168,8 @@ CT_EXTERN const char *ct_endpoint_kind_name(ct_endpoint_kind kind);
  * The value of keyword `key` as written, or NULL if it was not given.
  * The string belongs to `e`.
  */
-CT_EXTERN const char *ct_endpoint_get_param(const ct_endpoint *e, const char *key);
+CT_EXTERN const char *ct_endpoint_get_param(const ct_endpoint *e,
+                                            const char *key);
 
 /**
  * The socket address of an endpoint: for a server the address to bind

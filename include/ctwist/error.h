@@ -76,7 +76,7 @@ extern "C" {
   X(ENOTFOUND, -4013, "not found")                                             \
   X(ESTATE, -4014, "operation not valid in the current state")                 \
   X(EUSER, -4015, "error raised by user code")                                 \
-  X(EDNS, -4016, "host name lookup failed")                                   \
+  X(EDNS, -4016, "host name lookup failed")                                    \
   X(EFIRST_ERROR, -4017, "first error in a deferred list")
 
 /** Error codes: `CT_EINVAL`, `CT_EALREADY_CALLED`, ... (all negative). */
@@ -122,10 +122,11 @@ typedef struct ct_failure {
  */
 CT_EXTERN ct_failure *ct_failure_new_at(const char *file, int line,
                                         const char *domain, int code,
-                                        ct_failure *cause, const char *fmt,
-                                        ...) CT_PRINTF(6, 7);
+                                        ct_failure *cause, const char *fmt, ...)
+    CT_PRINTF(6, 7);
 
-/** New failure in the "ctwist" domain: ct_failure_new(CT_EINVAL, "bad %s", x). */
+/** New failure in the "ctwist" domain: ct_failure_new(CT_EINVAL, "bad %s", x).
+ */
 #define ct_failure_new(code, ...)                                              \
   ct_failure_new_at(__FILE__, __LINE__, "ctwist", (code), NULL, __VA_ARGS__)
 

@@ -56,13 +56,13 @@ typedef void (*ct_idle_timeout_cb)(ct_idle_timeout *it, void *arg);
  * Members are private; use the functions below.
  */
 struct ct_idle_timeout {
-  ct_reactor *reactor;    /**< explicit reactor, or NULL: the transport's */
-  ct_protocol *protocol;  /**< whose transport the default action aborts */
-  ct_delayed_call *call;  /**< the pending timer, or NULL */
-  double timeout;         /**< seconds; 0 = disabled */
-  ct_idle_timeout_cb cb;  /**< NULL: abort the protocol's transport */
+  ct_reactor *reactor;   /**< explicit reactor, or NULL: the transport's */
+  ct_protocol *protocol; /**< whose transport the default action aborts */
+  ct_delayed_call *call; /**< the pending timer, or NULL */
+  double timeout;        /**< seconds; 0 = disabled */
+  ct_idle_timeout_cb cb; /**< NULL: abort the protocol's transport */
   void *arg;
-  unsigned long fired;    /**< times it timed out */
+  unsigned long fired; /**< times it timed out */
 };
 
 /**
@@ -121,8 +121,7 @@ CT_EXTERN ct_factory *ct_policy_factory_wrapped(ct_policy_factory *pf);
 CT_EXTERN unsigned ct_policy_factory_connections(const ct_policy_factory *pf);
 
 /** Connections `pf` refused (limits). */
-CT_EXTERN unsigned long
-ct_policy_factory_refused(const ct_policy_factory *pf);
+CT_EXTERN unsigned long ct_policy_factory_refused(const ct_policy_factory *pf);
 
 /**
  * Drop the creator's reference.  The memory goes when the last connection

@@ -1,7 +1,8 @@
 /**
  * @file protocol.h
  * @brief Protocols and factories: what a connection does with its bytes
- *        (Twisted's Protocol, Factory, ClientFactory, ReconnectingClientFactory).
+ *        (Twisted's Protocol, Factory, ClientFactory,
+ * ReconnectingClientFactory).
  *
  * A protocol is a `const ct_protocol_ops *` vtable plus per-connection state.
  * A factory builds one protocol per connection.  A transport (transport.h)
@@ -145,8 +146,7 @@ struct ct_protocol {
  * with `ops` set and the CT_PROTOCOL_HEAP flag, so that the transport frees
  * it when `ops->free` is NULL.  Returns NULL on bad size or no memory.
  */
-CT_EXTERN ct_protocol *ct_protocol_new(const ct_protocol_ops *ops,
-                                       size_t size);
+CT_EXTERN ct_protocol *ct_protocol_new(const ct_protocol_ops *ops, size_t size);
 
 /** Initialise an embedded protocol (zeroes the base, sets ops). */
 CT_EXTERN void ct_protocol_init(ct_protocol *p, const ct_protocol_ops *ops);
@@ -180,10 +180,10 @@ typedef struct ct_factory_ops {
  * must outlive its listening ports and every connection it built.
  */
 struct ct_factory {
-  const ct_factory_ops *ops;       /**< may be NULL (default builder) */
+  const ct_factory_ops *ops;           /**< may be NULL (default builder) */
   const ct_protocol_ops *protocol_ops; /**< for the default builder */
-  size_t protocol_size;            /**< for the default builder */
-  void *user;                      /**< the user's pointer */
+  size_t protocol_size;                /**< for the default builder */
+  void *user;                          /**< the user's pointer */
   /** Output watermarks for its connections, in bytes; 0 = defaults
    *  (CT_WRITE_HIGH_WATER_DEFAULT / CT_WRITE_LOW_WATER_DEFAULT). */
   size_t write_high_water, write_low_water;
@@ -194,7 +194,7 @@ struct ct_factory {
 
 /** Static initialiser of a factory building `size`-byte protocols. */
 #define CT_FACTORY_INIT(protocol_ops_, size_)                                  \
-  {NULL, (protocol_ops_), (size_), NULL, 0, 0, 0}
+  { NULL, (protocol_ops_), (size_), NULL, 0, 0, 0 }
 
 /** Initialise a factory (zeroes it, then sets the given members). */
 CT_EXTERN void ct_factory_init(ct_factory *f, const ct_factory_ops *ops,
@@ -268,8 +268,7 @@ typedef struct ct_reconnecting_client ct_reconnecting_client;
 CT_EXTERN ct_reconnecting_client *
 ct_reconnecting_client_new(ct_reactor *r, const char *endpoint,
                            ct_client_factory *cf,
-                           const ct_reconnect_policy *policy,
-                           ct_failure **err);
+                           const ct_reconnect_policy *policy, ct_failure **err);
 
 /**
  * Stop retrying (Twisted's stopTrying): cancel a scheduled retry or an

@@ -44,8 +44,8 @@ typedef struct ct_string_transport_stats {
   unsigned lose_connection_calls; /**< ct_transport_lose_connection() */
   unsigned abort_calls;           /**< ct_transport_abort() */
   unsigned half_close_calls;      /**< ct_transport_half_close() */
-  unsigned pause_calls;    /**< reading actually paused (user or back-pressure) */
-  unsigned resume_calls;   /**< reading actually resumed */
+  unsigned pause_calls;  /**< reading actually paused (user or back-pressure) */
+  unsigned resume_calls; /**< reading actually resumed */
   int producer_registered; /**< 1 while a producer is registered */
   int producer_streaming;  /**< 1 if that producer is a push producer */
   int disconnecting;       /**< lose_connection or abort was called */

@@ -63,7 +63,7 @@ typedef enum ct_address_family {
   CT_ADDRESS_NONE = 0, /**< unset / unknown */
   CT_ADDRESS_IPV4 = 1,
   CT_ADDRESS_IPV6 = 2,
-  CT_ADDRESS_UNIX = 3  /**< path, abstract ("@name") or unnamed */
+  CT_ADDRESS_UNIX = 3 /**< path, abstract ("@name") or unnamed */
 } ct_address_family;
 
 /** Room for any formatted address, NUL included. */
@@ -114,8 +114,7 @@ CT_EXTERN int ct_address_port(const ct_address *a);
  * "unix:" (unnamed), "none".  Returns the length the text needs, like
  * snprintf.  CT_ADDRESS_STRLEN bytes always suffice.
  */
-CT_EXTERN size_t ct_address_format(const ct_address *a, char *buf,
-                                   size_t len);
+CT_EXTERN size_t ct_address_format(const ct_address *a, char *buf, size_t len);
 
 /** 1 if both addresses are equal (family, address, port / path). */
 CT_EXTERN int ct_address_equal(const ct_address *a, const ct_address *b);
@@ -199,21 +198,20 @@ struct ct_transport {
    *  connection_lost; released by the transport after it. */
   ct_protocol *protocol;
   unsigned refs;
-  unsigned flags;            /**< CT__T_* bits, transports/internal.h */
+  unsigned flags; /**< CT__T_* bits, transports/internal.h */
   size_t high_water, low_water;
   const ct_producer_ops *producer;
   void *producer_arg;
   /** The client factory of a connection made by ct_connect(), whose
    *  connection_lost runs after the protocol's; NULL for servers. */
   ct_client_factory *client_factory;
-  void *user;                /**< free for the application */
+  void *user; /**< free for the application */
 };
 
 /** Write `len` bytes (copied; sent at once when nothing is queued).
  *  Returns 0, CT_ECLOSED after a close or half-close, CT_ENOMEM, or
  *  CT_EINVAL for NULL data with len > 0. */
-CT_EXTERN int ct_transport_write(ct_transport *t, const void *data,
-                                 size_t len);
+CT_EXTERN int ct_transport_write(ct_transport *t, const void *data, size_t len);
 
 /** Write several buffers in order, as one writev when possible. */
 CT_EXTERN int ct_transport_writev(ct_transport *t, const struct iovec *iov,
@@ -256,8 +254,8 @@ CT_EXTERN int ct_transport_get_host(ct_transport *t, ct_address *out);
 
 /** Set a socket option.  Returns 0, CT_ENOSYS (not this kind), CT_ECLOSED
  *  or a negated errno. */
-CT_EXTERN int ct_transport_set_option(ct_transport *t,
-                                      ct_transport_option opt, int value);
+CT_EXTERN int ct_transport_set_option(ct_transport *t, ct_transport_option opt,
+                                      int value);
 
 /** TCP_NODELAY on/off (TCP only; Unix sockets return 0 and ignore it). */
 CT_EXTERN int ct_transport_set_tcp_nodelay(ct_transport *t, int on);

@@ -80,8 +80,7 @@ struct ct_datagram_protocol {
  * NULL argument.  Stop with ct_udp_port_stop().
  */
 CT_EXTERN ct_udp_port *ct_listen_udp(ct_reactor *r, const char *endpoint,
-                                     ct_datagram_protocol *p,
-                                     ct_failure **err);
+                                     ct_datagram_protocol *p, ct_failure **err);
 
 /**
  * As ct_listen_udp() from a port number (0: any free port) and a numeric

@@ -47,7 +47,7 @@ typedef enum ct_wire_kind {
  * terminating line break: the stream is this text over and over.
  */
 #define CT_CHARGEN_NOISE                                                       \
-  "@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~ "         \
+  "@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~ "          \
   "!\"#$%&?"
 
 /** Bytes Chargen writes each time its transport asks for more (a whole

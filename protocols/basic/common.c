@@ -39,10 +39,13 @@ static int buf_append(ct_protocol *p, ct_basic_state *st, const char *d,
     st->off = 0;
   }
   if (reserve(&st->buf, &st->cap, st->len + n) != 0) {
-    ct__basic_fail(p, st,
-                   ct_failure_new(CT_ENOMEM, "%s: out of memory buffering "
-                                  "%zu bytes", p->ops && p->ops->name ?
-                                  p->ops->name : "basic", st->len + n));
+    ct__basic_fail(
+        p, st,
+        ct_failure_new(CT_ENOMEM,
+                       "%s: out of memory buffering "
+                       "%zu bytes",
+                       p->ops && p->ops->name ? p->ops->name : "basic",
+                       st->len + n));
     return CT_ENOMEM;
   }
   memcpy(st->buf + st->len, d, n);

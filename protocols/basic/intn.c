@@ -54,9 +54,10 @@ static size_t intn_parse(ct_protocol *p, const char *d, size_t n,
       if (ops->length_limit_exceeded != NULL)
         ops->length_limit_exceeded(ir, (uint64_t)len);
       ct__basic_fail(p, &ir->st,
-                     ct_failure_new(CT_ETOOBIG, "int%u string length %zu is "
-                                    "over the limit of %zu bytes", pb * 8,
-                                    len, max));
+                     ct_failure_new(CT_ETOOBIG,
+                                    "int%u string length %zu is "
+                                    "over the limit of %zu bytes",
+                                    pb * 8, len, max));
       return n;
     }
     if (n - pos - pb < len) {
@@ -132,8 +133,7 @@ void ct_intn_receiver_proto_made(ct_protocol *p, ct_transport *t) {
     IOPS(p)->connection_made(IR(p));
 }
 
-void ct_intn_receiver_proto_data(ct_protocol *p, const char *data,
-                                 size_t len) {
+void ct_intn_receiver_proto_data(ct_protocol *p, const char *data, size_t len) {
   ensure_config(IR(p));
   ct__basic_feed(p, &IR(p)->st, &intn_kind, data, len);
 }

@@ -217,8 +217,7 @@ void ct_line_receiver_proto_made(ct_protocol *p, ct_transport *t) {
     LOPS(p)->connection_made(LR(p));
 }
 
-void ct_line_receiver_proto_data(ct_protocol *p, const char *data,
-                                 size_t len) {
+void ct_line_receiver_proto_data(ct_protocol *p, const char *data, size_t len) {
   ct_line_receiver *lr = LR(p);
   ensure_config(lr);
   ct__basic_feed(p, &lr->st, &line_kind, data, len);

@@ -31,8 +31,7 @@ static size_t fail(ct_protocol *p, ct_failure *f, size_t n) {
   return n;
 }
 
-static size_t ns_parse(ct_protocol *p, const char *d, size_t n,
-                       size_t *hint) {
+static size_t ns_parse(ct_protocol *p, const char *d, size_t n, size_t *hint) {
   ct_netstring_receiver *nr = NR(p);
   const ct_netstring_receiver_ops *ops = NOPS(p);
   const size_t max = nr->max_length;
@@ -40,22 +39,30 @@ static size_t ns_parse(ct_protocol *p, const char *d, size_t n,
   while (pos < n) {
     size_t i = pos, len = 0;
     if (d[i] < '0' || d[i] > '9')
-      return fail(p, ct_failure_new(CT_EPARSE, "netstring does not start "
-                                    "with a length (byte 0x%02x)",
-                                    (unsigned char)d[i]), n);
-    if (d[i] == '0' && i + 1 < n && d[i + 1] >= '0' && d[i + 1] <= '9')
-      return fail(p, ct_failure_new(CT_EPARSE,
-                                    "netstring length has a leading zero"),
+      return fail(p,
+                  ct_failure_new(CT_EPARSE,
+                                 "netstring does not start "
+                                 "with a length (byte 0x%02x)",
+                                 (unsigned char)d[i]),
                   n);
+    if (d[i] == '0' && i + 1 < n && d[i + 1] >= '0' && d[i + 1] <= '9')
+      return fail(
+          p, ct_failure_new(CT_EPARSE, "netstring length has a leading zero"),
+          n);
     while (i < n && d[i] >= '0' && d[i] <= '9') {
       /* max <= 1 GiB, so this cannot overflow before the check fires. */
       len = len * 10 + (size_t)(d[i] - '0');
       if (len > max)
-        return fail(p, ct_failure_new(CT_ETOOBIG, "netstring length %zu%s is "
-                                      "over the limit of %zu bytes", len,
-                                      i + 1 < n && d[i + 1] >= '0' &&
-                                      d[i + 1] <= '9' ? "..." : "", max),
-                    n);
+        return fail(
+            p,
+            ct_failure_new(
+                CT_ETOOBIG,
+                "netstring length %zu%s is "
+                "over the limit of %zu bytes",
+                len,
+                i + 1 < n && d[i + 1] >= '0' && d[i + 1] <= '9' ? "..." : "",
+                max),
+            n);
       i++;
     }
     if (i == n) {
@@ -63,9 +70,12 @@ static size_t ns_parse(ct_protocol *p, const char *d, size_t n,
       return pos;
     }
     if (d[i] != ':')
-      return fail(p, ct_failure_new(CT_EPARSE, "netstring length is not "
-                                    "followed by ':' (byte 0x%02x)",
-                                    (unsigned char)d[i]), n);
+      return fail(p,
+                  ct_failure_new(CT_EPARSE,
+                                 "netstring length is not "
+                                 "followed by ':' (byte 0x%02x)",
+                                 (unsigned char)d[i]),
+                  n);
     i++;
     size_t total = (i - pos) + len + 1;
     if (n - pos < total) {
@@ -73,9 +83,12 @@ static size_t ns_parse(ct_protocol *p, const char *d, size_t n,
       return pos;
     }
     if (d[pos + total - 1] != ',')
-      return fail(p, ct_failure_new(CT_EPARSE, "netstring is not terminated "
-                                    "by a comma (byte 0x%02x)",
-                                    (unsigned char)d[pos + total - 1]), n);
+      return fail(p,
+                  ct_failure_new(CT_EPARSE,
+                                 "netstring is not terminated "
+                                 "by a comma (byte 0x%02x)",
+                                 (unsigned char)d[pos + total - 1]),
+                  n);
     if (ops->string_received != NULL)
       ops->string_received(nr, d + i, len);
     pos += total;
@@ -105,8 +118,8 @@ int ct_netstring_receiver_set_max_length(ct_netstring_receiver *nr,
   return 0;
 }
 
-int ct_netstring_receiver_send_string(ct_netstring_receiver *nr,
-                                      const char *s, size_t len) {
+int ct_netstring_receiver_send_string(ct_netstring_receiver *nr, const char *s,
+                                      size_t len) {
   if (nr == NULL || (s == NULL && len > 0))
     return CT_EINVAL;
   if (nr->base.transport == NULL)
@@ -115,7 +128,7 @@ int ct_netstring_receiver_send_string(ct_netstring_receiver *nr,
   int hl = snprintf(head, sizeof head, "%zu:", len);
   struct iovec iov[3] = {{head, (size_t)hl},
                          {(void *)(uintptr_t)s, len},
-                         {(void *)(uintptr_t)",", 1}};
+                         {(void *)(uintptr_t) ",", 1}};
   return ct_transport_writev(nr->base.transport, iov, 3);
 }
 

@@ -54,28 +54,28 @@ struct ct_policy_factory {
   unsigned refs;  /* the creator's + one per connection */
   unsigned conns; /* connections built and not yet released */
   unsigned long refused;
-  int freed;      /* the creator dropped its reference */
+  int freed; /* the creator dropped its reference */
 };
 
 /* Pause-reading reasons of a wrapper (bits of ct__wrap.read_pause). */
 enum { CT__WRAP_PAUSE_INNER = 1u, CT__WRAP_PAUSE_POLICY = 2u };
 
 struct ct__wrap {
-  ct_protocol proto;  /* first: the protocol the real transport carries */
-  ct_transport wt;    /* the transport the inner protocol sees */
+  ct_protocol proto; /* first: the protocol the real transport carries */
+  ct_transport wt;   /* the transport the inner protocol sees */
   ct_protocol *inner;
   ct_transport *real; /* borrowed while connected */
   ct_policy_factory *pf;
   ct_address peer;
-  char *q;            /* output held back by the policy */
+  char *q; /* output held back by the policy */
   size_t qoff, qlen, qcap;
-  unsigned holds;     /* proto + wt */
+  unsigned holds; /* proto + wt */
   unsigned read_pause;
   int real_paused;
-  int proxy_on;       /* our pull producer is registered on `real` */
-  int made;           /* wt carries the inner protocol */
-  int lose_pending;   /* lose_connection once the hold queue drains */
-  int half_pending;   /* half_close once the hold queue drains */
+  int proxy_on;                 /* our pull producer is registered on `real` */
+  int made;                     /* wt carries the inner protocol */
+  int lose_pending;             /* lose_connection once the hold queue drains */
+  int half_pending;             /* half_close once the hold queue drains */
   struct ct__wrap *next, *prev; /* policy's list of live connections */
 };
 

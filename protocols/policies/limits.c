@@ -131,8 +131,7 @@ static const ct__policy_ops limit_ops = {
     .destroy = lim_destroy,
 };
 
-ct_policy_factory *ct_limit_factory_new(ct_factory *wrapped,
-                                        unsigned max_total,
+ct_policy_factory *ct_limit_factory_new(ct_factory *wrapped, unsigned max_total,
                                         unsigned max_per_peer) {
   if (wrapped == NULL)
     return NULL;

@@ -24,9 +24,9 @@ typedef struct throttle_factory {
   size_t read_limit, write_limit;
   size_t read_used, write_used; /* in the current second */
   int reads_paused;
-  ct__wrap *conns;              /* live connections, oldest first */
+  ct__wrap *conns; /* live connections, oldest first */
   ct__wrap *conns_tail;
-  ct_delayed_call *tick;        /* pending while there are connections */
+  ct_delayed_call *tick; /* pending while there are connections */
 } throttle_factory;
 
 static throttle_factory *tf_of(ct__wrap *w) {
@@ -120,7 +120,9 @@ static size_t th_allowance(ct__wrap *w) {
                                           : 0;
 }
 
-static void th_wrote(ct__wrap *w, size_t len) { tf_of(w)->write_used += len; }
+static void th_wrote(ct__wrap *w, size_t len) {
+  tf_of(w)->write_used += len;
+}
 
 static void th_destroy(ct_policy_factory *pf) {
   throttle_factory *tf = (throttle_factory *)pf;
@@ -140,8 +142,7 @@ static const ct__policy_ops throttle_ops = {
     .destroy = th_destroy,
 };
 
-ct_policy_factory *ct_throttling_factory_new(ct_reactor *r,
-                                             ct_factory *wrapped,
+ct_policy_factory *ct_throttling_factory_new(ct_reactor *r, ct_factory *wrapped,
                                              size_t read_limit,
                                              size_t write_limit) {
   if (r == NULL || wrapped == NULL)

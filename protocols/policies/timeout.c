@@ -148,8 +148,7 @@ static const ct__policy_ops timeout_ops = {
     .conn_fini = tc_fini,
 };
 
-ct_policy_factory *ct_timeout_factory_new(ct_factory *wrapped,
-                                          double seconds) {
+ct_policy_factory *ct_timeout_factory_new(ct_factory *wrapped, double seconds) {
   if (wrapped == NULL || !isfinite(seconds) || seconds <= 0)
     return NULL;
   timeout_factory *tf = calloc(1, sizeof *tf);

@@ -52,9 +52,8 @@ static void pf_unref(ct_policy_factory *pf) {
 }
 
 static size_t allowance(ct__wrap *w) {
-  return w->pf->pops->write_allowance != NULL
-             ? w->pf->pops->write_allowance(w)
-             : SIZE_MAX;
+  return w->pf->pops->write_allowance != NULL ? w->pf->pops->write_allowance(w)
+                                              : SIZE_MAX;
 }
 
 static void note_written(ct__wrap *w, size_t n) {
@@ -84,8 +83,7 @@ static void want_drain_notice(ct__wrap *w) {
     return;
   if (w->proxy_on)
     ct_transport_unregister_producer(w->real);
-  w->proxy_on =
-      ct_transport_register_producer(w->real, &proxy_ops, w, 0) == 0;
+  w->proxy_on = ct_transport_register_producer(w->real, &proxy_ops, w, 0) == 0;
 }
 
 static void proxy_resume(void *arg) {
@@ -169,8 +167,7 @@ static void after_held(ct__wrap *w) {
 }
 
 void ct__wrap_flush(ct__wrap *w) {
-  if (w->real == NULL || (w->wt.flags & CT__T_CLOSED) ||
-      ct__wrap_held(w) == 0)
+  if (w->real == NULL || (w->wt.flags & CT__T_CLOSED) || ct__wrap_held(w) == 0)
     return;
   size_t n = ct__wrap_held(w);
   size_t allow = allowance(w);
@@ -216,9 +213,8 @@ static int wt_write(ct_transport *t, const void *data, size_t len) {
       return rc;
   }
   ct__transport_buffer_changed(t, wt_buffered(t));
-  if (!w->proxy_on &&
-      ((t->flags & CT__T_ABOVE_HIGH) || ct__wrap_held(w) > 0 ||
-       (t->producer != NULL && !(t->flags & CT__T_STREAMING))))
+  if (!w->proxy_on && ((t->flags & CT__T_ABOVE_HIGH) || ct__wrap_held(w) > 0 ||
+                       (t->producer != NULL && !(t->flags & CT__T_STREAMING))))
     want_drain_notice(w);
   return 0;
 }
@@ -230,8 +226,7 @@ static int wt_lose_connection(ct_transport *t) {
     w->lose_pending = 1;
     return 0;
   }
-  return w->real != NULL ? ct_transport_lose_connection(w->real)
-                         : CT_ECLOSED;
+  return w->real != NULL ? ct_transport_lose_connection(w->real) : CT_ECLOSED;
 }
 
 static int wt_abort(ct_transport *t) {
@@ -275,21 +270,24 @@ static int wt_get_host(ct_transport *t, ct_address *out) {
   return w->real != NULL ? ct_transport_get_host(w->real, out) : CT_ECLOSED;
 }
 
-static int wt_set_option(ct_transport *t, ct_transport_option opt,
-                         int value) {
+static int wt_set_option(ct_transport *t, ct_transport_option opt, int value) {
   ct__wrap *w = wrap_of_t(t);
   return w->real != NULL ? ct_transport_set_option(w->real, opt, value)
                          : CT_ECLOSED;
 }
 
-static void wt_want_pull(ct_transport *t) { want_drain_notice(wrap_of_t(t)); }
+static void wt_want_pull(ct_transport *t) {
+  want_drain_notice(wrap_of_t(t));
+}
 
 static int wt_fileno(const ct_transport *t) {
   const ct__wrap *w = wrap_of_t(t);
   return w->real != NULL ? ct_transport_fileno(w->real) : -1;
 }
 
-static void wt_destroy(ct_transport *t) { wrap_put(wrap_of_t(t)); }
+static void wt_destroy(ct_transport *t) {
+  wrap_put(wrap_of_t(t));
+}
 
 static const ct_transport_ops wrap_transport_ops = {
     .name = "policy",
@@ -407,8 +405,8 @@ static ct_protocol *pf_build(ct_factory *f, const ct_address *peer) {
   ct_protocol *inner = ct_factory_build(pf->wrapped, peer);
   if (inner == NULL)
     return NULL;
-  size_t size = pops->conn_size > sizeof(ct__wrap) ? pops->conn_size
-                                                   : sizeof(ct__wrap);
+  size_t size =
+      pops->conn_size > sizeof(ct__wrap) ? pops->conn_size : sizeof(ct__wrap);
   ct__wrap *w = calloc(1, size);
   if (w == NULL) {
     ct_protocol_release(inner);

@@ -59,7 +59,9 @@ OPS(i16s, CT_INT16_RECEIVER_BASE, 300);
 OPS(i32, CT_INT32_RECEIVER_BASE, 0);
 OPS(i32s, CT_INT32_RECEIVER_BASE, 1000);
 
-static void attach(ct_protocol *p, fuzz_result *res) { ((fi *)p)->res = res; }
+static void attach(ct_protocol *p, fuzz_result *res) {
+  ((fi *)p)->res = res;
+}
 
 /* The buffer never holds more than one frame. */
 static int over_bound(ct_protocol *p, const fuzz_result *res) {
@@ -67,9 +69,11 @@ static int over_bound(ct_protocol *p, const fuzz_result *res) {
   return !res->paused && ir->st.len - ir->st.off > ir->max_length + 4;
 }
 
-static void resume(ct_protocol *p) { ct_intn_receiver_resume(&((fi *)p)->ir); }
+static void resume(ct_protocol *p) {
+  ct_intn_receiver_resume(&((fi *)p)->ir);
+}
 
-static const ct_protocol_ops *const all[] = {&i8.base,  &i8s.base, &i16.base,
+static const ct_protocol_ops *const all[] = {&i8.base,   &i8s.base, &i16.base,
                                              &i16s.base, &i32.base, &i32s.base};
 static const fuzz_target target = {all,    6,          sizeof(fi),
                                    attach, over_bound, resume};

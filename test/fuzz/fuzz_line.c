@@ -120,7 +120,9 @@ static const ct_line_receiver_ops ops_nl_cb = {
     .free = on_free,
 };
 
-static void attach(ct_protocol *p, fuzz_result *res) { ((fl *)p)->res = res; }
+static void attach(ct_protocol *p, fuzz_result *res) {
+  ((fl *)p)->res = res;
+}
 
 /* Bounded buffer: a partial line never exceeds the limit. */
 static int over_bound(ct_protocol *p, const fuzz_result *res) {
@@ -130,7 +132,9 @@ static int over_bound(ct_protocol *p, const fuzz_result *res) {
          lr->st.len - lr->st.off >= lr->max_length + lr->delimiter_len;
 }
 
-static void resume(ct_protocol *p) { ct_line_receiver_resume(&((fl *)p)->lr); }
+static void resume(ct_protocol *p) {
+  ct_line_receiver_resume(&((fl *)p)->lr);
+}
 
 static const ct_protocol_ops *const all[] = {&ops_crlf.base, &ops_small.base,
                                              &ops_end.base, &ops_nl_cb.base};

@@ -48,7 +48,9 @@ OPS(ops_default, 0);
 OPS(ops_small, 10);
 OPS(ops_mid, 1000);
 
-static void attach(ct_protocol *p, fuzz_result *res) { ((fn *)p)->res = res; }
+static void attach(ct_protocol *p, fuzz_result *res) {
+  ((fn *)p)->res = res;
+}
 
 /* The buffer never holds more than one frame's worth. */
 static int over_bound(ct_protocol *p, const fuzz_result *res) {
@@ -60,8 +62,8 @@ static void resume(ct_protocol *p) {
   ct_netstring_receiver_resume(&((fn *)p)->nr);
 }
 
-static const ct_protocol_ops *const all[] = {
-    &ops_default.base, &ops_small.base, &ops_mid.base};
+static const ct_protocol_ops *const all[] = {&ops_default.base, &ops_small.base,
+                                             &ops_mid.base};
 static const fuzz_target target = {all,    3,          sizeof(fn),
                                    attach, over_bound, resume};
 

@@ -31,10 +31,10 @@ typedef struct peer {
   ct_reactor *r;
   int framing, client;
   FILE *out;
-  char *in;         /* the messages to send (client) */
+  char *in; /* the messages to send (client) */
   size_t in_len;
   size_t sent, received;
-  int status;       /* exit status */
+  int status; /* exit status */
   int done;
 } peer;
 
@@ -110,21 +110,27 @@ static void lost(ct_protocol *p, const ct_failure *reason) {
   ct_reactor_stop(P.r);
 }
 
-static void l_made(ct_line_receiver *lr) { made(&lr->base); }
+static void l_made(ct_line_receiver *lr) {
+  made(&lr->base);
+}
 static void l_line(ct_line_receiver *lr, const char *s, size_t n) {
   got(&lr->base, s, n);
 }
 static void l_lost(ct_line_receiver *lr, const ct_failure *f) {
   lost(&lr->base, f);
 }
-static void n_made(ct_netstring_receiver *nr) { made(&nr->base); }
+static void n_made(ct_netstring_receiver *nr) {
+  made(&nr->base);
+}
 static void n_string(ct_netstring_receiver *nr, const char *s, size_t n) {
   got(&nr->base, s, n);
 }
 static void n_lost(ct_netstring_receiver *nr, const ct_failure *f) {
   lost(&nr->base, f);
 }
-static void i_made(ct_intn_receiver *ir) { made(&ir->base); }
+static void i_made(ct_intn_receiver *ir) {
+  made(&ir->base);
+}
 static void i_string(ct_intn_receiver *ir, const char *s, size_t n) {
   got(&ir->base, s, n);
 }
@@ -237,8 +243,8 @@ int main(int argc, char **argv) {
   P.r = ct_reactor_new();
   if (P.r == NULL)
     return 1;
-  ct_delayed_call *wd = ct_delayed_call_ref(ct_call_later(P.r, 60.0, watchdog,
-                                                         NULL));
+  ct_delayed_call *wd =
+      ct_delayed_call_ref(ct_call_later(P.r, 60.0, watchdog, NULL));
   ct_listening_port *port = NULL;
   ct_client_factory cf;
   memset(&cf, 0, sizeof cf);

@@ -81,8 +81,8 @@ static inline void rec_assert_same(const rec *a, const rec *b) {
   cr_assert_eq(a->n, b->n, "event counts differ: %zu vs %zu", a->n, b->n);
   for (size_t i = 0; i < a->n; i++) {
     cr_assert_eq(a->evs[i].type, b->evs[i].type, "event %zu type", i);
-    cr_assert_eq(a->evs[i].len, b->evs[i].len, "event %zu length %zu vs %zu",
-                 i, a->evs[i].len, b->evs[i].len);
+    cr_assert_eq(a->evs[i].len, b->evs[i].len, "event %zu length %zu vs %zu", i,
+                 a->evs[i].len, b->evs[i].len);
     cr_assert(memcmp(a->evs[i].data, b->evs[i].data, a->evs[i].len) == 0,
               "event %zu bytes", i);
   }

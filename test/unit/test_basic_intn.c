@@ -76,7 +76,9 @@ static void run(const ct_intn_receiver_ops *ops, const char *s, size_t len,
   ct_string_transport_free(st);
 }
 
-static size_t maxlen_for(unsigned pb) { return pb == 1 ? 255 : 3000; }
+static size_t maxlen_for(unsigned pb) {
+  return pb == 1 ? 255 : 3000;
+}
 
 Test(basic_intn, one_byte_at_a_time) {
   for (int k = 0; k < 3; k++) {
@@ -136,9 +138,8 @@ Test(basic_intn, int8_full_range_default_limit) {
   bytes_free(&b);
 }
 
-static void check_over(const ct_intn_receiver_ops *ops, const char *s,
-                       size_t n, size_t good, uint64_t announced,
-                       const char *msg) {
+static void check_over(const ct_intn_receiver_ops *ops, const char *s, size_t n,
+                       size_t good, uint64_t announced, const char *msg) {
   for (size_t step = 0; step < 3; step++) {
     rec r = {0};
     ct_string_transport *st =

@@ -209,8 +209,7 @@ Test(basic_line, newline_delimiter_and_instance_override) {
   ct_string_transport_feed_str(st, "x|y\n|");
   cr_assert_eq(r.n, 4);
   cr_assert_str_eq(r.evs[3].data, "y\n");
-  cr_assert_eq(ct_line_receiver_set_max_length(lr, (size_t)2 << 30),
-               CT_EINVAL);
+  cr_assert_eq(ct_line_receiver_set_max_length(lr, (size_t)2 << 30), CT_EINVAL);
   ct_string_transport_free(st);
   rec_clear(&r);
 }
@@ -391,8 +390,7 @@ static const ct_line_receiver_ops ptr_ops = {
 
 Test(basic_line, zero_copy_in_chunk) {
   rec r = {0};
-  ct_string_transport *st =
-      connect_rec(&ptr_ops.base, sizeof(tline), &r, NULL);
+  ct_string_transport *st = connect_rec(&ptr_ops.base, sizeof(tline), &r, NULL);
   const char c1[] = "ab\r\ncd\r\nef";
   const char c2[] = "g\r\nh\r\n";
   ct_string_transport_feed(st, c1, sizeof c1 - 1);

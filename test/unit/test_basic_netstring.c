@@ -57,8 +57,8 @@ static void make_stream(bytes *b, rec *expect, int count, uint64_t seed,
   free(msg);
 }
 
-static void run(const ct_netstring_receiver_ops *ops, const char *s,
-                size_t len, size_t step, uint64_t seed, rec *r) {
+static void run(const ct_netstring_receiver_ops *ops, const char *s, size_t len,
+                size_t step, uint64_t seed, rec *r) {
   ct_string_transport *st =
       connect_rec(&ops->base, sizeof(ct_netstring_receiver), r, NULL);
   feed_split(st, s, len, step, seed);
@@ -166,7 +166,8 @@ Test(basic_netstring, malformed_inputs) {
   check_bad(&ns_ops, "100000:", 0, CT_ETOOBIG, "limit of 99999 bytes");
   check_bad(&ns_ops, "99999999999999999999999999999999:", 0, CT_ETOOBIG,
             "limit of 99999 bytes");
-  check_bad(&small_ops, "6:", 0, CT_ETOOBIG, "netstring length 6 is over "
+  check_bad(&small_ops, "6:", 0, CT_ETOOBIG,
+            "netstring length 6 is over "
             "the limit of 5 bytes");
   check_bad(&small_ops, "5:abcde,10", 1, CT_ETOOBIG, "limit of 5 bytes");
 }

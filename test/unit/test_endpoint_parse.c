@@ -47,7 +47,8 @@ static const good_case goods[] = {
     {SERVER, "unix:/run/x.sock:mode=660", "unix:/run/x.sock:mode=660"},
     {SERVER, "unix:address=/tmp/s:lockfile=0", "unix:/tmp/s:lockfile=0"},
     {SERVER, "unix:path=/tmp/s:backlog=3", "unix:/tmp/s:backlog=3"},
-    {SERVER, "unix:/tmp/s:600:9:0", "unix:/tmp/s:mode=600:backlog=9:lockfile=0"},
+    {SERVER, "unix:/tmp/s:600:9:0",
+     "unix:/tmp/s:mode=600:backlog=9:lockfile=0"},
     {SERVER, "unix:@abstract-name", "unix:@abstract-name"},
     {SERVER, "unix:/tmp/a\\:b\\=c", "unix:/tmp/a\\:b\\=c"},
     {SERVER, "unix:/tmp/back\\\\slash", "unix:/tmp/back\\\\slash"},
@@ -70,7 +71,8 @@ static const good_case goods[] = {
     {CLIENT, "tcp:example.org:80", "tcp:host=example.org:port=80"},
     {CLIENT, "tcp:host=example.org:80", "tcp:host=example.org:port=80"},
     {CLIENT, "tcp:example.org:port=80", "tcp:host=example.org:port=80"},
-    {CLIENT, "tcp:127.0.0.1:80:timeout=5", "tcp:host=127.0.0.1:port=80:timeout=5"},
+    {CLIENT, "tcp:127.0.0.1:80:timeout=5",
+     "tcp:host=127.0.0.1:port=80:timeout=5"},
     {CLIENT, "tcp:h:1:timeout=2.5", "tcp:host=h:port=1:timeout=2.5"},
     {CLIENT, "tcp:h:1:timeout=0.125", "tcp:host=h:port=1:timeout=0.125"},
     {CLIENT, "tcp:h:1:bindAddress=127.0.0.1",
@@ -100,11 +102,13 @@ static const bad_case bads[] = {
     {SERVER, "tcp:+80", "port '+80'"},
     {SERVER, "tcp: 80", "port ' 80'"},
     {SERVER, "tcp:99999999999999999999", "port '9999"},
-    {SERVER, "tcp:80:interface=localhost", "interface 'localhost' is not a numeric"},
+    {SERVER, "tcp:80:interface=localhost",
+     "interface 'localhost' is not a numeric"},
     {SERVER, "tcp:80:interface=::1", "interface is given twice"},
     {SERVER, "tcp:80:backlog=x", "backlog 'x'"},
     {SERVER, "tcp:80:reuseport=yes", "reuseport 'yes' is not 0 or 1"},
-    {SERVER, "tcp:80:bogus=1", "unknown option 'bogus' (known: port, interface"},
+    {SERVER, "tcp:80:bogus=1",
+     "unknown option 'bogus' (known: port, interface"},
     {SERVER, "tcp:80:port=81", "port is given twice"},
     {SERVER, "tcp:80:1.2.3.4:5:6", "too many positional arguments (at '6')"},
     {SERVER, "tcp:80\\", "lone backslash"},
@@ -116,7 +120,8 @@ static const bad_case bads[] = {
     {SERVER, "unix:/tmp/s:mode=17777", "mode '17777'"},
     {SERVER, "unix:/tmp/s:lockfile=2", "lockfile '2' is not 0 or 1"},
     {SERVER,
-     "unix:/tmp/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "unix:/tmp/"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
      "path is too long"},
     {SERVER, "unix:/tmp/s:interface=1.2.3.4", "unknown option 'interface'"},
@@ -198,8 +203,8 @@ Test(endpoint_parse, bad_strings_name_the_field) {
 }
 
 Test(endpoint_parse, table_has_enough_cases) {
-  cr_assert_geq(sizeof(goods) / sizeof(goods[0]) + sizeof(bads) / sizeof(bads[0]),
-                40);
+  cr_assert_geq(
+      sizeof(goods) / sizeof(goods[0]) + sizeof(bads) / sizeof(bads[0]), 40);
 }
 
 Test(endpoint_parse, fields_and_defaults) {
@@ -265,8 +270,8 @@ Test(endpoint_parse, kind_names) {
 
 Test(endpoint_parse, format_sizes_like_snprintf) {
   ct_endpoint e = {0};
-  cr_assert_eq(ct_endpoint_parse_server("tcp:8000:interface=127.0.0.1", &e, NULL),
-               0);
+  cr_assert_eq(
+      ct_endpoint_parse_server("tcp:8000:interface=127.0.0.1", &e, NULL), 0);
   int n = ct_endpoint_format(&e, NULL, 0);
   cr_assert_eq(n, (int)strlen("tcp:8000:interface=127.0.0.1"));
   char small[5];
@@ -282,7 +287,8 @@ Test(endpoint_parse, resolve_server_addresses) {
   struct sockaddr_storage ss;
   socklen_t len = 0;
 
-  cr_assert_eq(ct_endpoint_parse_server("tcp:8000:interface=127.0.0.1", &e, NULL), 0);
+  cr_assert_eq(
+      ct_endpoint_parse_server("tcp:8000:interface=127.0.0.1", &e, NULL), 0);
   cr_assert_eq(ct_endpoint_resolve(&e, &ss, &len, NULL), 0);
   struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
   cr_assert_eq(ss.ss_family, AF_INET);
@@ -303,7 +309,8 @@ Test(endpoint_parse, resolve_server_addresses) {
   cr_assert_eq(ntohs(((struct sockaddr_in6 *)&ss)->sin6_port), 81);
   ct_endpoint_clear(&e);
 
-  cr_assert_eq(ct_endpoint_parse_server("udp:0:interface=\\:\\:1", &e, NULL), 0);
+  cr_assert_eq(ct_endpoint_parse_server("udp:0:interface=\\:\\:1", &e, NULL),
+               0);
   cr_assert_eq(ct_endpoint_resolve(&e, &ss, &len, NULL), 0);
   cr_assert_eq(ss.ss_family, AF_INET6);
   cr_assert_eq(len, sizeof(struct sockaddr_in6));
@@ -358,7 +365,8 @@ Test(endpoint_parse, resolve_client_addresses) {
 
   /* ".invalid" never resolves (RFC 6761). */
   ct_failure *err = NULL;
-  cr_assert_eq(ct_endpoint_parse_client("tcp:no-such-host.invalid:80", &e, NULL), 0);
+  cr_assert_eq(
+      ct_endpoint_parse_client("tcp:no-such-host.invalid:80", &e, NULL), 0);
   cr_assert_eq(ct_endpoint_resolve(&e, &ss, &len, &err), CT_EDNS);
   cr_assert_not_null(err);
   cr_assert(strstr(err->message, "no-such-host.invalid") != NULL);

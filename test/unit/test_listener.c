@@ -19,7 +19,9 @@ static void setup(void) {
   cr_assert(R != NULL);
 }
 
-static void teardown(void) { ct_reactor_free(R); }
+static void teardown(void) {
+  ct_reactor_free(R);
+}
 
 TestSuite(listener, .init = setup, .fini = teardown, .timeout = 120);
 
@@ -51,9 +53,10 @@ static void count_lost(ct_protocol *p, const ct_failure *f) {
   (void)f;
   echo_lost++;
 }
-static const ct_protocol_ops counting_client_ops = {
-    .name = "counting", .data_received = count_data,
-    .connection_lost = count_lost};
+static const ct_protocol_ops counting_client_ops = {.name = "counting",
+                                                    .data_received = count_data,
+                                                    .connection_lost =
+                                                        count_lost};
 
 static int all_echoed(void *arg) {
   (void)arg;

@@ -22,9 +22,9 @@ typedef struct rec {
   char *got;
   size_t got_len, got_cap;
   size_t max_chunk, calls;
-  int lines;       /* complete "\n"-terminated lines seen */
-  int echo;        /* echo what arrives */
-  int reply_eof;   /* on EOF, write "bye\n" then lose_connection */
+  int lines;     /* complete "\n"-terminated lines seen */
+  int echo;      /* echo what arrives */
+  int reply_eof; /* on EOF, write "bye\n" then lose_connection */
 } rec;
 
 static void rec_add(rec *r, const char *d, size_t n) {
@@ -123,7 +123,9 @@ static ct_protocol *mk(rec *r, const ct_protocol_ops *o) {
   return p;
 }
 
-static void rec_done(rec *r) { free(r->got); }
+static void rec_done(rec *r) {
+  free(r->got);
+}
 
 /* ---------------------------------------------------------------- tests */
 
@@ -305,7 +307,9 @@ static void gen_resume(void *a) {
   g->resumes++;
   gen_run(g);
 }
-static void gen_stop(void *a) { ((gen *)a)->stops++; }
+static void gen_stop(void *a) {
+  ((gen *)a)->stops++;
+}
 static const ct_producer_ops gen_ops = {gen_pause, gen_resume, gen_stop};
 
 Test(memory_pump, push_producer_backpressure) {
@@ -313,7 +317,8 @@ Test(memory_pump, push_producer_backpressure) {
   ct_pump *p = ct_pump_connect(NULL, mk(&s, &ops), mk(&c, &ops), NULL);
   ct_transport *st = ct_pump_server_transport(p);
   ct_transport *ct = ct_pump_client_transport(p);
-  cr_assert_eq(ct_transport_pause_reading(ct), 0); /* a client that never reads */
+  cr_assert_eq(ct_transport_pause_reading(ct),
+               0); /* a client that never reads */
   gen g = {.t = st, .limit = 1024 * 1024};
   cr_assert_eq(ct_transport_register_producer(st, &gen_ops, &g, 1), 0);
   gen_run(&g);
@@ -482,8 +487,8 @@ Test(memory_pump, zero_delay_timers_run_under_the_fake_clock) {
   ct_reactor *r = ct_reactor_new_with_clock(clock);
   rec c = {0};
   ct_pump_options o = {.clock = clock, .chunk_size = 1};
-  ct_pump *p = ct_pump_connect(
-      r, ct_protocol_new(&later_ops, sizeof(later)), mk(&c, &ops), &o);
+  ct_pump *p = ct_pump_connect(r, ct_protocol_new(&later_ops, sizeof(later)),
+                               mk(&c, &ops), &o);
   ct_transport_write_str(ct_pump_client_transport(p), "question\n");
   ct_pump_flush(p);
   cr_assert_eq(c.got_len, 7);

@@ -15,9 +15,9 @@
 typedef struct rec {
   int made, lost, lost_code, freed, eofs;
   int keep_open_on_eof;
-  int in_call;               /* set while the protocol calls its transport */
-  int lost_inside_call;      /* connection_lost ran inside such a call */
-  int close_on;              /* 0, 'l' lose, 'a' abort: on "quit" */
+  int in_call;          /* set while the protocol calls its transport */
+  int lost_inside_call; /* connection_lost ran inside such a call */
+  int close_on;         /* 0, 'l' lose, 'a' abort: on "quit" */
   char got[4096];
   size_t got_len;
   int echo;
@@ -293,9 +293,15 @@ Test(memory_string, addresses) {
 typedef struct prod {
   int pauses, resumes, stops;
 } prod;
-static void p_pause(void *arg) { ((prod *)arg)->pauses++; }
-static void p_resume(void *arg) { ((prod *)arg)->resumes++; }
-static void p_stop(void *arg) { ((prod *)arg)->stops++; }
+static void p_pause(void *arg) {
+  ((prod *)arg)->pauses++;
+}
+static void p_resume(void *arg) {
+  ((prod *)arg)->resumes++;
+}
+static void p_stop(void *arg) {
+  ((prod *)arg)->stops++;
+}
 static const ct_producer_ops prod_ops = {p_pause, p_resume, p_stop};
 
 Test(memory_string, push_producer_and_backpressure) {

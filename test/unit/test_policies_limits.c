@@ -27,7 +27,9 @@ static void setup(void) {
   OBS = ct_log_add_observer(CT_LOG_DEBUG, observe, NULL);
 }
 
-static void teardown(void) { ct_log_remove_observer(OBS); }
+static void teardown(void) {
+  ct_log_remove_observer(OBS);
+}
 
 TestSuite(limits, .init = setup, .fini = teardown, .timeout = 30);
 

@@ -10,8 +10,12 @@
 
 static ct_reactor *R;
 
-static void setup(void) { R = ct_reactor_new(); }
-static void teardown(void) { ct_reactor_free(R); }
+static void setup(void) {
+  R = ct_reactor_new();
+}
+static void teardown(void) {
+  ct_reactor_free(R);
+}
 
 TestSuite(policies_tcp, .init = setup, .fini = teardown, .timeout = 30);
 
@@ -43,10 +47,10 @@ typedef struct stack {
 static void stack_open(stack *s) {
   s->t = ct_timeout_factory_new(&s->inner, 30.0);
   s->l = ct_limit_factory_new(ct_policy_factory_base(s->t), 10, 5);
-  s->th = ct_throttling_factory_new(R, ct_policy_factory_base(s->l),
-                                    64u << 20, 64u << 20);
-  s->port = tu_listen(R, "tcp:0:interface=127.0.0.1",
-                      ct_policy_factory_base(s->th));
+  s->th = ct_throttling_factory_new(R, ct_policy_factory_base(s->l), 64u << 20,
+                                    64u << 20);
+  s->port =
+      tu_listen(R, "tcp:0:interface=127.0.0.1", ct_policy_factory_base(s->th));
   tu_client_endpoint(s->port, s->ep, sizeof s->ep);
 }
 

@@ -33,7 +33,9 @@ typedef struct blast_cfg {
   int lost_code;
 } blast_cfg;
 
-static char pattern(size_t i) { return (char)('a' + i % 26); }
+static char pattern(size_t i) {
+  return (char)('a' + i % 26);
+}
 
 static void blast_made(ct_protocol *p, ct_transport *t) {
   blast_cfg *cfg = p->factory->user;
@@ -92,7 +94,9 @@ static void tenv_close(tenv *e) {
   ct_policy_factory_free(e->pf);
 }
 
-static size_t client_len(tenv *e) { return tu_client_len(&e->cst); }
+static size_t client_len(tenv *e) {
+  return tu_client_len(&e->cst);
+}
 
 Test(throttle, write_cap_per_second) {
   tenv e;
@@ -110,8 +114,8 @@ Test(throttle, write_cap_per_second) {
     size_t before = client_len(&e);
     ct_clock_advance(C, 0.5); /* tick at s seconds */
     ct_pump_flush(e.pump);
-    size_t want = (size_t)(s + 1) * 1000 < 10000 ? (size_t)(s + 1) * 1000
-                                                  : 10000;
+    size_t want =
+        (size_t)(s + 1) * 1000 < 10000 ? (size_t)(s + 1) * 1000 : 10000;
     cr_assert_eq(client_len(&e), want, "second %d: %zu", s, client_len(&e));
     cr_assert_leq(client_len(&e) - before, 1000);
   }
@@ -152,9 +156,8 @@ Test(throttle, read_cap_per_second) {
   tenv_open(&e, 0, 1000, 0, 100);
   char buf[10000];
   memset(buf, 'r', sizeof buf);
-  cr_assert_eq(ct_transport_write(ct_pump_client_transport(e.pump), buf,
-                                  sizeof buf),
-               0);
+  cr_assert_eq(
+      ct_transport_write(ct_pump_client_transport(e.pump), buf, sizeof buf), 0);
   ct_pump_flush(e.pump);
   cr_assert_eq(e.cfg.received, 1000);
   for (int s = 1; s <= 9; s++) {
@@ -203,8 +206,8 @@ Test(throttle, caps_are_shared_by_the_factory_connections) {
   ct_pump_options o = {.clock = C};
   for (int i = 0; i < 2; i++) {
     tu_client_factory_init(&cf[i], &cst[i]);
-    p[i] = ct_pump_connect_factories(R, ct_policy_factory_base(pf),
-                                     &cf[i].base, &o);
+    p[i] = ct_pump_connect_factories(R, ct_policy_factory_base(pf), &cf[i].base,
+                                     &o);
   }
   cr_assert_eq(ct_policy_factory_connections(pf), 2);
   for (int s = 0; s < 8; s++) {
@@ -232,8 +235,8 @@ Test(throttle, echo_under_both_caps_and_bad_arguments) {
   tu_client_stats cst;
   tu_client_factory_init(&cf, &cst);
   ct_pump_options o = {.clock = C, .chunk_size = 50};
-  ct_pump *p = ct_pump_connect_factories(R, ct_policy_factory_base(pf),
-                                         &cf.base, &o);
+  ct_pump *p =
+      ct_pump_connect_factories(R, ct_policy_factory_base(pf), &cf.base, &o);
   char buf[3000];
   for (size_t i = 0; i < sizeof buf; i++)
     buf[i] = pattern(i);

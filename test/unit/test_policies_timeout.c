@@ -193,8 +193,7 @@ static void fenv_open(fenv *e, double seconds) {
 }
 
 static void send_and_pump(fenv *e, const char *s) {
-  cr_assert_eq(ct_transport_write_str(ct_pump_client_transport(e->pump), s),
-               0);
+  cr_assert_eq(ct_transport_write_str(ct_pump_client_transport(e->pump), s), 0);
   ct_pump_flush(e->pump);
 }
 
@@ -305,14 +304,14 @@ Test(timeout_factory, wrappers_compose) {
   tu_server_stats sst = {0};
   ct_factory_init(&echo, NULL, &tu_echo_ops, sizeof(ct_protocol), &sst);
   ct_policy_factory *in = ct_timeout_factory_new(&echo, 1.0);
-  ct_policy_factory *out = ct_timeout_factory_new(ct_policy_factory_base(in),
-                                                  5.0);
+  ct_policy_factory *out =
+      ct_timeout_factory_new(ct_policy_factory_base(in), 5.0);
   ct_client_factory cf;
   tu_client_stats cst;
   tu_client_factory_init(&cf, &cst);
   ct_pump_options o = {.clock = C, .chunk_size = 1};
-  ct_pump *p = ct_pump_connect_factories(R, ct_policy_factory_base(out),
-                                         &cf.base, &o);
+  ct_pump *p =
+      ct_pump_connect_factories(R, ct_policy_factory_base(out), &cf.base, &o);
   cr_assert(p != NULL);
   ct_transport_write_str(ct_pump_client_transport(p), "layered");
   ct_pump_flush(p);
@@ -338,12 +337,11 @@ Test(timeout_factory, pull_producer_through_the_wrapper) {
   tu_client_stats cst;
   tu_client_factory_init(&cf, &cst);
   ct_pump_options o = {.clock = C, .max_steps = 200};
-  ct_pump *p = ct_pump_connect_factories(R, ct_policy_factory_base(pf),
-                                         &cf.base, &o);
+  ct_pump *p =
+      ct_pump_connect_factories(R, ct_policy_factory_base(pf), &cf.base, &o);
   cr_assert(p != NULL);
   ct_pump_flush(p); /* talks forever: stops at max_steps */
-  cr_assert_geq(cst.last->len, 10 * CT_CHARGEN_CHUNK, "got %zu",
-                cst.last->len);
+  cr_assert_geq(cst.last->len, 10 * CT_CHARGEN_CHUNK, "got %zu", cst.last->len);
   ct_transport *inner_t =
       ct_policy_inner_protocol(ct_pump_server_transport(p)->protocol)
           ->transport;
@@ -380,8 +378,8 @@ Test(timeout_factory, backpressure_through_the_wrapper) {
   tu_client_stats cst;
   tu_client_factory_init(&cf, &cst);
   ct_pump_options o = {.clock = C, .chunk_size = 500};
-  ct_pump *p = ct_pump_connect_factories(R, ct_policy_factory_base(pf),
-                                         &cf.base, &o);
+  ct_pump *p =
+      ct_pump_connect_factories(R, ct_policy_factory_base(pf), &cf.base, &o);
   cr_assert(p != NULL);
   ct_transport *client = ct_pump_client_transport(p);
   ct_transport *server = ct_pump_server_transport(p);

@@ -148,8 +148,8 @@ Test(tcp_connect, reconnect_resets_on_success_and_retries_after_loss) {
   ct_reconnect_policy_default(&pol);
   pol.jitter = 0;
   pol.factor = 3.0;
-  ct_reconnecting_client *rc = ct_reconnecting_client_new(R, cep, &cf, &pol,
-                                                           NULL);
+  ct_reconnecting_client *rc =
+      ct_reconnecting_client_new(R, cep, &cf, &pol, NULL);
   cr_assert(rc != NULL);
   settle(1);
   settle(1);
@@ -237,8 +237,8 @@ Test(tcp_connect, reconnect_jitter_is_seedable_and_injectable) {
   ct_reconnect_policy pol;
   ct_reconnect_policy_default(&pol);
   pol.random = fixed_random;
-  ct_reconnecting_client *rc = ct_reconnecting_client_new(R, ep, &cf, &pol,
-                                                          NULL);
+  ct_reconnecting_client *rc =
+      ct_reconnecting_client_new(R, ep, &cf, &pol, NULL);
   settle(1);
   double z = -sqrt(-2.0 * log(0.5));
   cr_assert_float_eq(ct_reconnecting_client_delay(rc),

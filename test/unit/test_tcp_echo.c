@@ -14,7 +14,9 @@ static void setup(void) {
   cr_assert(R != NULL);
 }
 
-static void teardown(void) { ct_reactor_free(R); }
+static void teardown(void) {
+  ct_reactor_free(R);
+}
 
 TestSuite(tcp_echo, .init = setup, .fini = teardown, .timeout = 30);
 
@@ -103,7 +105,9 @@ static void echo_round_trip(const char *server_ep, size_t total) {
   cr_assert_eq(sf.users, 0);
 }
 
-Test(tcp_echo, ipv4) { echo_round_trip("tcp:0:interface=127.0.0.1", 300000); }
+Test(tcp_echo, ipv4) {
+  echo_round_trip("tcp:0:interface=127.0.0.1", 300000);
+}
 
 Test(tcp_echo, ipv6) {
   echo_round_trip("tcp6:0:interface=\\:\\:1", 300000);
@@ -176,7 +180,8 @@ Test(tcp_echo, connect_bad_endpoint) {
   ct_client_factory cf;
   tu_client_stats cst;
   tu_client_factory_init(&cf, &cst);
-  const char *bad[] = {"tcp:host=127.0.0.1", "bogus:1", "udp:host=1.2.3.4:port=9",
+  const char *bad[] = {"tcp:host=127.0.0.1", "bogus:1",
+                       "udp:host=1.2.3.4:port=9",
                        "tcp:host=127.0.0.1:port=99999", ""};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     tu_conn_result res;
@@ -208,7 +213,8 @@ Test(tcp_echo, listen_bad_endpoint_and_in_use) {
   ct_failure_free(err);
   cr_assert_null(ct_listen(R, NULL, &sf, NULL));
   /* ssl: parses, but TLS is a later issue: a clear "not implemented". */
-  cr_assert_null(ct_listen(R, "ssl:0:privateKey=k.pem:certKey=c.pem", &sf, &err));
+  cr_assert_null(
+      ct_listen(R, "ssl:0:privateKey=k.pem:certKey=c.pem", &sf, &err));
   cr_assert_eq(err->code, CT_ENOSYS, "%d", err->code);
   cr_assert(strstr(err->message, "TLS") != NULL, "%s", err->message);
   ct_failure_free(err);
@@ -281,8 +287,14 @@ static ct_protocol *refuse_build(ct_factory *f, const ct_address *peer) {
 }
 
 static int started, stopped;
-static void f_start(ct_factory *f) { (void)f; started++; }
-static void f_stop(ct_factory *f) { (void)f; stopped++; }
+static void f_start(ct_factory *f) {
+  (void)f;
+  started++;
+}
+static void f_stop(ct_factory *f) {
+  (void)f;
+  stopped++;
+}
 
 static int client_lost_or_gone(void *arg) {
   tu_client_stats *st = arg;
@@ -337,7 +349,8 @@ Test(tcp_echo, connect_cancel) {
   ct_deferred_add_callbacks(d, tu_conn_ok, tu_conn_err, &res);
   ct_deferred_cancel(d);
   ct_deferred_unref(d);
-  cr_assert(res.failure != NULL && ct_failure_check(res.failure, CT_ECANCELLED));
+  cr_assert(res.failure != NULL &&
+            ct_failure_check(res.failure, CT_ECANCELLED));
   ct_failure_free(res.failure);
   tu_turns(R, 5);
   cr_assert_eq(cst.failed, 2);

@@ -13,7 +13,9 @@ static void setup(void) {
   cr_assert(R != NULL);
 }
 
-static void teardown(void) { ct_reactor_free(R); }
+static void teardown(void) {
+  ct_reactor_free(R);
+}
 
 TestSuite(tcp_read_buffer, .init = setup, .fini = teardown, .timeout = 60);
 
@@ -140,9 +142,8 @@ Test(tcp_read_buffer, concurrent_bulk_connections_never_mix_bytes) {
   cr_assert(tu_spin(R, all_echoed, cst, 40), "echo incomplete");
   for (int k = 0; k < NCONN; k++) {
     cr_assert_eq(cst[k].last->len, PER_CONN);
-    cr_assert_eq(tu_fnv(cst[k].last->buf, PER_CONN),
-                 tu_fnv(data[k], PER_CONN), "connection %d got other bytes",
-                 k);
+    cr_assert_eq(tu_fnv(cst[k].last->buf, PER_CONN), tu_fnv(data[k], PER_CONN),
+                 "connection %d got other bytes", k);
     free(data[k]);
     ct_transport_lose_connection(t[k]);
   }

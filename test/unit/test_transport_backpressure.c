@@ -16,7 +16,9 @@ static void setup(void) {
   cr_assert(R != NULL);
 }
 
-static void teardown(void) { ct_reactor_free(R); }
+static void teardown(void) {
+  ct_reactor_free(R);
+}
 
 TestSuite(transport_backpressure, .init = setup, .fini = teardown,
           .timeout = 120);
@@ -42,7 +44,9 @@ static int raw_connect(const ct_listening_port *port) {
   return fd;
 }
 
-static int has_conn(void *arg) { return ((tu_server_stats *)arg)->made > 0; }
+static int has_conn(void *arg) {
+  return ((tu_server_stats *)arg)->made > 0;
+}
 
 Test(transport_backpressure, never_reading_client_is_bounded) {
   tu_server_stats sst = {0};
@@ -156,9 +160,16 @@ static void p_stop(void *arg) {
 }
 static const ct_producer_ops prod_ops = {p_pause, p_resume, p_stop};
 
-static int sink_has(void *arg) { return sink_got >= *(size_t *)arg; }
-static int sink_connected(void *arg) { (void)arg; return sink_t != NULL; }
-static int prod_paused(void *arg) { return ((prod *)arg)->pauses > 0; }
+static int sink_has(void *arg) {
+  return sink_got >= *(size_t *)arg;
+}
+static int sink_connected(void *arg) {
+  (void)arg;
+  return sink_t != NULL;
+}
+static int prod_paused(void *arg) {
+  return ((prod *)arg)->pauses > 0;
+}
 
 static void open_sink(ct_factory *sf, ct_listening_port **port,
                       ct_client_factory *cf, tu_client_stats *cst,
@@ -194,8 +205,7 @@ Test(transport_backpressure, push_producer_paused_and_resumed) {
   p.t = ct;
   p.total = 20u * 1024u * 1024u;
   cr_assert_eq(ct_transport_register_producer(ct, &prod_ops, &p, 1), 0);
-  cr_assert_eq(ct_transport_register_producer(ct, &prod_ops, &p, 1),
-               CT_ESTATE);
+  cr_assert_eq(ct_transport_register_producer(ct, &prod_ops, &p, 1), CT_ESTATE);
   produce(&p);
   cr_assert(tu_spin(R, prod_paused, &p, 10));
   cr_assert(p.written < p.total);

@@ -13,7 +13,9 @@ static void setup(void) {
   cr_assert(R != NULL);
 }
 
-static void teardown(void) { ct_reactor_free(R); }
+static void teardown(void) {
+  ct_reactor_free(R);
+}
 
 TestSuite(transport_close, .init = setup, .fini = teardown, .timeout = 60);
 
@@ -30,17 +32,17 @@ typedef struct script {
   int write_after_close;
   size_t received;
   char *state_buf; /* freed by the protocol itself */
-  ct_transport *t;  /* the server transport (referenced) */
+  ct_transport *t; /* the server transport (referenced) */
 } script;
 
 enum {
-  M_FLUSH_BIG,      /* made: write 10 MiB, lose_connection */
-  M_ABORT_BIG,      /* made: write 10 MiB, abort */
-  M_HALF_CLOSE,     /* data: record; eof: reply, lose_connection */
-  M_ABORT_IN_DATA,  /* data: abort, free state */
-  M_LOSE_IN_DATA,   /* data: write reply, lose_connection, free state */
-  M_PLAIN,          /* just count */
-  M_KEEP            /* eof: stay open (half-closed) */
+  M_FLUSH_BIG,     /* made: write 10 MiB, lose_connection */
+  M_ABORT_BIG,     /* made: write 10 MiB, abort */
+  M_HALF_CLOSE,    /* data: record; eof: reply, lose_connection */
+  M_ABORT_IN_DATA, /* data: abort, free state */
+  M_LOSE_IN_DATA,  /* data: write reply, lose_connection, free state */
+  M_PLAIN,         /* just count */
+  M_KEEP           /* eof: stay open (half-closed) */
 };
 
 static script S;
@@ -154,7 +156,10 @@ static void env_close(env *e) {
   tu_stop_port(e->port);
 }
 
-static int server_lost(void *arg) { (void)arg; return S.lost > 0; }
+static int server_lost(void *arg) {
+  (void)arg;
+  return S.lost > 0;
+}
 static int client_lost(void *arg) {
   return ((tu_client_stats *)arg)->lost > 0;
 }
@@ -334,8 +339,7 @@ Test(transport_close, bad_arguments) {
   cr_assert_eq(ct_transport_set_tcp_nodelay(e.ct, 1), 0);
   cr_assert_eq(ct_transport_set_keepalive(e.ct, 1), 0);
   cr_assert_eq(ct_transport_set_option(e.ct, CT_OPT_SNDBUF, 65536), 0);
-  cr_assert_eq(ct_transport_register_producer(e.ct, NULL, NULL, 1),
-               CT_EINVAL);
+  cr_assert_eq(ct_transport_register_producer(e.ct, NULL, NULL, 1), CT_EINVAL);
   cr_assert_eq(ct_transport_unregister_producer(e.ct), CT_ENOTFOUND);
   struct iovec iov[3] = {{"ab", 2}, {"", 0}, {"cd", 2}};
   cr_assert_eq(ct_transport_writev(e.ct, iov, 3), 0);
@@ -346,8 +350,14 @@ Test(transport_close, bad_arguments) {
   env_close(&e);
 }
 
-static int server_eof(void *arg) { (void)arg; return S.eofs > 0; }
-static int sink_ready(void *arg) { (void)arg; return S.t != NULL; }
+static int server_eof(void *arg) {
+  (void)arg;
+  return S.eofs > 0;
+}
+static int sink_ready(void *arg) {
+  (void)arg;
+  return S.t != NULL;
+}
 
 Test(transport_close, write_error_reported_later) {
   env e;

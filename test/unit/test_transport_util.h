@@ -29,7 +29,8 @@ typedef int (*tu_cond_fn)(void *arg);
 
 /* Turn the loop until cond(arg) holds; gives up after `secs` of real time
  * (a safety net for hangs, not a timing assertion).  Returns 1 if met. */
-static inline int tu_spin(ct_reactor *r, tu_cond_fn cond, void *arg, double secs) {
+static inline int tu_spin(ct_reactor *r, tu_cond_fn cond, void *arg,
+                          double secs) {
   double end = tu_now() + secs;
   unsigned idle = 0;
   while (!cond(arg)) {
@@ -154,7 +155,8 @@ static inline void tu_client_made(ct_protocol *p, ct_transport *t) {
   }
 }
 
-static inline void tu_client_data(ct_protocol *p, const char *data, size_t len) {
+static inline void tu_client_data(ct_protocol *p, const char *data,
+                                  size_t len) {
   tu_client *c = (tu_client *)p;
   if (c->len + len > c->cap) {
     size_t cap = c->cap ? c->cap : 4096;
@@ -210,7 +212,8 @@ static const ct_protocol_ops tu_client_ops = {
     .free = tu_client_free,
 };
 
-static inline void tu_cf_failed(ct_client_factory *cf, const ct_failure *reason) {
+static inline void tu_cf_failed(ct_client_factory *cf,
+                                const ct_failure *reason) {
   tu_client_stats *st = cf->base.user;
   st->failed++;
   st->failed_code = reason->code;
@@ -224,7 +227,7 @@ static inline void tu_cf_lost(ct_client_factory *cf, const ct_failure *reason) {
 }
 
 static inline void tu_client_factory_init(ct_client_factory *cf,
-                                   tu_client_stats *st) {
+                                          tu_client_stats *st) {
   memset(cf, 0, sizeof *cf);
   memset(st, 0, sizeof *st);
   ct_factory_init(&cf->base, NULL, &tu_client_ops, sizeof(tu_client), st);
@@ -262,11 +265,13 @@ static inline const char *tu_client_head(const tu_client_stats *st) {
   return st->last != NULL ? st->last->buf : st->final_head;
 }
 
-static inline int tu_conn_done(void *arg) { return ((tu_conn_result *)arg)->done; }
+static inline int tu_conn_done(void *arg) {
+  return ((tu_conn_result *)arg)->done;
+}
 
 /* Connect and wait for the outcome. */
-static inline void tu_connect(ct_reactor *r, const char *ep, ct_client_factory *cf,
-                       tu_conn_result *res) {
+static inline void tu_connect(ct_reactor *r, const char *ep,
+                              ct_client_factory *cf, tu_conn_result *res) {
   memset(res, 0, sizeof *res);
   ct_deferred *d = ct_connect(r, ep, cf);
   cr_assert(d != NULL);
@@ -277,7 +282,7 @@ static inline void tu_connect(ct_reactor *r, const char *ep, ct_client_factory *
 
 /* Listen and return the port; asserts success. */
 static inline ct_listening_port *tu_listen(ct_reactor *r, const char *ep,
-                                    ct_factory *f) {
+                                           ct_factory *f) {
   ct_failure *err = NULL;
   ct_listening_port *port = ct_listen(r, ep, f, &err);
   if (port == NULL) {
@@ -291,7 +296,7 @@ static inline ct_listening_port *tu_listen(ct_reactor *r, const char *ep,
 
 /* "tcp:host=127.0.0.1:port=N" for a listening port. */
 static inline void tu_client_endpoint(ct_listening_port *port, char *buf,
-                               size_t len) {
+                                      size_t len) {
   ct_address a;
   ct_listening_port_address(port, &a);
   if (a.family == CT_ADDRESS_IPV4)

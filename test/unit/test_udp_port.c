@@ -21,7 +21,7 @@ typedef struct dproto {
   char last[256];
   size_t last_len;
   ct_address last_from;
-  int echo;           /* send every datagram back */
+  int echo; /* send every datagram back */
   int stop_reactor_on_receive;
   int stop_port_on_receive;
   ct_deferred *stop_d;
@@ -34,9 +34,8 @@ static void d_start(ct_datagram_protocol *p, ct_udp_port *port) {
   d->started++;
   cr_assert_eq(p->port, port);
   if (d->greeting != NULL) {
-    cr_assert_eq(ct_udp_write_to(port, d->greeting, strlen(d->greeting),
-                                 &d->target),
-                 0);
+    cr_assert_eq(
+        ct_udp_write_to(port, d->greeting, strlen(d->greeting), &d->target), 0);
   }
 }
 
@@ -67,7 +66,9 @@ static void d_refused(ct_datagram_protocol *p) {
   ct_reactor_stop(d->reactor);
 }
 
-static void d_stop(ct_datagram_protocol *p) { ((dproto *)p)->stopped++; }
+static void d_stop(ct_datagram_protocol *p) {
+  ((dproto *)p)->stopped++;
+}
 
 static const ct_datagram_protocol_ops dops = {
     .name = "test",
@@ -89,7 +90,9 @@ static void setup(void) {
   cr_assert_not_null(reactor);
 }
 
-static void teardown(void) { ct_reactor_free(reactor); }
+static void teardown(void) {
+  ct_reactor_free(reactor);
+}
 
 static void run(void) {
   ct_delayed_call *guard = ct_call_later(reactor, 10.0, guard_cb, NULL);
@@ -152,9 +155,13 @@ static void echo_round_trip(const char *iface_desc, const char *family_name) {
 
 TestSuite(udp_port, .init = setup, .fini = teardown);
 
-Test(udp_port, echo_round_trip_ipv4) { echo_round_trip("127.0.0.1", "IPv4"); }
+Test(udp_port, echo_round_trip_ipv4) {
+  echo_round_trip("127.0.0.1", "IPv4");
+}
 
-Test(udp_port, echo_round_trip_ipv6) { echo_round_trip("\\:\\:1", "IPv6"); }
+Test(udp_port, echo_round_trip_ipv6) {
+  echo_round_trip("\\:\\:1", "IPv6");
+}
 
 Test(udp_port, listen_by_port_and_interface) {
   dproto d;
@@ -177,15 +184,15 @@ Test(udp_port, connected_mode_and_icmp_refused) {
   dproto dead, client;
   init_proto(&dead);
   init_proto(&client);
-  ct_udp_port *du = ct_listen_udp(reactor, "udp:0:interface=127.0.0.1",
-                                  &dead.base, NULL);
+  ct_udp_port *du =
+      ct_listen_udp(reactor, "udp:0:interface=127.0.0.1", &dead.base, NULL);
   cr_assert_not_null(du);
   ct_address gone;
   cr_assert_eq(ct_udp_get_host(du, &gone), 0);
   stop_port(du, &dead);
 
-  ct_udp_port *cp = ct_listen_udp(reactor, "udp:0:interface=127.0.0.1",
-                                  &client.base, NULL);
+  ct_udp_port *cp =
+      ct_listen_udp(reactor, "udp:0:interface=127.0.0.1", &client.base, NULL);
   cr_assert_not_null(cp);
   cr_assert_eq(ct_udp_write(cp, "x", 1), CT_ENOTCONN);
   cr_assert_eq(ct_udp_is_connected(cp), 0);
@@ -201,7 +208,8 @@ Test(udp_port, connected_mode_and_icmp_refused) {
                "connected mode talks to its peer only");
   cr_assert_eq(ct_udp_write(cp, "hello?", 6), 0);
   run();
-  cr_assert_eq(client.refused, 1, "ICMP port unreachable -> connection_refused");
+  cr_assert_eq(client.refused, 1,
+               "ICMP port unreachable -> connection_refused");
   stop_port(cp, &client);
 }
 
@@ -210,10 +218,10 @@ Test(udp_port, connected_mode_round_trip) {
   init_proto(&server);
   init_proto(&client);
   server.echo = 1;
-  ct_udp_port *sp = ct_listen_udp(reactor, "udp:0:interface=127.0.0.1",
-                                  &server.base, NULL);
-  ct_udp_port *cp = ct_listen_udp(reactor, "udp:0:interface=127.0.0.1",
-                                  &client.base, NULL);
+  ct_udp_port *sp =
+      ct_listen_udp(reactor, "udp:0:interface=127.0.0.1", &server.base, NULL);
+  ct_udp_port *cp =
+      ct_listen_udp(reactor, "udp:0:interface=127.0.0.1", &client.base, NULL);
   cr_assert_not_null(sp);
   cr_assert_not_null(cp);
   ct_address sa;
@@ -274,14 +282,15 @@ Test(udp_port, long_datagrams_are_truncated_to_max_packet_size) {
   init_proto(&server);
   init_proto(&client);
   server.stop_reactor_on_receive = 1;
-  ct_udp_port *sp = ct_listen_udp(
-      reactor, "udp:0:interface=127.0.0.1:maxPacketSize=16", &server.base, NULL);
+  ct_udp_port *sp =
+      ct_listen_udp(reactor, "udp:0:interface=127.0.0.1:maxPacketSize=16",
+                    &server.base, NULL);
   cr_assert_not_null(sp);
   cr_assert_eq(ct_udp_max_packet_size(sp), 16);
   ct_udp_get_host(sp, &client.target);
   client.greeting = "0123456789abcdefghijklmnopqrstuvwxyz";
-  ct_udp_port *cp = ct_listen_udp(reactor, "udp:0:interface=127.0.0.1",
-                                  &client.base, NULL);
+  ct_udp_port *cp =
+      ct_listen_udp(reactor, "udp:0:interface=127.0.0.1", &client.base, NULL);
   cr_assert_not_null(cp);
   run();
   cr_assert_eq(server.received, 1);
@@ -297,12 +306,12 @@ Test(udp_port, stop_from_inside_datagram_received) {
   init_proto(&client);
   server.stop_port_on_receive = 1;
   server.stop_reactor_on_receive = 1;
-  ct_udp_port *sp = ct_listen_udp(reactor, "udp:0:interface=127.0.0.1",
-                                  &server.base, NULL);
+  ct_udp_port *sp =
+      ct_listen_udp(reactor, "udp:0:interface=127.0.0.1", &server.base, NULL);
   ct_udp_get_host(sp, &client.target);
   client.greeting = "bye";
-  ct_udp_port *cp = ct_listen_udp(reactor, "udp:0:interface=127.0.0.1",
-                                  &client.base, NULL);
+  ct_udp_port *cp =
+      ct_listen_udp(reactor, "udp:0:interface=127.0.0.1", &client.base, NULL);
   run();
   cr_assert_eq(server.received, 1);
   cr_assert_eq(server.stopped, 1, "stop_protocol ran after the callback");

@@ -14,7 +14,9 @@ static void setup(void) {
   cr_assert(R != NULL);
 }
 
-static void teardown(void) { ct_reactor_free(R); }
+static void teardown(void) {
+  ct_reactor_free(R);
+}
 
 TestSuite(unix_socket, .init = setup, .fini = teardown, .timeout = 60);
 
@@ -35,8 +37,7 @@ static int server_lost(void *arg) {
 
 Test(unix_socket, bulk_echo_hash) {
   char ep[96];
-  snprintf(ep, sizeof ep, "unix:/tmp/ct-test-unix-bulk-%d.sock",
-           (int)getpid());
+  snprintf(ep, sizeof ep, "unix:/tmp/ct-test-unix-bulk-%d.sock", (int)getpid());
   tu_server_stats sst = {0};
   ct_factory sf = CT_FACTORY_INIT(&tu_echo_ops, sizeof(ct_protocol));
   sf.user = &sst;
@@ -114,8 +115,8 @@ Test(unix_socket, path_errors) {
   cr_assert_eq(stat(path, &st), 0);
   unlink(path);
   /* A directory that does not exist. */
-  cr_assert_null(ct_listen(R, "unix:/nonexistent-dir/x.sock:lockfile=0", &sf,
-                           &err));
+  cr_assert_null(
+      ct_listen(R, "unix:/nonexistent-dir/x.sock:lockfile=0", &sf, &err));
   cr_assert_eq(err->code, CT_ENOENT, "%s", ct_err_name(err->code));
   ct_failure_free(err);
   cr_assert_eq(sf.users, 0);

@@ -25,11 +25,15 @@ static int is_asctime(const char *s, size_t len) {
   for (size_t i = 0; i < len; i++) {
     char c = s[i];
     switch (i) {
-    case 3: case 7: case 10: case 19:
+    case 3:
+    case 7:
+    case 10:
+    case 19:
       if (c != ' ')
         return 0;
       break;
-    case 13: case 16:
+    case 13:
+    case 16:
       if (c != ':')
         return 0;
       break;
@@ -37,7 +41,12 @@ static int is_asctime(const char *s, size_t len) {
       if (c != ' ' && !isdigit((unsigned char)c))
         return 0;
       break;
-    case 0: case 1: case 2: case 4: case 5: case 6:
+    case 0:
+    case 1:
+    case 2:
+    case 4:
+    case 5:
+    case 6:
       if (!isalpha((unsigned char)c))
         return 0;
       break;
@@ -255,7 +264,9 @@ static void setup(void) {
   cr_assert(R != NULL);
 }
 
-static void teardown(void) { ct_reactor_free(R); }
+static void teardown(void) {
+  ct_reactor_free(R);
+}
 
 TestSuite(wire_tcp, .init = setup, .fini = teardown, .timeout = 30);
 
