@@ -67,6 +67,21 @@ static int fd_reserve(ct_reactor *r, int fd) {
   return 0;
 }
 
+/* Create and add a persistent event; the one place that undoes a half-made
+ * event.  CT_EINVAL from event_add means e.g. a regular file under epoll. */
+static int add_event(ct_reactor *r, evutil_socket_t fd, short what,
+                     event_callback_fn cb, void *arg, struct event **out) {
+  struct event *ev = event_new(r->base, fd, what, cb, arg);
+  if (ev == NULL)
+    return CT_ENOMEM;
+  if (event_add(ev, NULL) != 0) {
+    event_free(ev);
+    return CT_EINVAL;
+  }
+  *out = ev;
+  return 0;
+}
+
 static int add_watch(ct_reactor *r, int fd, int events, ct_fd_cb cb,
                      void *arg) {
   if (r == NULL || fd < 0 || cb == NULL)
@@ -89,15 +104,10 @@ static int add_watch(ct_reactor *r, int fd, int events, ct_fd_cb cb,
   *w = (struct ct__fd_watch){NULL, r, cb, arg, events};
   short what =
       (short)((events == CT_READABLE ? EV_READ : EV_WRITE) | EV_PERSIST);
-  w->ev = event_new(r->base, fd, what, fd_event_cb, w);
-  if (w->ev == NULL) {
+  int rc = add_event(r, fd, what, fd_event_cb, w, &w->ev);
+  if (rc != 0) {
     free(w);
-    return CT_ENOMEM;
-  }
-  if (event_add(w->ev, NULL) != 0) {
-    event_free(w->ev);
-    free(w);
-    return CT_EINVAL; /* e.g. a regular file under epoll, or a closed fd */
+    return rc;
   }
   *slot = w;
   return 0;
@@ -156,15 +166,11 @@ static int sig_install(ct_reactor *r, int signum, ct_signal_cb cb, void *arg,
   if (w == NULL)
     return CT_ENOMEM;
   *w = (struct ct__sig_watch){NULL, r, cb, arg, is_default};
-  w->ev = evsignal_new(r->base, signum, sig_event_cb, w);
-  if (w->ev == NULL) {
+  int rc =
+      add_event(r, signum, EV_SIGNAL | EV_PERSIST, sig_event_cb, w, &w->ev);
+  if (rc != 0) {
     free(w);
-    return CT_ENOMEM;
-  }
-  if (event_add(w->ev, NULL) != 0) {
-    event_free(w->ev);
-    free(w);
-    return CT_EINVAL;
+    return rc;
   }
   r->sigs[signum] = w;
   return 0;
