@@ -104,7 +104,7 @@ static int add_watch(ct_reactor *r, int fd, int events, ct_fd_cb cb,
   *w = (struct ct__fd_watch){NULL, r, cb, arg, events};
   short what =
       (short)((events == CT_READABLE ? EV_READ : EV_WRITE) | EV_PERSIST);
-  int rc = add_event(r, fd, what, fd_event_cb, w, &w->ev);
+  rc = add_event(r, fd, what, fd_event_cb, w, &w->ev);
   if (rc != 0) {
     free(w);
     return rc;
