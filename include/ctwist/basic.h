@@ -256,6 +256,8 @@ struct ct_netstring_receiver {
   ct_basic_state st;
 };
 
+/** Protocol entry points used by CT_NETSTRING_RECEIVER_BASE (not for direct
+ *  use). */
 CT_EXTERN void ct_netstring_receiver_proto_made(ct_protocol *p,
                                                 ct_transport *t);
 CT_EXTERN void ct_netstring_receiver_proto_data(ct_protocol *p,
@@ -337,6 +339,8 @@ struct ct_intn_receiver {
   ct_basic_state st;
 };
 
+/** Protocol entry points used by CT_INT8/16/32_RECEIVER_BASE (not for direct
+ *  use). */
 CT_EXTERN void ct_intn_receiver_proto_made(ct_protocol *p, ct_transport *t);
 CT_EXTERN void ct_intn_receiver_proto_data(ct_protocol *p, const char *data,
                                            size_t len);
