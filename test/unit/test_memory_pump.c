@@ -11,128 +11,30 @@
 #include "ctwist/reactor.h"
 #include "ctwist/testing.h"
 #include "ctwist/transport.h"
+#include "tu_recorder.h"
 
 /* ------------------------------------------------------------ protocols */
 
-/* What a side saw; outlives its protocol. */
-typedef struct rec {
-  int made, lost, lost_code, freed, eofs;
-  int keep_open_on_eof;
-  int in_call, lost_inside_call;
-  char *got;
-  size_t got_len, got_cap;
-  size_t max_chunk, calls;
-  int lines;     /* complete "\n"-terminated lines seen */
-  int echo;      /* echo what arrives */
-  int reply_eof; /* on EOF, write "bye\n" then lose_connection */
-} rec;
-
-static void rec_add(rec *r, const char *d, size_t n) {
-  if (r->got_len + n > r->got_cap) {
-    size_t cap = r->got_cap ? r->got_cap : 256;
-    while (cap < r->got_len + n) {
-      cap *= 2;
-    }
-    r->got = realloc(r->got, cap);
-    cr_assert_not_null(r->got);
-    r->got_cap = cap;
-  }
-  memcpy(r->got + r->got_len, d, n);
-  r->got_len += n;
-  for (size_t i = 0; i < n; i++) {
-    r->lines += d[i] == '\n';
-  }
-  if (n > r->max_chunk) {
-    r->max_chunk = n;
-  }
-  r->calls++;
+/* The recording protocol is tu_rec (tu_recorder.h).  An echoing side also
+ * closes on "QUIT" and aborts on "KILL". */
+static void echoing(tu_rec *r) {
+  r->echo = 1;
+  r->lose_on = "QUIT";
+  r->abort_on = "KILL";
 }
 
-static void p_made(ct_protocol *p, ct_transport *t) {
-  rec *r = p->state;
-  r->made++;
-  cr_assert_eq(p->transport, t);
-}
-
-static void p_data(ct_protocol *p, const char *d, size_t n) {
-  rec *r = p->state;
-  rec_add(r, d, n);
-  if (r->echo) {
-    r->in_call = 1;
-    ct_transport_write(p->transport, d, n);
-    if (memmem(d, n, "QUIT", 4) != NULL) {
-      ct_transport_lose_connection(p->transport);
-    }
-    if (memmem(d, n, "KILL", 4) != NULL) {
-      ct_transport_abort(p->transport);
-    }
-    r->in_call = 0;
-  }
-}
-
-static int p_eof(ct_protocol *p) {
-  rec *r = p->state;
-  r->eofs++;
-  if (r->reply_eof) {
-    r->in_call = 1;
-    ct_transport_write_str(p->transport, "bye\n");
-    ct_transport_lose_connection(p->transport);
-    r->in_call = 0;
-    return 1;
-  }
-  return r->keep_open_on_eof;
-}
-
-static void p_lost(ct_protocol *p, const ct_failure *reason) {
-  rec *r = p->state;
-  r->lost++;
-  r->lost_code = reason->code;
-  if (r->in_call) {
-    r->lost_inside_call = 1;
-  }
-}
-
-static void p_free(ct_protocol *p) {
-  ((rec *)p->state)->freed++;
-  free(p);
-}
-
-static const ct_protocol_ops ops = {
-    .name = "rec",
-    .connection_made = p_made,
-    .data_received = p_data,
-    .eof_received = p_eof,
-    .connection_lost = p_lost,
-    .free = p_free,
-};
-
-static const ct_protocol_ops ops_bp = {
-    .name = "rec-bp",
-    .flags = CT_PROTOCOL_PAUSE_READING_ON_HIGH_WATER,
-    .connection_made = p_made,
-    .data_received = p_data,
-    .eof_received = p_eof,
-    .connection_lost = p_lost,
-    .free = p_free,
-};
-
-static ct_protocol *mk(rec *r, const ct_protocol_ops *o) {
-  ct_protocol *p = ct_protocol_new(o, sizeof(ct_protocol));
-  cr_assert_not_null(p);
-  p->state = r;
-  return p;
-}
-
-static void rec_done(rec *r) {
-  free(r->got);
+/* A pump between two recording protocols (server s, client c). */
+static ct_pump *pair(tu_rec *s, tu_rec *c, const ct_pump_options *o) {
+  return ct_pump_connect(NULL, tu_rec_proto(s, &tu_rec_ops),
+                         tu_rec_proto(c, &tu_rec_ops), o);
 }
 
 /* ---------------------------------------------------------------- tests */
 
 Test(memory_pump, echo_round_trip) {
-  rec s = {0}, c = {0};
-  s.echo = 1;
-  ct_pump *p = ct_pump_connect(NULL, mk(&s, &ops), mk(&c, &ops), NULL);
+  tu_rec s = {0}, c = {0};
+  echoing(&s);
+  ct_pump *p = pair(&s, &c, NULL);
   cr_assert_not_null(p);
   cr_assert_eq(s.made, 1);
   cr_assert_eq(c.made, 1);
@@ -152,16 +54,16 @@ Test(memory_pump, echo_round_trip) {
   cr_assert_eq(s.lost_code, CT_ECONNABORTED);
   cr_assert_eq(c.lost_code, CT_ECONNABORTED);
   cr_assert_eq(s.freed + c.freed, 2);
-  rec_done(&s);
-  rec_done(&c);
+  tu_rec_done(&s);
+  tu_rec_done(&c);
 }
 
 /* The same conversation in every chunk size gives the same bytes. */
 static void conversation(size_t chunk) {
-  rec s = {0}, c = {0};
-  s.echo = 1;
+  tu_rec s = {0}, c = {0};
+  echoing(&s);
   ct_pump_options o = {.chunk_size = chunk};
-  ct_pump *p = ct_pump_connect(NULL, mk(&s, &ops), mk(&c, &ops), &o);
+  ct_pump *p = pair(&s, &c, &o);
   ct_transport *ct = ct_pump_client_transport(p);
   const char *msg = "one\ntwo\nthree\n";
   for (int i = 0; i < 10; i++) {
@@ -179,8 +81,8 @@ static void conversation(size_t chunk) {
     cr_assert_eq(s.calls, 10 * strlen(msg), "one byte per call");
   }
   ct_pump_free(p);
-  rec_done(&s);
-  rec_done(&c);
+  tu_rec_done(&s);
+  tu_rec_done(&c);
 }
 
 Test(memory_pump, chunk_sizes_down_to_one_byte) {
@@ -192,9 +94,9 @@ Test(memory_pump, chunk_sizes_down_to_one_byte) {
 }
 
 Test(memory_pump, lose_connection_flushes_then_both_sides_lose) {
-  rec s = {0}, c = {0};
+  tu_rec s = {0}, c = {0};
   ct_pump_options o = {.chunk_size = 1000};
-  ct_pump *p = ct_pump_connect(NULL, mk(&s, &ops), mk(&c, &ops), &o);
+  ct_pump *p = pair(&s, &c, &o);
   ct_transport *st = ct_pump_server_transport(p);
   size_t total = 100 * 1000;
   char *blob = malloc(total);
@@ -218,14 +120,14 @@ Test(memory_pump, lose_connection_flushes_then_both_sides_lose) {
   ct_pump_free(p);
   cr_assert_eq(s.lost + c.lost, 2, "exactly once each");
   free(blob);
-  rec_done(&s);
-  rec_done(&c);
+  tu_rec_done(&s);
+  tu_rec_done(&c);
 }
 
 Test(memory_pump, close_from_inside_data_received) {
-  rec s = {0}, c = {0};
-  s.echo = 1;
-  ct_pump *p = ct_pump_connect(NULL, mk(&s, &ops), mk(&c, &ops), NULL);
+  tu_rec s = {0}, c = {0};
+  echoing(&s);
+  ct_pump *p = pair(&s, &c, NULL);
   ct_transport_write_str(ct_pump_client_transport(p), "hi QUIT");
   ct_pump_flush(p);
   cr_assert_eq(s.lost_inside_call, 0);
@@ -233,14 +135,14 @@ Test(memory_pump, close_from_inside_data_received) {
   cr_assert_eq(c.lost_code, CT_ECONNDONE);
   cr_assert_eq(c.got_len, 7, "the echo was flushed before the close");
   ct_pump_free(p);
-  rec_done(&s);
-  rec_done(&c);
+  tu_rec_done(&s);
+  tu_rec_done(&c);
 }
 
 Test(memory_pump, abort_drops_output_and_resets_the_peer) {
-  rec s = {0}, c = {0};
-  s.echo = 1;
-  ct_pump *p = ct_pump_connect(NULL, mk(&s, &ops), mk(&c, &ops), NULL);
+  tu_rec s = {0}, c = {0};
+  echoing(&s);
+  ct_pump *p = pair(&s, &c, NULL);
   ct_transport_write_str(ct_pump_client_transport(p), "KILL");
   ct_pump_flush(p);
   cr_assert_eq(s.lost_inside_call, 0);
@@ -248,14 +150,14 @@ Test(memory_pump, abort_drops_output_and_resets_the_peer) {
   cr_assert_eq(c.lost_code, CT_ECONNRESET);
   cr_assert_eq(c.got_len, 0, "aborted output is dropped");
   ct_pump_free(p);
-  rec_done(&s);
-  rec_done(&c);
+  tu_rec_done(&s);
+  tu_rec_done(&c);
 }
 
 Test(memory_pump, half_close_reaches_eof_received) {
-  rec s = {0}, c = {0};
+  tu_rec s = {0}, c = {0};
   s.reply_eof = 1;
-  ct_pump *p = ct_pump_connect(NULL, mk(&s, &ops), mk(&c, &ops), NULL);
+  ct_pump *p = pair(&s, &c, NULL);
   ct_transport *ct = ct_pump_client_transport(p);
   ct_transport_write_str(ct, "request");
   cr_assert_eq(ct_transport_half_close(ct), 0);
@@ -268,13 +170,13 @@ Test(memory_pump, half_close_reaches_eof_received) {
   cr_assert_eq(s.lost_code, CT_ECONNDONE);
   cr_assert_eq(c.lost_code, CT_ECONNDONE);
   ct_pump_free(p);
-  rec_done(&s);
-  rec_done(&c);
+  tu_rec_done(&s);
+  tu_rec_done(&c);
 }
 
 Test(memory_pump, eof_without_handler_closes) {
-  rec s = {0}, c = {0};
-  ct_pump *p = ct_pump_connect(NULL, mk(&s, &ops), mk(&c, &ops), NULL);
+  tu_rec s = {0}, c = {0};
+  ct_pump *p = pair(&s, &c, NULL);
   cr_assert_eq(ct_transport_half_close(ct_pump_client_transport(p)), 0);
   ct_pump_flush(p);
   cr_assert_eq(s.eofs, 1);
@@ -313,8 +215,8 @@ static void gen_stop(void *a) {
 static const ct_producer_ops gen_ops = {gen_pause, gen_resume, gen_stop};
 
 Test(memory_pump, push_producer_backpressure) {
-  rec s = {0}, c = {0};
-  ct_pump *p = ct_pump_connect(NULL, mk(&s, &ops), mk(&c, &ops), NULL);
+  tu_rec s = {0}, c = {0};
+  ct_pump *p = pair(&s, &c, NULL);
   ct_transport *st = ct_pump_server_transport(p);
   ct_transport *ct = ct_pump_client_transport(p);
   cr_assert_eq(ct_transport_pause_reading(ct),
@@ -336,15 +238,16 @@ Test(memory_pump, push_producer_backpressure) {
   cr_assert_eq(ct_transport_buffered(st), 0);
   ct_pump_free(p);
   cr_assert_eq(g.stops, 1);
-  rec_done(&s);
-  rec_done(&c);
+  tu_rec_done(&s);
+  tu_rec_done(&c);
 }
 
 Test(memory_pump, echo_server_stops_reading_from_a_client_that_never_reads) {
-  rec s = {0}, c = {0};
-  s.echo = 1;
+  tu_rec s = {0}, c = {0};
+  echoing(&s);
   ct_pump_options o = {.chunk_size = 16384};
-  ct_pump *p = ct_pump_connect(NULL, mk(&s, &ops_bp), mk(&c, &ops), &o);
+  ct_pump *p = ct_pump_connect(NULL, tu_rec_proto(&s, &tu_rec_ops_bp),
+                               tu_rec_proto(&c, &tu_rec_ops), &o);
   ct_transport *st = ct_pump_server_transport(p);
   ct_transport *ct = ct_pump_client_transport(p);
   ct_transport_pause_reading(ct);
@@ -363,8 +266,8 @@ Test(memory_pump, echo_server_stops_reading_from_a_client_that_never_reads) {
   cr_assert_eq(c.got_len, 2u * 1024 * 1024);
   cr_assert(!ct_transport_reading_paused(st));
   ct_pump_free(p);
-  rec_done(&s);
-  rec_done(&c);
+  tu_rec_done(&s);
+  tu_rec_done(&c);
 }
 
 /* A pull producer: three pieces, then it unregisters itself. */
@@ -384,8 +287,8 @@ static void pull_resume(void *arg) {
 static const ct_producer_ops pull_ops = {NULL, pull_resume, NULL};
 
 Test(memory_pump, pull_producer) {
-  rec s = {0}, c = {0};
-  ct_pump *p = ct_pump_connect(NULL, mk(&s, &ops), mk(&c, &ops), NULL);
+  tu_rec s = {0}, c = {0};
+  ct_pump *p = pair(&s, &c, NULL);
   puller pl = {ct_pump_server_transport(p), 0};
   cr_assert_eq(ct_transport_register_producer(pl.t, &pull_ops, &pl, 0), 0);
   cr_assert_eq(pl.calls, 0);
@@ -394,19 +297,19 @@ Test(memory_pump, pull_producer) {
   cr_assert_eq(c.lines, 3);
   cr_assert_eq(c.lost_code, CT_ECONNDONE);
   ct_pump_free(p);
-  rec_done(&s);
-  rec_done(&c);
+  tu_rec_done(&s);
+  tu_rec_done(&c);
 }
 
 /* A factory whose protocols record into the factory's `user` rec. */
 static ct_protocol *build(ct_factory *f, const ct_address *peer) {
   cr_assert_not_null(peer);
-  return mk(f->user, &ops);
+  return tu_rec_proto(f->user, &tu_rec_ops);
 }
 static const ct_factory_ops fops = {.name = "test", .build_protocol = build};
 
 Test(memory_pump, factories_and_addresses) {
-  rec s = {0}, c = {0};
+  tu_rec s = {0}, c = {0};
   ct_factory sf, cf;
   ct_factory_init(&sf, &fops, NULL, 0, &s);
   ct_factory_init(&cf, &fops, NULL, 0, &c);
@@ -430,8 +333,8 @@ Test(memory_pump, factories_and_addresses) {
   cr_assert_eq(s.freed + c.freed, 2);
 
   /* Default addresses. */
-  rec s2 = {0}, c2 = {0};
-  p = ct_pump_connect(NULL, mk(&s2, &ops), mk(&c2, &ops), NULL);
+  tu_rec s2 = {0}, c2 = {0};
+  p = pair(&s2, &c2, NULL);
   cr_assert_eq(ct_transport_get_host(ct_pump_server_transport(p), &a), 0);
   ct_address_format(&a, buf, sizeof(buf));
   cr_assert_str_eq(buf, "127.0.0.1:8000");
@@ -442,8 +345,9 @@ Test(memory_pump, factories_and_addresses) {
 }
 
 Test(memory_pump, bad_arguments) {
-  rec s = {0};
-  cr_assert_null(ct_pump_connect(NULL, mk(&s, &ops), NULL, NULL));
+  tu_rec s = {0};
+  cr_assert_null(
+      ct_pump_connect(NULL, tu_rec_proto(&s, &tu_rec_ops), NULL, NULL));
   cr_assert_eq(s.freed, 1, "the given protocol is released");
   cr_assert_eq(ct_pump_step(NULL), 0);
   cr_assert_eq(ct_pump_flush(NULL), CT_EINVAL);
@@ -485,10 +389,10 @@ static const ct_protocol_ops later_ops = {
 Test(memory_pump, zero_delay_timers_run_under_the_fake_clock) {
   ct_clock *clock = ct_clock_new();
   ct_reactor *r = ct_reactor_new_with_clock(clock);
-  rec c = {0};
+  tu_rec c = {0};
   ct_pump_options o = {.clock = clock, .chunk_size = 1};
   ct_pump *p = ct_pump_connect(r, ct_protocol_new(&later_ops, sizeof(later)),
-                               mk(&c, &ops), &o);
+                               tu_rec_proto(&c, &tu_rec_ops), &o);
   ct_transport_write_str(ct_pump_client_transport(p), "question\n");
   ct_pump_flush(p);
   cr_assert_eq(c.got_len, 7);
@@ -497,22 +401,22 @@ Test(memory_pump, zero_delay_timers_run_under_the_fake_clock) {
   cr_assert_eq(ct_reactor_pending_calls(r), 0);
   ct_reactor_free(r);
   ct_clock_free(clock);
-  rec_done(&c);
+  tu_rec_done(&c);
 }
 
 Test(memory_pump, max_steps_stops_endless_talk) {
-  rec s = {0}, c = {0};
-  s.echo = 1;
-  c.echo = 1; /* two echoes ping-pong forever */
+  tu_rec s = {0}, c = {0};
+  echoing(&s);
+  echoing(&c); /* two echoes ping-pong forever */
   ct_pump_options o = {.max_steps = 1000};
-  ct_pump *p = ct_pump_connect(NULL, mk(&s, &ops), mk(&c, &ops), &o);
+  ct_pump *p = pair(&s, &c, &o);
   ct_transport_write_str(ct_pump_client_transport(p), "ping");
   cr_assert_eq(ct_pump_flush(p), CT_ETOOBIG);
   ct_pump_set_chunk_size(p, 1);
   cr_assert_eq(ct_pump_step(p), 1);
   ct_pump_free(p);
-  rec_done(&s);
-  rec_done(&c);
+  tu_rec_done(&s);
+  tu_rec_done(&c);
 }
 
 /* The server frees its own state and closes in the middle of a stream fed
@@ -545,12 +449,13 @@ static const ct_protocol_ops selfish_ops = {
 
 Test(memory_pump, free_own_state_and_abort_mid_stream) {
   int code = 0;
-  rec c = {0};
+  tu_rec c = {0};
   selfish *s = (selfish *)ct_protocol_new(&selfish_ops, sizeof(selfish));
   s->state = malloc(8);
   s->lost_code = &code;
   ct_pump_options o = {.chunk_size = 1};
-  ct_pump *p = ct_pump_connect(NULL, &s->base, mk(&c, &ops), &o);
+  ct_pump *p =
+      ct_pump_connect(NULL, &s->base, tu_rec_proto(&c, &tu_rec_ops), &o);
   ct_transport_write_str(ct_pump_client_transport(p), "abc!defgh");
   ct_pump_flush(p);
   cr_assert_eq(code, CT_ECONNABORTED);

@@ -10,102 +10,27 @@
 #include "ctwist/reactor.h"
 #include "ctwist/testing.h"
 #include "ctwist/transport.h"
+#include "tu_recorder.h"
 
-/* What the test protocol saw; outlives the protocol. */
-typedef struct rec {
-  int made, lost, lost_code, freed, eofs;
-  int keep_open_on_eof;
-  int in_call;          /* set while the protocol calls its transport */
-  int lost_inside_call; /* connection_lost ran inside such a call */
-  int close_on;         /* 0, 'l' lose, 'a' abort: on "quit" */
-  char got[4096];
-  size_t got_len;
-  int echo;
-} rec;
-
-static void t_made(ct_protocol *p, ct_transport *t) {
-  rec *r = p->state;
-  r->made++;
-  cr_assert_eq(p->transport, t);
+/* The test protocol is tu_rec (tu_recorder.h): at most 4 KiB received in
+ * all, closes on "quit" must succeed. */
+static ct_protocol *proto(tu_rec *r, const ct_protocol_ops *ops) {
+  r->limit = 4096;
+  r->check_close_rc = 1;
+  return tu_rec_proto(r, ops);
 }
 
-static void t_data(ct_protocol *p, const char *data, size_t len) {
-  rec *r = p->state;
-  cr_assert_lt(r->got_len + len, sizeof(r->got));
-  memcpy(r->got + r->got_len, data, len);
-  r->got_len += len;
-  r->in_call = 1;
-  if (r->echo) {
-    ct_transport_write(p->transport, data, len);
-  }
-  if (memmem(data, len, "quit", 4) != NULL) {
-    if (r->close_on == 'l') {
-      cr_assert_eq(ct_transport_lose_connection(p->transport), 0);
-    } else if (r->close_on == 'a') {
-      cr_assert_eq(ct_transport_abort(p->transport), 0);
-    }
-  }
-  r->in_call = 0;
-}
-
-static int t_eof(ct_protocol *p) {
-  rec *r = p->state;
-  r->eofs++;
-  return r->keep_open_on_eof;
-}
-
-static void t_lost(ct_protocol *p, const ct_failure *reason) {
-  rec *r = p->state;
-  r->lost++;
-  r->lost_code = reason->code;
-  if (r->in_call) {
-    r->lost_inside_call = 1;
-  }
-  cr_assert_not_null(p->transport);
-}
-
-static void t_free(ct_protocol *p) {
-  rec *r = p->state;
-  r->freed++;
-  free(p);
-}
-
-static const ct_protocol_ops test_ops = {
-    .name = "test",
-    .connection_made = t_made,
-    .data_received = t_data,
-    .eof_received = t_eof,
-    .connection_lost = t_lost,
-    .free = t_free,
-};
-
-static const ct_protocol_ops test_ops_bp = {
-    .name = "test-bp",
-    .flags = CT_PROTOCOL_PAUSE_READING_ON_HIGH_WATER,
-    .connection_made = t_made,
-    .data_received = t_data,
-    .connection_lost = t_lost,
-    .free = t_free,
-};
-
-static ct_protocol *proto(rec *r, const ct_protocol_ops *ops) {
-  ct_protocol *p = ct_protocol_new(ops, sizeof(ct_protocol));
-  cr_assert_not_null(p);
-  p->state = r;
-  return p;
-}
-
-static ct_string_transport *connected(rec *r, int echo) {
+static ct_string_transport *connected(tu_rec *r, int echo) {
   ct_string_transport *st = ct_string_transport_new(NULL);
   cr_assert_not_null(st);
   r->echo = echo;
-  cr_assert_eq(ct_string_transport_connect(st, proto(r, &test_ops)), 0);
+  cr_assert_eq(ct_string_transport_connect(st, proto(r, &tu_rec_ops)), 0);
   cr_assert_eq(r->made, 1);
   return st;
 }
 
 Test(memory_string, records_writes_and_clears) {
-  rec r = {0};
+  tu_rec r = {0};
   ct_string_transport *st = connected(&r, 0);
   ct_transport *t = ct_string_transport_transport(st);
   cr_assert_str_eq(ct_transport_kind(t), "string");
@@ -126,10 +51,11 @@ Test(memory_string, records_writes_and_clears) {
   cr_assert_eq(r.lost, 1);
   cr_assert_eq(r.lost_code, CT_ECONNABORTED);
   cr_assert_eq(r.freed, 1);
+  tu_rec_done(&r);
 }
 
 Test(memory_string, feed_reaches_data_received_and_echo_is_recorded) {
-  rec r = {0};
+  tu_rec r = {0};
   ct_string_transport *st = connected(&r, 1);
   cr_assert_eq(ct_string_transport_feed_str(st, "ping"), 0);
   cr_assert_eq(ct_string_transport_feed(st, "!", 1), 0);
@@ -139,11 +65,12 @@ Test(memory_string, feed_reaches_data_received_and_echo_is_recorded) {
   cr_assert_eq(ct_string_transport_feed(st, NULL, 1), CT_EINVAL);
   cr_assert_eq(ct_string_transport_step(st), 0, "nothing pending");
   ct_string_transport_free(st);
+  tu_rec_done(&r);
 }
 
 Test(memory_string, lose_connection_from_data_received_is_delivered_later) {
-  rec r = {0};
-  r.close_on = 'l';
+  tu_rec r = {0};
+  r.lose_on = "quit";
   ct_string_transport *st = connected(&r, 1);
   ct_transport *t = ct_string_transport_transport(st);
   cr_assert_eq(ct_string_transport_feed_str(st, "quit"), 0);
@@ -171,11 +98,12 @@ Test(memory_string, lose_connection_from_data_received_is_delivered_later) {
   cr_assert_eq(ct_string_transport_lose(st, NULL), CT_ECLOSED);
   ct_string_transport_free(st);
   cr_assert_eq(r.lost, 1, "exactly once");
+  tu_rec_done(&r);
 }
 
 Test(memory_string, abort_from_data_received) {
-  rec r = {0};
-  r.close_on = 'a';
+  tu_rec r = {0};
+  r.abort_on = "quit";
   ct_string_transport *st = connected(&r, 0);
   ct_transport *t = ct_string_transport_transport(st);
   cr_assert_eq(ct_string_transport_feed_str(st, "quit"), 0);
@@ -187,10 +115,11 @@ Test(memory_string, abort_from_data_received) {
   cr_assert_eq(ct_string_transport_step(st), 1);
   cr_assert_eq(r.lost_code, CT_ECONNABORTED);
   ct_string_transport_free(st);
+  tu_rec_done(&r);
 }
 
 Test(memory_string, lose_from_outside_with_a_reason) {
-  rec r = {0};
+  tu_rec r = {0};
   ct_string_transport *st = connected(&r, 0);
   ct_failure *f = ct_failure_new(CT_ECONNRESET, "peer reset");
   cr_assert_eq(ct_string_transport_lose(st, f), 0);
@@ -200,10 +129,11 @@ Test(memory_string, lose_from_outside_with_a_reason) {
                CT_ECLOSED);
   ct_string_transport_free(st);
   cr_assert_eq(r.lost, 1);
+  tu_rec_done(&r);
 }
 
 Test(memory_string, paused_reading_queues_input) {
-  rec r = {0};
+  tu_rec r = {0};
   ct_string_transport *st = connected(&r, 0);
   ct_transport *t = ct_string_transport_transport(st);
   cr_assert_eq(ct_transport_pause_reading(t), 0);
@@ -226,10 +156,11 @@ Test(memory_string, paused_reading_queues_input) {
   cr_assert_eq(s.resume_calls, 1);
   cr_assert_eq(s.queued_input, 0);
   ct_string_transport_free(st);
+  tu_rec_done(&r);
 }
 
 Test(memory_string, half_close_and_eof) {
-  rec r = {0};
+  tu_rec r = {0};
   ct_string_transport *st = connected(&r, 0);
   ct_transport *t = ct_string_transport_transport(st);
   cr_assert_eq(ct_transport_half_close(t), 0);
@@ -250,10 +181,11 @@ Test(memory_string, half_close_and_eof) {
   cr_assert_eq(r.lost, 0);
   ct_string_transport_free(st);
   cr_assert_eq(r.lost, 1);
+  tu_rec_done(&r);
 }
 
 Test(memory_string, eof_closes_when_not_kept) {
-  rec r = {0};
+  tu_rec r = {0};
   ct_string_transport *st = connected(&r, 0);
   cr_assert_eq(ct_string_transport_feed_eof(st), 0);
   cr_assert_eq(r.eofs, 1);
@@ -262,10 +194,11 @@ Test(memory_string, eof_closes_when_not_kept) {
   cr_assert_eq(ct_string_transport_step(st), 1);
   cr_assert_eq(r.lost_code, CT_ECONNDONE);
   ct_string_transport_free(st);
+  tu_rec_done(&r);
 }
 
 Test(memory_string, addresses) {
-  rec r = {0};
+  tu_rec r = {0};
   ct_string_transport *st = connected(&r, 0);
   ct_transport *t = ct_string_transport_transport(st);
   ct_address a;
@@ -287,6 +220,7 @@ Test(memory_string, addresses) {
   cr_assert_eq(ct_transport_set_tcp_nodelay(t, 1), 0);
   cr_assert_eq(ct_transport_fileno(t), -1);
   ct_string_transport_free(st);
+  tu_rec_done(&r);
 }
 
 /* A push producer that counts pause/resume/stop. */
@@ -305,10 +239,10 @@ static void p_stop(void *arg) {
 static const ct_producer_ops prod_ops = {p_pause, p_resume, p_stop};
 
 Test(memory_string, push_producer_and_backpressure) {
-  rec r = {0};
+  tu_rec r = {0};
   ct_string_transport *st = ct_string_transport_new(NULL);
-  cr_assert_eq(ct_string_transport_connect(st, proto(&r, &test_ops_bp)), 0);
-  ct_protocol *extra = proto(&r, &test_ops_bp);
+  cr_assert_eq(ct_string_transport_connect(st, proto(&r, &tu_rec_ops_bp)), 0);
+  ct_protocol *extra = proto(&r, &tu_rec_ops_bp);
   cr_assert_eq(ct_string_transport_connect(st, extra), CT_ESTATE);
   cr_assert_eq(r.freed, 0, "a refused protocol stays the caller's");
   ct_protocol_release(extra);
@@ -342,6 +276,7 @@ Test(memory_string, push_producer_and_backpressure) {
   ct_string_transport_free(st);
   cr_assert_eq(pr.stops, 1, "stop_producing when the connection ends");
   cr_assert_eq(r.freed, 2);
+  tu_rec_done(&r);
 }
 
 /* A pull producer writes one piece per resume_producing, 3 in all. */
@@ -361,7 +296,7 @@ static void pull_resume(void *arg) {
 static const ct_producer_ops pull_ops = {NULL, pull_resume, NULL};
 
 Test(memory_string, pull_producer_runs_from_steps) {
-  rec r = {0};
+  tu_rec r = {0};
   ct_string_transport *st = connected(&r, 0);
   ct_transport *t = ct_string_transport_transport(st);
   puller pl = {t, 0};
@@ -376,6 +311,7 @@ Test(memory_string, pull_producer_runs_from_steps) {
   ct_string_transport_stats_get(st, &s);
   cr_assert_eq(s.producer_registered, 0);
   ct_string_transport_free(st);
+  tu_rec_done(&r);
 }
 
 Test(memory_string, free_before_connect_and_null) {
@@ -392,7 +328,7 @@ Test(memory_string, free_before_connect_and_null) {
 typedef struct idle {
   ct_protocol base;
   ct_delayed_call *timer;
-  rec *r;
+  tu_rec *r;
 } idle;
 static void idle_fire(void *arg) {
   idle *ip = arg;
@@ -429,7 +365,7 @@ Test(memory_string, protocol_timer_on_fake_clock) {
   ct_clock *clock = ct_clock_new();
   ct_reactor *reactor = ct_reactor_new_with_clock(clock);
   cr_assert_not_null(reactor);
-  rec r = {0};
+  tu_rec r = {0};
   ct_string_transport *st = ct_string_transport_new(reactor);
   idle *ip = (idle *)ct_protocol_new(&idle_ops, sizeof(idle));
   ip->r = &r;
@@ -447,6 +383,7 @@ Test(memory_string, protocol_timer_on_fake_clock) {
   cr_assert_eq(ct_reactor_pending_calls(reactor), 0);
   ct_reactor_free(reactor);
   ct_clock_free(clock);
+  tu_rec_done(&r);
 }
 
 /* A protocol that frees its own state and closes from inside
