@@ -12,16 +12,7 @@
 #include "ctwist/log.h"
 #include "test_transport_util.h"
 
-static ct_reactor *R;
-
-static void setup(void) {
-  R = ct_reactor_new();
-  cr_assert(R != NULL);
-}
-
-static void teardown(void) {
-  ct_reactor_free(R);
-}
+TU_REACTOR_FIXTURE
 
 TestSuite(listener, .init = setup, .fini = teardown, .timeout = 120);
 

@@ -164,20 +164,6 @@ Test(limits, wrapped_factory_refusal_is_not_counted) {
 
 /* ------------------------------------------------------------ over TCP */
 
-static int client_gone(void *arg) {
-  return ((tu_client_stats *)arg)->last == NULL;
-}
-
-typedef struct want_len {
-  tu_client_stats *st;
-  size_t n;
-} want_len;
-
-static int got_len(void *arg) {
-  want_len *w = arg;
-  return w->st->last != NULL && w->st->last->len >= w->n;
-}
-
 static int server_count(void *arg) {
   return ct_policy_factory_connections(arg) == 0;
 }
@@ -204,16 +190,16 @@ Test(limits, tcp_extra_connection_closed_at_once) {
   tu_turns(r, 10);
   tu_connect(r, ep, &cf2, &r2);
   cr_assert(r2.failure == NULL); /* TCP connected, then closed by the server */
-  cr_assert(tu_spin(r, client_gone, &c2, 10), "extra connection kept open");
+  cr_assert(tu_spin(r, tu_client_gone, &c2, 10), "extra connection kept open");
   cr_assert_eq(ct_policy_factory_refused(pf), 1);
   cr_assert_geq(refusals_logged, 1);
   /* The first keeps working. */
   ct_transport_write_str(r1.protocol->transport, "still served");
-  want_len w = {&c1, 12};
-  cr_assert(tu_spin(r, got_len, &w, 10));
+  tu_want_len w = {&c1, 12};
+  cr_assert(tu_spin(r, tu_got_len, &w, 10));
   cr_assert(memcmp(c1.last->buf, "still served", 12) == 0);
   ct_transport_lose_connection(r1.protocol->transport);
-  cr_assert(tu_spin(r, client_gone, &c1, 10));
+  cr_assert(tu_spin(r, tu_client_gone, &c1, 10));
   cr_assert(tu_spin(r, server_count, pf, 10));
   tu_server_stats_release(&sst);
   tu_stop_port(port);

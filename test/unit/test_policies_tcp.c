@@ -8,30 +8,9 @@
 #include "ctwist/wire.h"
 #include "test_transport_util.h"
 
-static ct_reactor *R;
-
-static void setup(void) {
-  R = ct_reactor_new();
-}
-static void teardown(void) {
-  ct_reactor_free(R);
-}
+TU_REACTOR_FIXTURE
 
 TestSuite(policies_tcp, .init = setup, .fini = teardown, .timeout = 30);
-
-typedef struct want_len {
-  tu_client_stats *st;
-  size_t n;
-} want_len;
-
-static int got_len(void *arg) {
-  want_len *w = arg;
-  return w->st->last != NULL && w->st->last->len >= w->n;
-}
-
-static int client_gone(void *arg) {
-  return ((tu_client_stats *)arg)->last == NULL;
-}
 
 static int no_conns(void *arg) {
   return ct_policy_factory_connections(arg) == 0;
@@ -85,13 +64,13 @@ Test(policies_tcp, wrapped_echo_round_trip) {
     if (chunk > 65536)
       chunk = 1;
   }
-  want_len w = {&cst, total};
-  cr_assert(tu_spin(R, got_len, &w, 20));
+  tu_want_len w = {&cst, total};
+  cr_assert(tu_spin(R, tu_got_len, &w, 20));
   cr_assert(memcmp(cst.last->buf, data, total) == 0);
   free(data);
   cr_assert_eq(ct_policy_factory_connections(s.th), 1);
   ct_transport_lose_connection(t);
-  cr_assert(tu_spin(R, client_gone, &cst, 10));
+  cr_assert(tu_spin(R, tu_client_gone, &cst, 10));
   stack_close(&s);
 }
 
@@ -106,8 +85,8 @@ Test(policies_tcp, wrapped_chargen_stays_bounded) {
   tu_connect(R, s.ep, &cf, &res);
   cr_assert(res.failure == NULL);
   ct_transport *t = res.protocol->transport;
-  want_len w = {&cst, 200000};
-  cr_assert(tu_spin(R, got_len, &w, 20));
+  tu_want_len w = {&cst, 200000};
+  cr_assert(tu_spin(R, tu_got_len, &w, 20));
   ct_transport_pause_reading(t);
   tu_turns(R, 100);
   size_t before = cst.last->len;
@@ -115,11 +94,11 @@ Test(policies_tcp, wrapped_chargen_stays_bounded) {
   cr_assert_eq(cst.last->len, before);
   ct_transport_resume_reading(t);
   w.n = before + 300000;
-  cr_assert(tu_spin(R, got_len, &w, 20));
+  cr_assert(tu_spin(R, tu_got_len, &w, 20));
   const char noise[] = CT_CHARGEN_NOISE;
   for (size_t i = 0; i < cst.last->len; i++)
     cr_assert_eq(cst.last->buf[i], noise[i % 71]);
   ct_transport_lose_connection(t);
-  cr_assert(tu_spin(R, client_gone, &cst, 10));
+  cr_assert(tu_spin(R, tu_client_gone, &cst, 10));
   stack_close(&s);
 }

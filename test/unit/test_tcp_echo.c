@@ -7,38 +7,9 @@
 
 #include "test_transport_util.h"
 
-static ct_reactor *R;
-
-static void setup(void) {
-  R = ct_reactor_new();
-  cr_assert(R != NULL);
-}
-
-static void teardown(void) {
-  ct_reactor_free(R);
-}
+TU_REACTOR_FIXTURE
 
 TestSuite(tcp_echo, .init = setup, .fini = teardown, .timeout = 30);
-
-typedef struct want_len {
-  tu_client_stats *st;
-  size_t n;
-} want_len;
-
-static int got_len(void *arg) {
-  want_len *w = arg;
-  return w->st->last != NULL && w->st->last->len >= w->n;
-}
-
-static int client_gone(void *arg) {
-  tu_client_stats *st = arg;
-  return st->last == NULL;
-}
-
-static int server_lost(void *arg) {
-  tu_server_stats *st = arg;
-  return st->lost > 0 && st->lost == st->made;
-}
 
 /* Echo `total` bytes in writes of varying sizes, down to one byte. */
 static void echo_round_trip(const char *server_ep, size_t total) {
@@ -72,8 +43,8 @@ static void echo_round_trip(const char *server_ep, size_t total) {
     if (chunk > 70000)
       chunk = 1;
   }
-  want_len w = {&cst, total};
-  cr_assert(tu_spin(R, got_len, &w, 20), "echo incomplete: %zu of %zu",
+  tu_want_len w = {&cst, total};
+  cr_assert(tu_spin(R, tu_got_len, &w, 20), "echo incomplete: %zu of %zu",
             cst.last ? cst.last->len : 0, total);
   cr_assert_eq(cst.last->len, total);
   cr_assert(memcmp(cst.last->buf, data, total) == 0);
@@ -95,8 +66,8 @@ static void echo_round_trip(const char *server_ep, size_t total) {
                    srv.family == CT_ADDRESS_UNIX ? "unix" : "tcp");
 
   cr_assert_eq(ct_transport_lose_connection(t), 0);
-  cr_assert(tu_spin(R, client_gone, &cst, 10));
-  cr_assert(tu_spin(R, server_lost, &sst, 10));
+  cr_assert(tu_spin(R, tu_client_gone, &cst, 10));
+  cr_assert(tu_spin(R, tu_server_lost, &sst, 10));
   cr_assert_eq(sst.last_lost_code, CT_ECONNDONE);
   cr_assert_eq(cst.lost, 1);
   cr_assert_eq(cf.base.users, 0);
@@ -421,8 +392,8 @@ Test(tcp_echo, writev_many_pieces_and_queued) {
   cr_assert_eq(ct_transport_write(t, b, big), 0);
   cr_assert_eq(ct_transport_writev(t, iov, 10), 0);
   total += big + 20;
-  want_len w = {&cst, total};
-  cr_assert(tu_spin(R, got_len, &w, 30));
+  tu_want_len w = {&cst, total};
+  cr_assert(tu_spin(R, tu_got_len, &w, 30));
   tu_client *c = cst.last;
   cr_assert_eq(c->len, total);
   cr_assert(memcmp(c->buf, "000102", 6) == 0);
@@ -431,7 +402,7 @@ Test(tcp_echo, writev_many_pieces_and_queued) {
   free(b);
   ct_transport_abort(t);
   ct_transport_unref(t);
-  cr_assert(tu_spin(R, server_lost, &sst, 10));
+  cr_assert(tu_spin(R, tu_server_lost, &sst, 10));
   tu_server_stats_release(&sst);
   tu_stop_port(port);
 }

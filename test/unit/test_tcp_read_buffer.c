@@ -6,16 +6,7 @@
  */
 #include "test_transport_util.h"
 
-static ct_reactor *R;
-
-static void setup(void) {
-  R = ct_reactor_new();
-  cr_assert(R != NULL);
-}
-
-static void teardown(void) {
-  ct_reactor_free(R);
-}
+TU_REACTOR_FIXTURE
 
 TestSuite(tcp_read_buffer, .init = setup, .fini = teardown, .timeout = 60);
 
@@ -42,16 +33,6 @@ static const ct_protocol_ops nesting_ops = {
     .connection_lost = tu_echo_lost,
 };
 
-typedef struct want_len {
-  tu_client_stats *st;
-  size_t n;
-} want_len;
-
-static int got_len(void *arg) {
-  want_len *w = arg;
-  return w->st->last != NULL && w->st->last->len >= w->n;
-}
-
 Test(tcp_read_buffer, nested_iterate_inside_data_received_is_refused) {
   tu_server_stats sst = {0};
   ct_factory sf = CT_FACTORY_INIT(&nesting_ops, sizeof(ct_protocol));
@@ -74,8 +55,8 @@ Test(tcp_read_buffer, nested_iterate_inside_data_received_is_refused) {
   for (size_t i = 0; i < n; i++)
     msg[i] = (char)(i * 31 + i / 977);
   cr_assert_eq(ct_transport_write(t, msg, n), 0);
-  want_len w = {&cst, n};
-  cr_assert(tu_spin(R, got_len, &w, 20), "echo incomplete");
+  tu_want_len w = {&cst, n};
+  cr_assert(tu_spin(R, tu_got_len, &w, 20), "echo incomplete");
   cr_assert_eq(cst.last->len, n);
   cr_assert_eq(tu_fnv(cst.last->buf, n), tu_fnv(msg, n));
   cr_assert_gt(nested_calls, 0);

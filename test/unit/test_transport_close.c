@@ -6,16 +6,7 @@
  */
 #include "test_transport_util.h"
 
-static ct_reactor *R;
-
-static void setup(void) {
-  R = ct_reactor_new();
-  cr_assert(R != NULL);
-}
-
-static void teardown(void) {
-  ct_reactor_free(R);
-}
+TU_REACTOR_FIXTURE
 
 TestSuite(transport_close, .init = setup, .fini = teardown, .timeout = 60);
 

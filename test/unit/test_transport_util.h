@@ -318,4 +318,49 @@ static inline void tu_stop_port(ct_listening_port *port) {
   ct_deferred_unref(d);
 }
 
+/* ------------------------------------------------------------ fixtures */
+
+/* The usual per-file fixture: a static reactor `R`, made fresh by setup()
+ * and freed by teardown(), for TestSuite(..., .init = setup,
+ * .fini = teardown). */
+#define TU_REACTOR_FIXTURE                                                     \
+  static ct_reactor *R;                                                        \
+  static void setup(void) {                                                    \
+    R = ct_reactor_new();                                                      \
+    cr_assert(R != NULL);                                                      \
+  }                                                                            \
+  static void teardown(void) {                                                 \
+    ct_reactor_free(R);                                                        \
+  }
+
+/* -------------------------------------------------- tu_spin conditions */
+
+/* Wait for `n` bytes at a client (tu_got_len: at the live last client;
+ * tu_got_len_any: alive or already gone). */
+typedef struct tu_want_len {
+  tu_client_stats *st;
+  size_t n;
+} tu_want_len;
+
+static inline int tu_got_len(void *arg) {
+  tu_want_len *w = arg;
+  return w->st->last != NULL && w->st->last->len >= w->n;
+}
+
+static inline int tu_got_len_any(void *arg) {
+  tu_want_len *w = arg;
+  return tu_client_len(w->st) >= w->n;
+}
+
+/* The last client (tu_client_stats *) has been freed. */
+static inline int tu_client_gone(void *arg) {
+  return ((tu_client_stats *)arg)->last == NULL;
+}
+
+/* Every connection the echo server (tu_server_stats *) made is lost. */
+static inline int tu_server_lost(void *arg) {
+  tu_server_stats *st = arg;
+  return st->lost > 0 && st->lost == st->made;
+}
+
 #endif

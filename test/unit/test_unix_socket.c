@@ -7,33 +7,9 @@
 
 #include "test_transport_util.h"
 
-static ct_reactor *R;
-
-static void setup(void) {
-  R = ct_reactor_new();
-  cr_assert(R != NULL);
-}
-
-static void teardown(void) {
-  ct_reactor_free(R);
-}
+TU_REACTOR_FIXTURE
 
 TestSuite(unix_socket, .init = setup, .fini = teardown, .timeout = 60);
-
-typedef struct want_len {
-  tu_client_stats *st;
-  size_t n;
-} want_len;
-
-static int got_len(void *arg) {
-  want_len *w = arg;
-  return tu_client_len(w->st) >= w->n;
-}
-
-static int server_lost(void *arg) {
-  tu_server_stats *st = arg;
-  return st->made > 0 && st->lost == st->made;
-}
 
 Test(unix_socket, bulk_echo_hash) {
   char ep[96];
@@ -60,9 +36,9 @@ Test(unix_socket, bulk_echo_hash) {
   /* Half-close: our output is flushed then shut down; we keep reading
    * the echo; the server flushes it and closes on our EOF. */
   cr_assert_eq(ct_transport_half_close(t), 0);
-  want_len w = {&cst, total};
-  cr_assert(tu_spin(R, got_len, &w, 30));
-  cr_assert(tu_spin(R, server_lost, &sst, 30));
+  tu_want_len w = {&cst, total};
+  cr_assert(tu_spin(R, tu_got_len_any, &w, 30));
+  cr_assert(tu_spin(R, tu_server_lost, &sst, 30));
   cr_assert_eq(sst.last_lost_code, CT_ECONNDONE);
   cr_assert_eq(tu_client_len(&cst), total);
   if (cst.last != NULL)

@@ -257,16 +257,7 @@ Test(wire_memory, bad_arguments) {
 
 /* ------------------------------------------------------------ over TCP */
 
-static ct_reactor *R;
-
-static void setup(void) {
-  R = ct_reactor_new();
-  cr_assert(R != NULL);
-}
-
-static void teardown(void) {
-  ct_reactor_free(R);
-}
+TU_REACTOR_FIXTURE
 
 TestSuite(wire_tcp, .init = setup, .fini = teardown, .timeout = 30);
 
@@ -310,27 +301,13 @@ static void env_open(tcp_env *e, ct_wire_kind kind, const char *quote) {
   e->ct = e->res.protocol->transport;
 }
 
-static int client_gone(void *arg) {
-  return ((tu_client_stats *)arg)->last == NULL;
-}
-
 static void env_close(tcp_env *e) {
   if (e->cst.last != NULL) {
     ct_transport_lose_connection(e->cst.last->base.transport);
-    cr_assert(tu_spin(R, client_gone, &e->cst, 10));
+    cr_assert(tu_spin(R, tu_client_gone, &e->cst, 10));
   }
   tu_turns(R, 5); /* let the server side see the close */
   tu_stop_port(e->port);
-}
-
-typedef struct want_len {
-  tu_client_stats *st;
-  size_t n;
-} want_len;
-
-static int got_len(void *arg) {
-  want_len *w = arg;
-  return w->st->last != NULL && w->st->last->len >= w->n;
 }
 
 Test(wire_tcp, echo_round_trip) {
@@ -341,8 +318,8 @@ Test(wire_tcp, echo_round_trip) {
   for (size_t i = 0; i < total; i++)
     data[i] = (char)(i * 13 + i / 97);
   cr_assert_eq(ct_transport_write(e.ct, data, total), 0);
-  want_len w = {&e.cst, total};
-  cr_assert(tu_spin(R, got_len, &w, 20));
+  tu_want_len w = {&e.cst, total};
+  cr_assert(tu_spin(R, tu_got_len, &w, 20));
   cr_assert_eq(e.cst.last->len, total);
   cr_assert(memcmp(e.cst.last->buf, data, total) == 0);
   free(data);
@@ -367,8 +344,8 @@ Test(wire_tcp, discard_drops) {
 Test(wire_tcp, chargen_stops_when_client_stops_reading_and_resumes) {
   tcp_env e;
   env_open(&e, CT_WIRE_CHARGEN, NULL);
-  want_len w = {&e.cst, 100000};
-  cr_assert(tu_spin(R, got_len, &w, 20));
+  tu_want_len w = {&e.cst, 100000};
+  cr_assert(tu_spin(R, tu_got_len, &w, 20));
   cr_assert_eq(ct_transport_pause_reading(e.ct), 0);
   ct_transport *server = e.rf.last->transport;
   cr_assert(server != NULL);
@@ -385,7 +362,7 @@ Test(wire_tcp, chargen_stops_when_client_stops_reading_and_resumes) {
   /* Reading again: the stream continues where it stopped. */
   cr_assert_eq(ct_transport_resume_reading(e.ct), 0);
   w.n = before + 500000;
-  cr_assert(tu_spin(R, got_len, &w, 20));
+  cr_assert(tu_spin(R, tu_got_len, &w, 20));
   cr_assert(is_noise(e.cst.last->buf, e.cst.last->len, 0));
   env_close(&e);
 }
@@ -393,7 +370,7 @@ Test(wire_tcp, chargen_stops_when_client_stops_reading_and_resumes) {
 Test(wire_tcp, daytime_then_close) {
   tcp_env e;
   env_open(&e, CT_WIRE_DAYTIME, NULL);
-  cr_assert(tu_spin(R, client_gone, &e.cst, 10));
+  cr_assert(tu_spin(R, tu_client_gone, &e.cst, 10));
   cr_assert_eq(e.cst.final_code, CT_ECONNDONE);
   cr_assert_eq(e.cst.final_len, 26);
   cr_assert(is_asctime(e.cst.final_head, 24), "got %s", e.cst.final_head);
@@ -404,7 +381,7 @@ Test(wire_tcp, daytime_then_close) {
 Test(wire_tcp, qotd_then_close) {
   tcp_env e;
   env_open(&e, CT_WIRE_QOTD, "Now is better than never.");
-  cr_assert(tu_spin(R, client_gone, &e.cst, 10));
+  cr_assert(tu_spin(R, tu_client_gone, &e.cst, 10));
   cr_assert_eq(e.cst.final_code, CT_ECONNDONE);
   cr_assert_str_eq(e.cst.final_head, "Now is better than never.\r\n");
   env_close(&e);
