@@ -71,10 +71,9 @@ Test(listener, thousand_connections_no_fd_leak) {
   tu_server_stats sst = {0};
   ct_factory sf = CT_FACTORY_INIT(&tu_echo_ops, sizeof(ct_protocol));
   sf.user = &sst;
-  ct_listening_port *port =
-      tu_listen(R, "tcp:0:interface=127.0.0.1:backlog=1024", &sf);
   char ep[128];
-  tu_client_endpoint(port, ep, sizeof ep);
+  ct_listening_port *port = tu_listen_ep(
+      R, "tcp:0:interface=127.0.0.1:backlog=1024", &sf, ep, sizeof ep);
   ct_client_factory cf;
   memset(&cf, 0, sizeof cf);
   ct_factory_init(&cf.base, NULL, &counting_client_ops, sizeof(ct_protocol),

@@ -28,9 +28,8 @@ static void stack_open(stack *s) {
   s->l = ct_limit_factory_new(ct_policy_factory_base(s->t), 10, 5);
   s->th = ct_throttling_factory_new(R, ct_policy_factory_base(s->l), 64u << 20,
                                     64u << 20);
-  s->port =
-      tu_listen(R, "tcp:0:interface=127.0.0.1", ct_policy_factory_base(s->th));
-  tu_client_endpoint(s->port, s->ep, sizeof s->ep);
+  s->port = tu_listen_ep(R, "tcp:0:interface=127.0.0.1",
+                         ct_policy_factory_base(s->th), s->ep, sizeof s->ep);
 }
 
 static void stack_close(stack *s) {
@@ -47,11 +46,8 @@ Test(policies_tcp, wrapped_echo_round_trip) {
   stack_open(&s);
   ct_client_factory cf;
   tu_client_stats cst;
-  tu_client_factory_init(&cf, &cst);
   tu_conn_result res;
-  tu_connect(R, s.ep, &cf, &res);
-  cr_assert(res.failure == NULL);
-  ct_transport *t = res.protocol->transport;
+  ct_transport *t = tu_connect_ok(R, s.ep, &cf, &cst, &res);
   size_t total = 300000, off = 0, chunk = 1;
   char *data = malloc(total);
   for (size_t i = 0; i < total; i++)
@@ -80,11 +76,8 @@ Test(policies_tcp, wrapped_chargen_stays_bounded) {
   stack_open(&s);
   ct_client_factory cf;
   tu_client_stats cst;
-  tu_client_factory_init(&cf, &cst);
   tu_conn_result res;
-  tu_connect(R, s.ep, &cf, &res);
-  cr_assert(res.failure == NULL);
-  ct_transport *t = res.protocol->transport;
+  ct_transport *t = tu_connect_ok(R, s.ep, &cf, &cst, &res);
   tu_want_len w = {&cst, 200000};
   cr_assert(tu_spin(R, tu_got_len, &w, 20));
   ct_transport_pause_reading(t);

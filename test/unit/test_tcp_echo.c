@@ -16,17 +16,14 @@ static void echo_round_trip(const char *server_ep, size_t total) {
   tu_server_stats sst = {0};
   ct_factory sf = CT_FACTORY_INIT(&tu_echo_ops, sizeof(ct_protocol));
   sf.user = &sst;
-  ct_listening_port *port = tu_listen(R, server_ep, &sf);
-  cr_assert_eq(sf.users, 1);
   char ep[256];
-  tu_client_endpoint(port, ep, sizeof ep);
+  ct_listening_port *port = tu_listen_ep(R, server_ep, &sf, ep, sizeof ep);
+  cr_assert_eq(sf.users, 1);
 
   ct_client_factory cf;
   tu_client_stats cst;
-  tu_client_factory_init(&cf, &cst);
   tu_conn_result res;
-  tu_connect(R, ep, &cf, &res);
-  cr_assert(res.failure == NULL, "connect %s failed", ep);
+  tu_connect_ok(R, ep, &cf, &cst, &res);
   cr_assert(res.protocol != NULL);
   ct_transport *t = res.protocol->transport;
   cr_assert(t != NULL);
@@ -102,9 +99,9 @@ Test(tcp_echo, unix_abstract) {
 Test(tcp_echo, connect_refused_names_host_port_errno) {
   /* Find a free port by listening then stopping. */
   ct_factory sf = CT_FACTORY_INIT(&tu_echo_ops, sizeof(ct_protocol));
-  ct_listening_port *port = tu_listen(R, "tcp:0:interface=127.0.0.1", &sf);
   char ep[256];
-  tu_client_endpoint(port, ep, sizeof ep);
+  ct_listening_port *port =
+      tu_listen_ep(R, "tcp:0:interface=127.0.0.1", &sf, ep, sizeof ep);
   ct_address a;
   ct_listening_port_address(port, &a);
   tu_stop_port(port);
@@ -284,10 +281,8 @@ Test(tcp_echo, refusing_factory_closes_connection) {
   tu_client_endpoint(port, ep, sizeof ep);
   ct_client_factory cf;
   tu_client_stats cst;
-  tu_client_factory_init(&cf, &cst);
   tu_conn_result res;
-  tu_connect(R, ep, &cf, &res);
-  cr_assert(res.failure == NULL);
+  tu_connect_ok(R, ep, &cf, &cst, &res);
   cr_assert(tu_spin(R, client_lost_or_gone, &cst, 10));
   cr_assert_eq(refused, 1);
   cr_assert_eq(ct_listening_port_accepted(port), 1);
@@ -297,9 +292,9 @@ Test(tcp_echo, refusing_factory_closes_connection) {
 
 Test(tcp_echo, connect_cancel) {
   ct_factory sf = CT_FACTORY_INIT(&tu_echo_ops, sizeof(ct_protocol));
-  ct_listening_port *port = tu_listen(R, "tcp:0:interface=127.0.0.1", &sf);
   char ep[256];
-  tu_client_endpoint(port, ep, sizeof ep);
+  ct_listening_port *port =
+      tu_listen_ep(R, "tcp:0:interface=127.0.0.1", &sf, ep, sizeof ep);
   ct_client_factory cf;
   tu_client_stats cst;
   tu_client_factory_init(&cf, &cst);
@@ -363,16 +358,13 @@ Test(tcp_echo, writev_many_pieces_and_queued) {
   tu_server_stats sst = {0};
   ct_factory sf = CT_FACTORY_INIT(&tu_echo_ops, sizeof(ct_protocol));
   sf.user = &sst;
-  ct_listening_port *port = tu_listen(R, "tcp:0:interface=127.0.0.1", &sf);
   char ep[256];
-  tu_client_endpoint(port, ep, sizeof ep);
+  ct_listening_port *port =
+      tu_listen_ep(R, "tcp:0:interface=127.0.0.1", &sf, ep, sizeof ep);
   ct_client_factory cf;
   tu_client_stats cst;
-  tu_client_factory_init(&cf, &cst);
   tu_conn_result res;
-  tu_connect(R, ep, &cf, &res);
-  cr_assert(res.failure == NULL);
-  ct_transport *t = ct_transport_ref(res.protocol->transport);
+  ct_transport *t = ct_transport_ref(tu_connect_ok(R, ep, &cf, &cst, &res));
   /* More pieces than IOV_MAX, then a big write that queues, then a
    * writev behind the queue: order must be kept. */
   enum { N = 3000 };

@@ -37,17 +37,14 @@ Test(tcp_read_buffer, nested_iterate_inside_data_received_is_refused) {
   tu_server_stats sst = {0};
   ct_factory sf = CT_FACTORY_INIT(&nesting_ops, sizeof(ct_protocol));
   sf.user = &sst;
-  ct_listening_port *port = tu_listen(R, "tcp:0:interface=127.0.0.1", &sf);
   char ep[256];
-  tu_client_endpoint(port, ep, sizeof ep);
+  ct_listening_port *port =
+      tu_listen_ep(R, "tcp:0:interface=127.0.0.1", &sf, ep, sizeof ep);
 
   ct_client_factory cf;
   tu_client_stats cst;
-  tu_client_factory_init(&cf, &cst);
   tu_conn_result res;
-  tu_connect(R, ep, &cf, &res);
-  cr_assert(res.failure == NULL);
-  ct_transport *t = res.protocol->transport;
+  ct_transport *t = tu_connect_ok(R, ep, &cf, &cst, &res);
 
   size_t n = 300 * 1024;
   char *msg = malloc(n);
@@ -100,20 +97,17 @@ Test(tcp_read_buffer, concurrent_bulk_connections_never_mix_bytes) {
   tu_server_stats sst = {0};
   ct_factory sf = CT_FACTORY_INIT(&tu_echo_ops, sizeof(ct_protocol));
   sf.user = &sst;
-  ct_listening_port *port = tu_listen(R, "tcp:0:interface=127.0.0.1", &sf);
   char ep[256];
-  tu_client_endpoint(port, ep, sizeof ep);
+  ct_listening_port *port =
+      tu_listen_ep(R, "tcp:0:interface=127.0.0.1", &sf, ep, sizeof ep);
 
   ct_client_factory cf[NCONN];
   tu_client_stats cst[NCONN];
   ct_transport *t[NCONN];
   char *data[NCONN];
   for (int k = 0; k < NCONN; k++) {
-    tu_client_factory_init(&cf[k], &cst[k]);
     tu_conn_result res;
-    tu_connect(R, ep, &cf[k], &res);
-    cr_assert(res.failure == NULL);
-    t[k] = res.protocol->transport;
+    t[k] = tu_connect_ok(R, ep, &cf[k], &cst[k], &res);
     data[k] = pattern(k);
   }
   /* Everything queued at once: the server reads all connections in

@@ -168,9 +168,8 @@ static void open_sink(ct_factory *sf, ct_listening_port **port,
   sink_got = 0;
   sink_t = NULL;
   ct_factory_init(sf, NULL, &sink_ops, sizeof(ct_protocol), NULL);
-  *port = tu_listen(R, "tcp:0:interface=127.0.0.1", sf);
   char ep[128];
-  tu_client_endpoint(*port, ep, sizeof ep);
+  *port = tu_listen_ep(R, "tcp:0:interface=127.0.0.1", sf, ep, sizeof ep);
   tu_client_factory_init(cf, cst);
   cf->base.write_high_water = 100000;
   cf->base.write_low_water = 20000;

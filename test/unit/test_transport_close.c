@@ -125,17 +125,20 @@ typedef struct env {
   ct_transport *ct; /* client transport, referenced */
 } env;
 
-static void env_open(env *e, int mode) {
+/* Listen with a script server in `mode` and connect a recording client. */
+static void script_connect(env *e, int mode, char *big, tu_conn_result *res) {
   memset(&S, 0, sizeof S);
   S.mode = mode;
+  S.big = big;
   ct_factory_init(&e->sf, NULL, &script_ops, sizeof(ct_protocol), NULL);
-  e->port = tu_listen(R, "tcp:0:interface=127.0.0.1", &e->sf);
   char ep[128];
-  tu_client_endpoint(e->port, ep, sizeof ep);
-  tu_client_factory_init(&e->cf, &e->cst);
+  e->port = tu_listen_ep(R, "tcp:0:interface=127.0.0.1", &e->sf, ep, sizeof ep);
+  tu_connect_ok(R, ep, &e->cf, &e->cst, res);
+}
+
+static void env_open(env *e, int mode) {
   tu_conn_result res;
-  tu_connect(R, ep, &e->cf, &res);
-  cr_assert(res.failure == NULL);
+  script_connect(e, mode, NULL, &res);
   e->client = (tu_client *)res.protocol;
   e->ct = ct_transport_ref(res.protocol->transport);
 }
@@ -158,17 +161,8 @@ static int client_lost(void *arg) {
 /* Connect a recording client to a script server in `mode`; the client may
  * be gone already when this returns (the loop runs many turns). */
 static void open_script(env *e, int mode, char *big) {
-  memset(&S, 0, sizeof S);
-  S.mode = mode;
-  S.big = big;
-  ct_factory_init(&e->sf, NULL, &script_ops, sizeof(ct_protocol), NULL);
-  e->port = tu_listen(R, "tcp:0:interface=127.0.0.1", &e->sf);
-  char ep[128];
-  tu_client_endpoint(e->port, ep, sizeof ep);
-  tu_client_factory_init(&e->cf, &e->cst);
   tu_conn_result res;
-  tu_connect(R, ep, &e->cf, &res);
-  cr_assert(res.failure == NULL);
+  script_connect(e, mode, big, &res);
   e->ct = NULL;
 }
 

@@ -311,6 +311,28 @@ static inline void tu_client_endpoint(ct_listening_port *port, char *buf,
   }
 }
 
+/* tu_listen, then write the clients' endpoint for the port into ep. */
+static inline ct_listening_port *tu_listen_ep(ct_reactor *r,
+                                              const char *server_ep,
+                                              ct_factory *f, char *ep,
+                                              size_t len) {
+  ct_listening_port *port = tu_listen(r, server_ep, f);
+  tu_client_endpoint(port, ep, len);
+  return port;
+}
+
+/* Initialise a recording client factory, connect it to ep and assert the
+ * connection succeeded; returns the client's transport (not referenced). */
+static inline ct_transport *tu_connect_ok(ct_reactor *r, const char *ep,
+                                          ct_client_factory *cf,
+                                          tu_client_stats *st,
+                                          tu_conn_result *res) {
+  tu_client_factory_init(cf, st);
+  tu_connect(r, ep, cf, res);
+  cr_assert(res->failure == NULL, "connect %s failed", ep);
+  return res->protocol != NULL ? res->protocol->transport : NULL;
+}
+
 static inline void tu_stop_port(ct_listening_port *port) {
   ct_deferred *d = ct_listening_port_stop(port);
   cr_assert(d != NULL);

@@ -17,16 +17,12 @@ Test(unix_socket, bulk_echo_hash) {
   tu_server_stats sst = {0};
   ct_factory sf = CT_FACTORY_INIT(&tu_echo_ops, sizeof(ct_protocol));
   sf.user = &sst;
-  ct_listening_port *port = tu_listen(R, ep, &sf);
   char cep[128];
-  tu_client_endpoint(port, cep, sizeof cep);
+  ct_listening_port *port = tu_listen_ep(R, ep, &sf, cep, sizeof cep);
   ct_client_factory cf;
   tu_client_stats cst;
-  tu_client_factory_init(&cf, &cst);
   tu_conn_result res;
-  tu_connect(R, cep, &cf, &res);
-  cr_assert(res.failure == NULL);
-  ct_transport *t = ct_transport_ref(res.protocol->transport);
+  ct_transport *t = ct_transport_ref(tu_connect_ok(R, cep, &cf, &cst, &res));
   cr_assert_str_eq(ct_transport_kind(t), "unix");
   size_t total = 8u * 1024u * 1024u;
   char *data = malloc(total);

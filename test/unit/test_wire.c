@@ -292,13 +292,10 @@ static void env_open(tcp_env *e, ct_wire_kind kind, const char *quote) {
   cr_assert_eq(ct_wire_factory_init(&e->rf.inner, kind), 0);
   if (kind == CT_WIRE_QOTD)
     ct_qotd_factory_init(&e->rf.inner, quote);
-  e->port = tu_listen(R, "tcp:0:interface=127.0.0.1", &e->rf.base);
   char ep[128];
-  tu_client_endpoint(e->port, ep, sizeof ep);
-  tu_client_factory_init(&e->cf, &e->cst);
-  tu_connect(R, ep, &e->cf, &e->res);
-  cr_assert(e->res.failure == NULL);
-  e->ct = e->res.protocol->transport;
+  e->port =
+      tu_listen_ep(R, "tcp:0:interface=127.0.0.1", &e->rf.base, ep, sizeof ep);
+  e->ct = tu_connect_ok(R, ep, &e->cf, &e->cst, &e->res);
 }
 
 static void env_close(tcp_env *e) {
