@@ -112,6 +112,14 @@ static void stop_port(ct_udp_port *u, dproto *d) {
   cr_assert_null(d->base.port);
 }
 
+/* A port on 127.0.0.1, any free port, for `d`; asserts success. */
+static ct_udp_port *listen_local(dproto *d) {
+  ct_udp_port *u =
+      ct_listen_udp(reactor, "udp:0:interface=127.0.0.1", &d->base, NULL);
+  cr_assert_not_null(u);
+  return u;
+}
+
 static void init_proto(dproto *d) {
   memset(d, 0, sizeof(*d));
   d->base.ops = &dops;
@@ -184,16 +192,12 @@ Test(udp_port, connected_mode_and_icmp_refused) {
   dproto dead, client;
   init_proto(&dead);
   init_proto(&client);
-  ct_udp_port *du =
-      ct_listen_udp(reactor, "udp:0:interface=127.0.0.1", &dead.base, NULL);
-  cr_assert_not_null(du);
+  ct_udp_port *du = listen_local(&dead);
   ct_address gone;
   cr_assert_eq(ct_udp_get_host(du, &gone), 0);
   stop_port(du, &dead);
 
-  ct_udp_port *cp =
-      ct_listen_udp(reactor, "udp:0:interface=127.0.0.1", &client.base, NULL);
-  cr_assert_not_null(cp);
+  ct_udp_port *cp = listen_local(&client);
   cr_assert_eq(ct_udp_write(cp, "x", 1), CT_ENOTCONN);
   cr_assert_eq(ct_udp_is_connected(cp), 0);
   ct_address peer;
@@ -218,12 +222,8 @@ Test(udp_port, connected_mode_round_trip) {
   init_proto(&server);
   init_proto(&client);
   server.echo = 1;
-  ct_udp_port *sp =
-      ct_listen_udp(reactor, "udp:0:interface=127.0.0.1", &server.base, NULL);
-  ct_udp_port *cp =
-      ct_listen_udp(reactor, "udp:0:interface=127.0.0.1", &client.base, NULL);
-  cr_assert_not_null(sp);
-  cr_assert_not_null(cp);
+  ct_udp_port *sp = listen_local(&server);
+  ct_udp_port *cp = listen_local(&client);
   ct_address sa;
   ct_udp_get_host(sp, &sa);
   cr_assert_eq(ct_udp_connect(cp, &sa), 0);
@@ -239,9 +239,7 @@ Test(udp_port, connected_mode_round_trip) {
 Test(udp_port, broadcast_flag) {
   dproto d;
   init_proto(&d);
-  ct_udp_port *u =
-      ct_listen_udp(reactor, "udp:0:interface=127.0.0.1", &d.base, NULL);
-  cr_assert_not_null(u);
+  ct_udp_port *u = listen_local(&d);
   cr_assert_eq(ct_udp_get_broadcast(u), 0);
   cr_assert_eq(ct_udp_set_broadcast(u, 1), 0);
   cr_assert_eq(ct_udp_get_broadcast(u), 1);
@@ -253,9 +251,7 @@ Test(udp_port, broadcast_flag) {
 Test(udp_port, multicast_membership_on_loopback) {
   dproto d;
   init_proto(&d);
-  ct_udp_port *u =
-      ct_listen_udp(reactor, "udp:0:interface=127.0.0.1", &d.base, NULL);
-  cr_assert_not_null(u);
+  ct_udp_port *u = listen_local(&d);
   cr_assert_eq(ct_udp_join_group(u, "10.0.0.1", "127.0.0.1"), CT_EINVAL,
                "not a multicast address");
   cr_assert_eq(ct_udp_join_group(u, "ff02::1", NULL), CT_EINVAL,
@@ -289,9 +285,7 @@ Test(udp_port, long_datagrams_are_truncated_to_max_packet_size) {
   cr_assert_eq(ct_udp_max_packet_size(sp), 16);
   ct_udp_get_host(sp, &client.target);
   client.greeting = "0123456789abcdefghijklmnopqrstuvwxyz";
-  ct_udp_port *cp =
-      ct_listen_udp(reactor, "udp:0:interface=127.0.0.1", &client.base, NULL);
-  cr_assert_not_null(cp);
+  ct_udp_port *cp = listen_local(&client);
   run();
   cr_assert_eq(server.received, 1);
   cr_assert_eq(server.last_len, 16);
@@ -306,12 +300,10 @@ Test(udp_port, stop_from_inside_datagram_received) {
   init_proto(&client);
   server.stop_port_on_receive = 1;
   server.stop_reactor_on_receive = 1;
-  ct_udp_port *sp =
-      ct_listen_udp(reactor, "udp:0:interface=127.0.0.1", &server.base, NULL);
+  ct_udp_port *sp = listen_local(&server);
   ct_udp_get_host(sp, &client.target);
   client.greeting = "bye";
-  ct_udp_port *cp =
-      ct_listen_udp(reactor, "udp:0:interface=127.0.0.1", &client.base, NULL);
+  ct_udp_port *cp = listen_local(&client);
   run();
   cr_assert_eq(server.received, 1);
   cr_assert_eq(server.stopped, 1, "stop_protocol ran after the callback");
@@ -325,9 +317,7 @@ Test(udp_port, stop_from_inside_datagram_received) {
 Test(udp_port, write_errors) {
   dproto d;
   init_proto(&d);
-  ct_udp_port *u =
-      ct_listen_udp(reactor, "udp:0:interface=127.0.0.1", &d.base, NULL);
-  cr_assert_not_null(u);
+  ct_udp_port *u = listen_local(&d);
   ct_address v6;
   ct_address_from_ip(&v6, "::1", 9);
   cr_assert_eq(ct_udp_write_to(u, "x", 1, &v6), CT_EINVAL, "family mismatch");
@@ -376,9 +366,7 @@ Test(udp_port, bad_endpoints) {
   cr_assert_eq(d.started, 0);
 
   /* The same port twice: address in use, and the failure names it. */
-  ct_udp_port *u =
-      ct_listen_udp(reactor, "udp:0:interface=127.0.0.1", &d.base, NULL);
-  cr_assert_not_null(u);
+  ct_udp_port *u = listen_local(&d);
   ct_address a;
   ct_udp_get_host(u, &a);
   dproto d2;
