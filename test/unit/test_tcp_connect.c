@@ -93,16 +93,41 @@ static void settle(int want_failed) {
             "expected %d failures, have %d", want_failed, g_cst->failed);
 }
 
+/* A recording client factory watched by settle(), and the default policy. */
+static void reconnect_init(ct_client_factory *cf, tu_client_stats *cst,
+                           ct_reconnect_policy *pol) {
+  tu_client_factory_init(cf, cst);
+  g_cst = cst;
+  ct_reconnect_policy_default(pol);
+}
+
+/* Turn the loop (one turn per check) until cond holds or 10 s pass. */
+static void turn_until(tu_cond_fn cond, void *arg) {
+  double end = tu_now() + 10;
+  while (!cond(arg) && tu_now() < end)
+    tu_turns(R, 1);
+}
+
+static int rc_connected(void *rc) {
+  return ct_reconnecting_client_protocol(rc) != NULL;
+}
+
+static int server_made(void *st) {
+  return ((tu_server_stats *)st)->made != 0;
+}
+
+static int client_lost(void *st) {
+  return ((tu_client_stats *)st)->lost != 0;
+}
+
 Test(tcp_connect, reconnect_backoff_sequence) {
   char ep[128];
   snprintf(ep, sizeof ep, "unix:path=/tmp/ct-test-reconn-%d.sock",
            (int)getpid());
   ct_client_factory cf;
   tu_client_stats cst;
-  tu_client_factory_init(&cf, &cst);
-  g_cst = &cst;
   ct_reconnect_policy pol;
-  ct_reconnect_policy_default(&pol);
+  reconnect_init(&cf, &cst, &pol);
   cr_assert_float_eq(pol.initial_delay, 1.0, 1e-12);
   cr_assert_float_eq(pol.factor, M_E, 1e-9);
   cr_assert_float_eq(pol.max_delay, 3600.0, 1e-12);
@@ -142,10 +167,8 @@ Test(tcp_connect, reconnect_resets_on_success_and_retries_after_loss) {
   snprintf(cep, sizeof cep, "unix:path=%s", path);
   ct_client_factory cf;
   tu_client_stats cst;
-  tu_client_factory_init(&cf, &cst);
-  g_cst = &cst;
   ct_reconnect_policy pol;
-  ct_reconnect_policy_default(&pol);
+  reconnect_init(&cf, &cst, &pol);
   pol.jitter = 0;
   pol.factor = 3.0;
   ct_reconnecting_client *rc =
@@ -163,27 +186,19 @@ Test(tcp_connect, reconnect_resets_on_success_and_retries_after_loss) {
   sf.user = &sst;
   ct_listening_port *port = tu_listen(R, sep, &sf);
   ct_clock_advance(C, 9.0);
-  double end = tu_now() + 10;
-  while (ct_reconnecting_client_protocol(rc) == NULL && tu_now() < end)
-    tu_turns(R, 1);
+  turn_until(rc_connected, rc);
   cr_assert(ct_reconnecting_client_protocol(rc) != NULL);
   cr_assert_eq(ct_reconnecting_client_retries(rc), 0);
   cr_assert_float_eq(ct_reconnecting_client_delay(rc), 1.0, 1e-9);
   /* The server drops the connection: a retry after initial*factor. */
-  end = tu_now() + 10;
-  while (sst.made == 0 && tu_now() < end)
-    tu_turns(R, 1);
+  turn_until(server_made, &sst);
   cr_assert_eq(ct_transport_abort(sst.last), 0);
-  end = tu_now() + 10;
-  while (cst.lost == 0 && tu_now() < end)
-    tu_turns(R, 1);
+  turn_until(client_lost, &cst);
   cr_assert_eq(cst.lost, 1);
   cr_assert(ct_reconnecting_client_protocol(rc) == NULL);
   cr_assert_float_eq(ct_reconnecting_client_delay(rc), 3.0, 1e-9);
   ct_clock_advance(C, 3.0);
-  end = tu_now() + 10;
-  while (ct_reconnecting_client_protocol(rc) == NULL && tu_now() < end)
-    tu_turns(R, 1);
+  turn_until(rc_connected, rc);
   cr_assert(ct_reconnecting_client_protocol(rc) != NULL);
   cr_assert_eq(cst.made, 2);
   /* stop_trying leaves the live connection alone; freeing aborts it. */
@@ -210,10 +225,8 @@ Test(tcp_connect, reconnect_jitter_is_seedable_and_injectable) {
   for (int run = 0; run < 2; run++) {
     ct_client_factory cf;
     tu_client_stats cst;
-    tu_client_factory_init(&cf, &cst);
-    g_cst = &cst;
     ct_reconnect_policy pol;
-    ct_reconnect_policy_default(&pol);
+    reconnect_init(&cf, &cst, &pol);
     pol.seed = 42;
     ct_reconnecting_client *rc =
         ct_reconnecting_client_new(R, ep, &cf, &pol, NULL);
@@ -232,10 +245,8 @@ Test(tcp_connect, reconnect_jitter_is_seedable_and_injectable) {
   /* Injected uniform source 0.5: Box-Muller gives z = -sqrt(2 ln 2). */
   ct_client_factory cf;
   tu_client_stats cst;
-  tu_client_factory_init(&cf, &cst);
-  g_cst = &cst;
   ct_reconnect_policy pol;
-  ct_reconnect_policy_default(&pol);
+  reconnect_init(&cf, &cst, &pol);
   pol.random = fixed_random;
   ct_reconnecting_client *rc =
       ct_reconnecting_client_new(R, ep, &cf, &pol, NULL);
