@@ -110,33 +110,22 @@ static void lost(ct_protocol *p, const ct_failure *reason) {
   ct_reactor_stop(P.r);
 }
 
-static void l_made(ct_line_receiver *lr) {
-  made(&lr->base);
-}
-static void l_line(ct_line_receiver *lr, const char *s, size_t n) {
-  got(&lr->base, s, n);
-}
-static void l_lost(ct_line_receiver *lr, const ct_failure *f) {
-  lost(&lr->base, f);
-}
-static void n_made(ct_netstring_receiver *nr) {
-  made(&nr->base);
-}
-static void n_string(ct_netstring_receiver *nr, const char *s, size_t n) {
-  got(&nr->base, s, n);
-}
-static void n_lost(ct_netstring_receiver *nr, const ct_failure *f) {
-  lost(&nr->base, f);
-}
-static void i_made(ct_intn_receiver *ir) {
-  made(&ir->base);
-}
-static void i_string(ct_intn_receiver *ir, const char *s, size_t n) {
-  got(&ir->base, s, n);
-}
-static void i_lost(ct_intn_receiver *ir, const ct_failure *f) {
-  lost(&ir->base, f);
-}
+/* Each receiver's callbacks forward to made / got / lost: PRE_made,
+ * PRE_RECV and PRE_lost for receiver type TYPE. */
+#define PEER_ADAPTERS(PRE, TYPE, RECV)                                         \
+  static void PRE##_made(TYPE *x) {                                            \
+    made(&x->base);                                                            \
+  }                                                                            \
+  static void PRE##_##RECV(TYPE *x, const char *s, size_t n) {                 \
+    got(&x->base, s, n);                                                       \
+  }                                                                            \
+  static void PRE##_lost(TYPE *x, const ct_failure *f) {                       \
+    lost(&x->base, f);                                                         \
+  }
+
+PEER_ADAPTERS(l, ct_line_receiver, line)
+PEER_ADAPTERS(n, ct_netstring_receiver, string)
+PEER_ADAPTERS(i, ct_intn_receiver, string)
 
 /* Not const: the maximum length comes from the command line. */
 static ct_line_receiver_ops line_ops = {
