@@ -48,18 +48,9 @@ Test(policies_tcp, wrapped_echo_round_trip) {
   tu_client_stats cst;
   tu_conn_result res;
   ct_transport *t = tu_connect_ok(R, s.ep, &cf, &cst, &res);
-  size_t total = 300000, off = 0, chunk = 1;
-  char *data = malloc(total);
-  for (size_t i = 0; i < total; i++)
-    data[i] = (char)(i * 31 + i / 7);
-  while (off < total) {
-    size_t n = chunk < total - off ? chunk : total - off;
-    cr_assert_eq(ct_transport_write(t, data + off, n), 0);
-    off += n;
-    chunk = chunk * 5 + 1;
-    if (chunk > 65536)
-      chunk = 1;
-  }
+  size_t total = 300000;
+  char *data = tu_pattern(total, 31, 7);
+  tu_write_chunked(t, data, total, 5, 65536);
   tu_want_len w = {&cst, total};
   cr_assert(tu_spin(R, tu_got_len, &w, 20));
   cr_assert(memcmp(cst.last->buf, data, total) == 0);

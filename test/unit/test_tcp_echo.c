@@ -28,18 +28,8 @@ static void echo_round_trip(const char *server_ep, size_t total) {
   ct_transport *t = res.protocol->transport;
   cr_assert(t != NULL);
 
-  char *data = malloc(total);
-  for (size_t i = 0; i < total; i++)
-    data[i] = (char)(i * 7 + i / 251);
-  size_t off = 0, chunk = 1;
-  while (off < total) {
-    size_t n = chunk < total - off ? chunk : total - off;
-    cr_assert_eq(ct_transport_write(t, data + off, n), 0);
-    off += n;
-    chunk = chunk * 3 + 1;
-    if (chunk > 70000)
-      chunk = 1;
-  }
+  char *data = tu_pattern(total, 7, 251);
+  tu_write_chunked(t, data, total, 3, 70000);
   tu_want_len w = {&cst, total};
   cr_assert(tu_spin(R, tu_got_len, &w, 20), "echo incomplete: %zu of %zu",
             cst.last ? cst.last->len : 0, total);

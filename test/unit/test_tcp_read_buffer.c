@@ -47,10 +47,7 @@ Test(tcp_read_buffer, nested_iterate_inside_data_received_is_refused) {
   ct_transport *t = tu_connect_ok(R, ep, &cf, &cst, &res);
 
   size_t n = 300 * 1024;
-  char *msg = malloc(n);
-  cr_assert(msg != NULL);
-  for (size_t i = 0; i < n; i++)
-    msg[i] = (char)(i * 31 + i / 977);
+  char *msg = tu_pattern(n, 31, 977);
   cr_assert_eq(ct_transport_write(t, msg, n), 0);
   tu_want_len w = {&cst, n};
   cr_assert(tu_spin(R, tu_got_len, &w, 20), "echo incomplete");

@@ -60,6 +60,30 @@ static inline uint64_t tu_fnv(const char *p, size_t n) {
   return h;
 }
 
+/* A malloc'd test pattern of n bytes: byte i is (char)(i * mul + i / div). */
+static inline char *tu_pattern(size_t n, size_t mul, size_t div) {
+  char *p = malloc(n > 0 ? n : 1);
+  cr_assert(p != NULL);
+  for (size_t i = 0; i < n; i++)
+    p[i] = (char)(i * mul + i / div);
+  return p;
+}
+
+/* Write data[0, total) in pieces of 1, then chunk * mul + 1 bytes, back to
+ * 1 once above max; asserts that every write succeeds. */
+static inline void tu_write_chunked(ct_transport *t, const char *data,
+                                    size_t total, size_t mul, size_t max) {
+  size_t off = 0, chunk = 1;
+  while (off < total) {
+    size_t n = chunk < total - off ? chunk : total - off;
+    cr_assert_eq(ct_transport_write(t, data + off, n), 0, "write at %zu", off);
+    off += n;
+    chunk = chunk * mul + 1;
+    if (chunk > max)
+      chunk = 1;
+  }
+}
+
 static inline int tu_count_fds(void) {
   int n = 0;
   DIR *d = opendir("/proc/self/fd");

@@ -311,9 +311,7 @@ Test(wire_tcp, echo_round_trip) {
   tcp_env e;
   env_open(&e, CT_WIRE_ECHO, NULL);
   size_t total = 200000;
-  char *data = malloc(total);
-  for (size_t i = 0; i < total; i++)
-    data[i] = (char)(i * 13 + i / 97);
+  char *data = tu_pattern(total, 13, 97);
   cr_assert_eq(ct_transport_write(e.ct, data, total), 0);
   tu_want_len w = {&e.cst, total};
   cr_assert(tu_spin(R, tu_got_len, &w, 20));
