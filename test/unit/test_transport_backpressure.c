@@ -39,14 +39,23 @@ static int has_conn(void *arg) {
   return ((tu_server_stats *)arg)->made > 0;
 }
 
+/* The echo factory sf (stats in sst) listening, and a raw socket *fd that
+ * never reads connected to it; returns the server's transport. */
+static ct_transport *echo_with_raw_client(tu_server_stats *sst, ct_factory *sf,
+                                          ct_listening_port **port, int *fd) {
+  sf->user = sst;
+  *port = tu_listen(R, "tcp:0:interface=127.0.0.1", sf);
+  *fd = raw_connect(*port);
+  cr_assert(tu_spin(R, has_conn, sst, 10));
+  return sst->last;
+}
+
 Test(transport_backpressure, never_reading_client_is_bounded) {
   tu_server_stats sst = {0};
   ct_factory sf = CT_FACTORY_INIT(&tu_echo_ops, sizeof(ct_protocol));
-  sf.user = &sst;
-  ct_listening_port *port = tu_listen(R, "tcp:0:interface=127.0.0.1", &sf);
-  int fd = raw_connect(port);
-  cr_assert(tu_spin(R, has_conn, &sst, 10));
-  ct_transport *st = sst.last;
+  ct_listening_port *port;
+  int fd;
+  ct_transport *st = echo_with_raw_client(&sst, &sf, &port, &fd);
 
   static char chunk[65536];
   memset(chunk, 'e', sizeof chunk);
@@ -253,11 +262,9 @@ Test(transport_backpressure, user_pause_survives_backpressure) {
   /* Reading paused by the user stays paused when back-pressure ends. */
   tu_server_stats sst = {0};
   ct_factory sf = CT_FACTORY_INIT(&tu_echo_ops, sizeof(ct_protocol));
-  sf.user = &sst;
-  ct_listening_port *port = tu_listen(R, "tcp:0:interface=127.0.0.1", &sf);
-  int fd = raw_connect(port);
-  cr_assert(tu_spin(R, has_conn, &sst, 10));
-  ct_transport *st = sst.last;
+  ct_listening_port *port;
+  int fd;
+  ct_transport *st = echo_with_raw_client(&sst, &sf, &port, &fd);
   cr_assert_eq(ct_transport_set_watermarks(st, 1000, 100), 0);
   cr_assert_eq(ct_transport_pause_reading(st), 0);
   cr_assert(ct_transport_reading_paused(st));

@@ -205,16 +205,6 @@ Test(transport_close, abort_drops_output) {
   tu_stop_port(e.port);
 }
 
-typedef struct want {
-  tu_client_stats *st;
-  size_t n;
-} want;
-
-static int client_has(void *arg) {
-  want *w = arg;
-  return tu_client_len(w->st) >= w->n;
-}
-
 Test(transport_close, half_close) {
   env e;
   env_open(&e, M_HALF_CLOSE);
@@ -222,8 +212,8 @@ Test(transport_close, half_close) {
   cr_assert_eq(ct_transport_half_close(e.ct), 0);
   cr_assert_eq(ct_transport_write(e.ct, "more", 4), CT_ECLOSED);
   /* The server sees EOF, keeps the connection writable and replies. */
-  want w = {&e.cst, 5};
-  cr_assert(tu_spin(R, client_has, &w, 10));
+  tu_want_len w = {&e.cst, 5};
+  cr_assert(tu_spin(R, tu_got_len_any, &w, 10));
   cr_assert(tu_spin(R, client_lost, &e.cst, 10));
   cr_assert(tu_spin(R, server_lost, NULL, 10));
   cr_assert_eq(S.eofs, 1);
@@ -242,8 +232,8 @@ Test(transport_close, half_close_keeps_reading) {
   c->keep_open_on_eof = 1;
   cr_assert_eq(ct_transport_write(e.ct, "abc", 3), 0);
   cr_assert_eq(ct_transport_half_close(e.ct), 0);
-  want w = {&e.cst, 5};
-  cr_assert(tu_spin(R, client_has, &w, 10));
+  tu_want_len w = {&e.cst, 5};
+  cr_assert(tu_spin(R, tu_got_len_any, &w, 10));
   /* Both directions are shut: the client closes cleanly. */
   cr_assert(tu_spin(R, client_lost, &e.cst, 10));
   cr_assert(tu_spin(R, server_lost, NULL, 10));
@@ -280,8 +270,8 @@ Test(transport_close, lose_inside_data_received_flushes_reply) {
   env e;
   env_open(&e, M_LOSE_IN_DATA);
   cr_assert_eq(ct_transport_write(e.ct, "ping", 4), 0);
-  want w = {&e.cst, 5};
-  cr_assert(tu_spin(R, client_has, &w, 10));
+  tu_want_len w = {&e.cst, 5};
+  cr_assert(tu_spin(R, tu_got_len_any, &w, 10));
   cr_assert(memcmp(tu_client_head(&e.cst), "reply", 5) == 0);
   cr_assert(tu_spin(R, client_lost, &e.cst, 10));
   cr_assert(tu_spin(R, server_lost, NULL, 10));
