@@ -419,38 +419,11 @@ Test(memory_pump, max_steps_stops_endless_talk) {
 
 /* The server frees its own state and closes in the middle of a stream fed
  * one byte at a time: no byte may reach it afterwards. */
-typedef struct selfish {
-  ct_protocol base;
-  char *state;
-  int *lost_code;
-} selfish;
-static void selfish_data(ct_protocol *p, const char *d, size_t n) {
-  selfish *s = (selfish *)p;
-  cr_assert_not_null(s->state, "no data after the close");
-  (void)n;
-  if (d[0] == '!') {
-    free(s->state);
-    s->state = NULL;
-    ct_transport_abort(p->transport);
-  }
-}
-static void selfish_lost(ct_protocol *p, const ct_failure *reason) {
-  selfish *s = (selfish *)p;
-  cr_assert_null(s->state);
-  *s->lost_code = reason->code;
-}
-static const ct_protocol_ops selfish_ops = {
-    .name = "selfish",
-    .data_received = selfish_data,
-    .connection_lost = selfish_lost,
-};
-
 Test(memory_pump, free_own_state_and_abort_mid_stream) {
   int code = 0;
   tu_rec c = {0};
-  selfish *s = (selfish *)ct_protocol_new(&selfish_ops, sizeof(selfish));
-  s->state = malloc(8);
-  s->lost_code = &code;
+  tu_selfish *s = tu_selfish_new("!", &code); /* one byte per call */
+  s->abort_always = 1;
   ct_pump_options o = {.chunk_size = 1};
   ct_pump *p =
       ct_pump_connect(NULL, &s->base, tu_rec_proto(&c, &tu_rec_ops), &o);

@@ -387,43 +387,13 @@ Test(memory_string, protocol_timer_on_fake_clock) {
 }
 
 /* A protocol that frees its own state and closes from inside
- * data_received: nothing may touch that state afterwards. */
-typedef struct selfish {
-  ct_protocol base;
-  char *scratch; /* heap state, freed on "die" */
-  int *lost_flag;
-} selfish;
-static void selfish_data(ct_protocol *p, const char *d, size_t n) {
-  selfish *s = (selfish *)p;
-  cr_assert_not_null(s->scratch, "no data after the close");
-  memcpy(s->scratch, d, n < 16 ? n : 16);
-  if (memmem(d, n, "die", 3) != NULL) {
-    free(s->scratch);
-    s->scratch = NULL;
-    if (memmem(d, n, "abort", 5) != NULL) {
-      ct_transport_abort(p->transport);
-    } else {
-      ct_transport_lose_connection(p->transport);
-    }
-  }
-}
-static void selfish_lost(ct_protocol *p, const ct_failure *reason) {
-  selfish *s = (selfish *)p;
-  cr_assert_null(s->scratch);
-  *s->lost_flag = reason->code;
-}
-static const ct_protocol_ops selfish_ops = {
-    .name = "selfish",
-    .data_received = selfish_data,
-    .connection_lost = selfish_lost,
-};
-
+ * data_received on "die" (aborting on "die abort"): nothing may touch that
+ * state afterwards (tu_selfish). */
 static void selfish_case(const char *msg, int want) {
   int lost = 0;
   ct_string_transport *st = ct_string_transport_new(NULL);
-  selfish *s = (selfish *)ct_protocol_new(&selfish_ops, sizeof(selfish));
-  s->scratch = malloc(16);
-  s->lost_flag = &lost;
+  tu_selfish *s = tu_selfish_new("die", &lost);
+  s->abort_on = "abort";
   cr_assert_eq(ct_string_transport_connect(st, &s->base), 0);
   cr_assert_eq(ct_string_transport_feed_str(st, msg), 0);
   cr_assert_eq(ct_string_transport_feed_str(st, "after"), CT_ECLOSED);

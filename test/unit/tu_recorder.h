@@ -146,4 +146,54 @@ static inline void tu_rec_done(tu_rec *r) {
   r->got_len = r->got_cap = 0;
 }
 
+/* A protocol that frees its own heap state and closes from inside
+ * data_received once the data contains `die_on`: it aborts if `abort_always`
+ * is set or the data also contains `abort_on`, else loses the connection.
+ * No data may arrive after that, and connection_lost (which stores its
+ * code in *lost_code) finds the state already gone. */
+typedef struct tu_selfish {
+  ct_protocol base;
+  char *scratch; /* heap state, written by every data_received */
+  int *lost_code;
+  const char *die_on, *abort_on;
+  int abort_always;
+} tu_selfish;
+
+static inline void tu_selfish_data(ct_protocol *p, const char *d, size_t n) {
+  tu_selfish *s = (tu_selfish *)p;
+  cr_assert_not_null(s->scratch, "no data after the close");
+  memcpy(s->scratch, d, n < 16 ? n : 16);
+  if (tu_rec_has(d, n, s->die_on)) {
+    free(s->scratch);
+    s->scratch = NULL;
+    if (s->abort_always || tu_rec_has(d, n, s->abort_on))
+      ct_transport_abort(p->transport);
+    else
+      ct_transport_lose_connection(p->transport);
+  }
+}
+
+static inline void tu_selfish_lost(ct_protocol *p, const ct_failure *reason) {
+  tu_selfish *s = (tu_selfish *)p;
+  cr_assert_null(s->scratch);
+  *s->lost_code = reason->code;
+}
+
+static const ct_protocol_ops tu_selfish_ops = {
+    .name = "selfish",
+    .data_received = tu_selfish_data,
+    .connection_lost = tu_selfish_lost,
+};
+
+static inline tu_selfish *tu_selfish_new(const char *die_on, int *lost_code) {
+  tu_selfish *s =
+      (tu_selfish *)ct_protocol_new(&tu_selfish_ops, sizeof(tu_selfish));
+  cr_assert_not_null(s);
+  s->scratch = malloc(16);
+  cr_assert_not_null(s->scratch);
+  s->lost_code = lost_code;
+  s->die_on = die_on;
+  return s;
+}
+
 #endif
