@@ -82,11 +82,9 @@ static void tenv_open(tenv *e, size_t n, size_t read_cap, size_t write_cap,
   ct_factory_init(&e->inner, NULL, &blast_ops, sizeof(ct_protocol), &e->cfg);
   e->pf = ct_throttling_factory_new(R, &e->inner, read_cap, write_cap);
   cr_assert(e->pf != NULL);
-  tu_client_factory_init(&e->cf, &e->cst);
   ct_pump_options o = {.clock = C, .chunk_size = chunk};
-  e->pump = ct_pump_connect_factories(R, ct_policy_factory_base(e->pf),
-                                      &e->cf.base, &o);
-  cr_assert(e->pump != NULL);
+  e->pump =
+      tu_pump_client(R, ct_policy_factory_base(e->pf), &e->cf, &e->cst, &o);
 }
 
 static void tenv_close(tenv *e) {
@@ -133,10 +131,8 @@ Test(throttle, close_waits_for_held_output) {
   f.cfg.close_after = 1;
   ct_factory_init(&f.inner, NULL, &blast_ops, sizeof(ct_protocol), &f.cfg);
   f.pf = ct_throttling_factory_new(R, &f.inner, 0, 1000);
-  tu_client_factory_init(&f.cf, &f.cst);
   ct_pump_options o = {.clock = C};
-  f.pump = ct_pump_connect_factories(R, ct_policy_factory_base(f.pf),
-                                     &f.cf.base, &o);
+  f.pump = tu_pump_client(R, ct_policy_factory_base(f.pf), &f.cf, &f.cst, &o);
   ct_pump_flush(f.pump);
   cr_assert_eq(client_len(&f), 1000);
   cr_assert_eq(ct_pump_lost_code(f.pump, 0), 0, "closed before flushing");
@@ -233,10 +229,8 @@ Test(throttle, echo_under_both_caps_and_bad_arguments) {
   ct_policy_factory *pf = ct_throttling_factory_new(R, &echo, 500, 500);
   ct_client_factory cf;
   tu_client_stats cst;
-  tu_client_factory_init(&cf, &cst);
   ct_pump_options o = {.clock = C, .chunk_size = 50};
-  ct_pump *p =
-      ct_pump_connect_factories(R, ct_policy_factory_base(pf), &cf.base, &o);
+  ct_pump *p = tu_pump_client(R, ct_policy_factory_base(pf), &cf, &cst, &o);
   char buf[3000];
   for (size_t i = 0; i < sizeof buf; i++)
     buf[i] = pattern(i);

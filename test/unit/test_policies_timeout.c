@@ -184,11 +184,9 @@ static void fenv_open(fenv *e, double seconds) {
   ct_factory_init(&e->echo, NULL, &tu_echo_ops, sizeof(ct_protocol), &e->sst);
   e->pf = ct_timeout_factory_new(&e->echo, seconds);
   cr_assert(e->pf != NULL);
-  tu_client_factory_init(&e->cf, &e->cst);
   ct_pump_options o = {.clock = C};
-  e->pump = ct_pump_connect_factories(R, ct_policy_factory_base(e->pf),
-                                      &e->cf.base, &o);
-  cr_assert(e->pump != NULL);
+  e->pump =
+      tu_pump_client(R, ct_policy_factory_base(e->pf), &e->cf, &e->cst, &o);
   cr_assert_eq(ct_policy_factory_connections(e->pf), 1);
 }
 
@@ -308,11 +306,8 @@ Test(timeout_factory, wrappers_compose) {
       ct_timeout_factory_new(ct_policy_factory_base(in), 5.0);
   ct_client_factory cf;
   tu_client_stats cst;
-  tu_client_factory_init(&cf, &cst);
   ct_pump_options o = {.clock = C, .chunk_size = 1};
-  ct_pump *p =
-      ct_pump_connect_factories(R, ct_policy_factory_base(out), &cf.base, &o);
-  cr_assert(p != NULL);
+  ct_pump *p = tu_pump_client(R, ct_policy_factory_base(out), &cf, &cst, &o);
   ct_transport_write_str(ct_pump_client_transport(p), "layered");
   ct_pump_flush(p);
   cr_assert_eq(cst.last->len, 7);
@@ -335,11 +330,8 @@ Test(timeout_factory, pull_producer_through_the_wrapper) {
   ct_policy_factory *pf = ct_timeout_factory_new(&chargen, 5.0);
   ct_client_factory cf;
   tu_client_stats cst;
-  tu_client_factory_init(&cf, &cst);
   ct_pump_options o = {.clock = C, .max_steps = 200};
-  ct_pump *p =
-      ct_pump_connect_factories(R, ct_policy_factory_base(pf), &cf.base, &o);
-  cr_assert(p != NULL);
+  ct_pump *p = tu_pump_client(R, ct_policy_factory_base(pf), &cf, &cst, &o);
   ct_pump_flush(p); /* talks forever: stops at max_steps */
   cr_assert_geq(cst.last->len, 10 * CT_CHARGEN_CHUNK, "got %zu", cst.last->len);
   ct_transport *inner_t =
@@ -376,11 +368,8 @@ Test(timeout_factory, backpressure_through_the_wrapper) {
   ct_policy_factory *pf = ct_timeout_factory_new(&echo, 100.0);
   ct_client_factory cf;
   tu_client_stats cst;
-  tu_client_factory_init(&cf, &cst);
   ct_pump_options o = {.clock = C, .chunk_size = 500};
-  ct_pump *p =
-      ct_pump_connect_factories(R, ct_policy_factory_base(pf), &cf.base, &o);
-  cr_assert(p != NULL);
+  ct_pump *p = tu_pump_client(R, ct_policy_factory_base(pf), &cf, &cst, &o);
   ct_transport *client = ct_pump_client_transport(p);
   ct_transport *server = ct_pump_server_transport(p);
   ct_transport *inner_t = ct_policy_inner_protocol(server->protocol)->transport;

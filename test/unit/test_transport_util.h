@@ -17,6 +17,7 @@
 #include "ctwist/deferred.h"
 #include "ctwist/protocol.h"
 #include "ctwist/reactor.h"
+#include "ctwist/testing.h"
 #include "ctwist/transport.h"
 
 static inline double tu_now(void) {
@@ -257,6 +258,19 @@ static inline void tu_client_factory_init(ct_client_factory *cf,
   ct_factory_init(&cf->base, NULL, &tu_client_ops, sizeof(tu_client), st);
   cf->connection_failed = tu_cf_failed;
   cf->connection_lost = tu_cf_lost;
+}
+
+/* A memory pump (options o, may be NULL) between the server factory sf
+ * and a recording client factory cf (stats in st), initialised here;
+ * asserts the pump was made. */
+static inline ct_pump *tu_pump_client(ct_reactor *r, ct_factory *sf,
+                                      ct_client_factory *cf,
+                                      tu_client_stats *st,
+                                      const ct_pump_options *o) {
+  tu_client_factory_init(cf, st);
+  ct_pump *p = ct_pump_connect_factories(r, sf, &cf->base, o);
+  cr_assert(p != NULL, "pump not connected");
+  return p;
 }
 
 /* Result holder for a connect Deferred. */

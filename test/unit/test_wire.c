@@ -213,10 +213,8 @@ Test(wire_memory, chargen_through_a_pump_one_byte_at_a_time) {
   ct_chargen_factory_init(&sf);
   ct_client_factory cf;
   tu_client_stats cst;
-  tu_client_factory_init(&cf, &cst);
   ct_pump_options o = {.chunk_size = 1, .max_steps = 5000};
-  ct_pump *p = ct_pump_connect_factories(NULL, &sf, &cf.base, &o);
-  cr_assert(p != NULL);
+  ct_pump *p = tu_pump_client(NULL, &sf, &cf, &cst, &o);
   ct_pump_flush(p); /* talks forever: stops at max_steps */
   cr_assert(cst.last != NULL);
   cr_assert_geq(cst.last->len, 1000);
