@@ -8,19 +8,8 @@
 #include "ctwist/wire.h"
 #include "test_transport_util.h"
 
-static ct_clock *C;
-static ct_reactor *R;
-
-static void setup(void) {
-  C = ct_clock_new();
-  R = ct_reactor_new_with_clock(C);
-}
-
-static void teardown(void) {
-  cr_assert_eq(ct_reactor_pending_calls(R), 0, "tick left behind");
-  ct_reactor_free(R);
-  ct_clock_free(C);
-}
+TU_CLOCK_REACTOR_FIXTURE(cr_assert_eq(ct_reactor_pending_calls(R), 0,
+                                      "tick left behind"))
 
 TestSuite(throttle, .init = setup, .fini = teardown, .timeout = 30);
 

@@ -10,20 +10,8 @@
 #include "ctwist/wire.h"
 #include "test_transport_util.h"
 
-static ct_clock *C;
-static ct_reactor *R;
-
-static void setup(void) {
-  C = ct_clock_new();
-  R = ct_reactor_new_with_clock(C);
-  cr_assert(R != NULL);
-}
-
-static void teardown(void) {
-  cr_assert_eq(ct_reactor_pending_calls(R), 0, "timer left behind");
-  ct_reactor_free(R);
-  ct_clock_free(C);
-}
+TU_CLOCK_REACTOR_FIXTURE(cr_assert_eq(ct_reactor_pending_calls(R), 0,
+                                      "timer left behind"))
 
 TestSuite(idle, .init = setup, .fini = teardown, .timeout = 30);
 TestSuite(timeout_factory, .init = setup, .fini = teardown, .timeout = 30);

@@ -8,19 +8,7 @@
 
 #include "test_transport_util.h"
 
-static ct_clock *C;
-static ct_reactor *R;
-
-static void setup(void) {
-  C = ct_clock_new();
-  R = ct_reactor_new_with_clock(C);
-  cr_assert(R != NULL);
-}
-
-static void teardown(void) {
-  ct_reactor_free(R);
-  ct_clock_free(C);
-}
+TU_CLOCK_REACTOR_FIXTURE((void)0)
 
 TestSuite(tcp_connect, .init = setup, .fini = teardown, .timeout = 30);
 

@@ -393,6 +393,23 @@ static inline void tu_stop_port(ct_listening_port *port) {
     ct_reactor_free(R);                                                        \
   }
 
+/* The same on a fake clock: static `C` and `R`; teardown first runs the
+ * statement BEFORE_FREE (e.g. an assertion on what the test left behind,
+ * or (void)0). */
+#define TU_CLOCK_REACTOR_FIXTURE(BEFORE_FREE)                                  \
+  static ct_clock *C;                                                          \
+  static ct_reactor *R;                                                        \
+  static void setup(void) {                                                    \
+    C = ct_clock_new();                                                        \
+    R = ct_reactor_new_with_clock(C);                                          \
+    cr_assert(R != NULL);                                                      \
+  }                                                                            \
+  static void teardown(void) {                                                 \
+    BEFORE_FREE;                                                               \
+    ct_reactor_free(R);                                                        \
+    ct_clock_free(C);                                                          \
+  }
+
 /* -------------------------------------------------- tu_spin conditions */
 
 /* Wait for `n` bytes at a client (tu_got_len: at the live last client;
