@@ -325,6 +325,24 @@ static void run_on_small_stack(stack_job *job) {
   pthread_attr_destroy(&attr);
 }
 
+/* If `d` has a successful result, store it as an int in job->result and
+ * set job->ok. */
+static void job_take_value(stack_job *job, ct_deferred *d) {
+  ct_result r;
+  if (ct_deferred_take_result(d, &r) == 0 && r.failure == NULL) {
+    job->result = ct_value_as_int(r.value);
+    job->ok = 1;
+  }
+}
+
+/* Run fn with job size n on the small stack; assert it completed. */
+static stack_job run_job(void (*fn)(stack_job *), long n) {
+  stack_job job = {fn, n, 0, 0};
+  run_on_small_stack(&job);
+  cr_assert(job.ok, "job did not complete (n=%ld)", n);
+  return job;
+}
+
 static ct_step cb_inc(ct_value v, void *arg) {
   return ct_pass(ct_value_int(ct_value_as_int(v) + 1));
 }
@@ -335,18 +353,12 @@ static void long_chain(stack_job *job) {
     if (ct_deferred_add_callback(d, cb_inc, NULL) != 0)
       return;
   ct_deferred_callback(d, ct_value_int(0));
-  ct_result r;
-  if (ct_deferred_take_result(d, &r) == 0 && r.failure == NULL) {
-    job->result = ct_value_as_int(r.value);
-    job->ok = 1;
-  }
+  job_take_value(job, d);
   ct_deferred_unref(d);
 }
 
 DTEST(deferred_chain, million_callbacks_in_constant_stack) {
-  stack_job job = {long_chain, 1000000, 0, 0};
-  run_on_small_stack(&job);
-  cr_assert(job.ok);
+  stack_job job = run_job(long_chain, 1000000);
   cr_assert_eq(job.result, 1000000);
 }
 
@@ -361,73 +373,68 @@ static ct_step cb_wait_next(ct_value v, void *arg) {
   return ct_wait(ct_deferred_ref(next));
 }
 
-/* Deferred i's callback returns Deferred i+1.  Firing them in order leaves
- * every Deferred waiting on the next one; firing the last unwinds a nest
- * 100,000 deep (Twisted #4593). */
-static void deep_nest(stack_job *job) {
-  long n = job->n;
+/* n fresh Deferreds; when `link` is set, Deferred i's callback waits on
+ * Deferred i+1 (cb_wait_next). */
+static ct_deferred **nest_new(long n, int link) {
   ct_deferred **ds = malloc((size_t)n * sizeof(*ds));
   for (long i = 0; i < n; i++)
     ds[i] = ct_deferred_new(NULL, NULL);
-  for (long i = 0; i + 1 < n; i++)
-    ct_deferred_add_callback(ds[i], cb_wait_next, ds[i + 1]);
-  ct_deferred_add_callback(ds[n - 1], cb_inc, NULL);
-  for (long i = 0; i < n; i++)
-    ct_deferred_callback(ds[i], ct_value_int(i));
-  ct_result r;
-  if (ct_deferred_take_result(ds[0], &r) == 0 && r.failure == NULL) {
-    job->result = ct_value_as_int(r.value);
-    job->ok = 1;
-  }
+  if (link)
+    for (long i = 0; i + 1 < n; i++)
+      ct_deferred_add_callback(ds[i], cb_wait_next, ds[i + 1]);
+  return ds;
+}
+
+/* Unref every Deferred of the array (first to last) and free it. */
+static void nest_free(ct_deferred **ds, long n) {
   for (long i = 0; i < n; i++)
     ct_deferred_unref(ds[i]);
   free(ds);
 }
 
+/* Fire ds[0..count-1] in order, each with its index. */
+static void nest_fire_in_order(ct_deferred **ds, long count) {
+  for (long i = 0; i < count; i++)
+    ct_deferred_callback(ds[i], ct_value_int(i));
+}
+
+/* Deferred i's callback returns Deferred i+1.  Firing them in order leaves
+ * every Deferred waiting on the next one; firing the last unwinds a nest
+ * 100,000 deep (Twisted #4593). */
+static void deep_nest(stack_job *job) {
+  long n = job->n;
+  ct_deferred **ds = nest_new(n, 1);
+  ct_deferred_add_callback(ds[n - 1], cb_inc, NULL);
+  nest_fire_in_order(ds, n);
+  job_take_value(job, ds[0]);
+  nest_free(ds, n);
+}
+
 DTEST(deferred_chain, hundred_thousand_nested_in_constant_stack) {
-  stack_job job = {deep_nest, 100000, 0, 0};
-  run_on_small_stack(&job);
-  cr_assert(job.ok);
+  stack_job job = run_job(deep_nest, 100000);
   cr_assert_eq(job.result, 100000); /* last got 99999, +1 */
 }
 
 /* The reverse order: each callback returns an already-fired Deferred. */
 static void fired_nest(stack_job *job) {
   long n = job->n;
-  ct_deferred **ds = malloc((size_t)n * sizeof(*ds));
-  for (long i = 0; i < n; i++)
-    ds[i] = ct_deferred_new(NULL, NULL);
-  for (long i = 0; i + 1 < n; i++)
-    ct_deferred_add_callback(ds[i], cb_wait_next, ds[i + 1]);
+  ct_deferred **ds = nest_new(n, 1);
   for (long i = n - 1; i >= 0; i--)
     ct_deferred_callback(ds[i], ct_value_int(i));
-  ct_result r;
-  if (ct_deferred_take_result(ds[0], &r) == 0 && r.failure == NULL) {
-    job->result = ct_value_as_int(r.value);
-    job->ok = 1;
-  }
-  for (long i = 0; i < n; i++)
-    ct_deferred_unref(ds[i]);
-  free(ds);
+  job_take_value(job, ds[0]);
+  nest_free(ds, n);
 }
 
 DTEST(deferred_chain, hundred_thousand_prefired_nested) {
-  stack_job job = {fired_nest, 100000, 0, 0};
-  run_on_small_stack(&job);
-  cr_assert(job.ok);
+  stack_job job = run_job(fired_nest, 100000);
   cr_assert_eq(job.result, 99999);
 }
 
 /* Abandon a 100,000-deep waiting nest: freeing must not recurse either. */
 static void abandoned_nest(stack_job *job) {
   long n = job->n;
-  ct_deferred **ds = malloc((size_t)n * sizeof(*ds));
-  for (long i = 0; i < n; i++)
-    ds[i] = ct_deferred_new(NULL, NULL);
-  for (long i = 0; i + 1 < n; i++)
-    ct_deferred_add_callback(ds[i], cb_wait_next, ds[i + 1]);
-  for (long i = 0; i + 1 < n; i++)
-    ct_deferred_callback(ds[i], ct_value_int(i));
+  ct_deferred **ds = nest_new(n, 1);
+  nest_fire_in_order(ds, n - 1);
   /* Drop the innermost first: the outer ones keep it alive; the last
    * unref (of ds[0]) frees the whole nest. */
   for (long i = n - 1; i >= 0; i--)
@@ -437,22 +444,15 @@ static void abandoned_nest(stack_job *job) {
 }
 
 DTEST(deferred_chain, hundred_thousand_abandoned_nest_freed) {
-  stack_job job = {abandoned_nest, 100000, 0, 0};
-  run_on_small_stack(&job);
-  cr_assert(job.ok);
+  (void)run_job(abandoned_nest, 100000);
 }
 
 /* Cancelling the outermost of a deep waiting nest reaches the innermost
  * without recursion. */
 static void cancel_nest(stack_job *job) {
   long n = job->n;
-  ct_deferred **ds = malloc((size_t)n * sizeof(*ds));
-  for (long i = 0; i < n; i++)
-    ds[i] = ct_deferred_new(NULL, NULL);
-  for (long i = 0; i + 1 < n; i++)
-    ct_deferred_add_callback(ds[i], cb_wait_next, ds[i + 1]);
-  for (long i = 0; i + 1 < n; i++)
-    ct_deferred_callback(ds[i], ct_value_int(i));
+  ct_deferred **ds = nest_new(n, 1);
+  nest_fire_in_order(ds, n - 1);
   ct_deferred_cancel(ds[0]);
   ct_result r;
   if (ct_deferred_take_result(ds[0], &r) == 0 && r.failure != NULL) {
@@ -460,15 +460,11 @@ static void cancel_nest(stack_job *job) {
     job->ok = 1;
     ct_failure_free(r.failure);
   }
-  for (long i = 0; i < n; i++)
-    ct_deferred_unref(ds[i]);
-  free(ds);
+  nest_free(ds, n);
 }
 
 DTEST(deferred_chain, cancel_deep_nest_reaches_innermost) {
-  stack_job job = {cancel_nest, 100000, 0, 0};
-  run_on_small_stack(&job);
-  cr_assert(job.ok);
+  stack_job job = run_job(cancel_nest, 100000);
   cr_assert_eq(job.result, CT_ECANCELLED);
 }
 
@@ -540,26 +536,16 @@ DTEST(deferred_chain, errback_added_from_raising_callback_runs_after) {
 /* A long line of ct_deferred_chain()ed Deferreds also runs in a loop. */
 static void chained_line(stack_job *job) {
   long n = job->n;
-  ct_deferred **ds = malloc((size_t)n * sizeof(*ds));
-  for (long i = 0; i < n; i++)
-    ds[i] = ct_deferred_new(NULL, NULL);
+  ct_deferred **ds = nest_new(n, 0);
   for (long i = 0; i + 1 < n; i++)
     ct_deferred_chain(ds[i], ds[i + 1]);
   ct_deferred_add_callback(ds[n - 1], cb_inc, NULL);
   ct_deferred_callback(ds[0], ct_value_int(41));
-  ct_result r;
-  if (ct_deferred_take_result(ds[n - 1], &r) == 0 && r.failure == NULL) {
-    job->result = ct_value_as_int(r.value);
-    job->ok = 1;
-  }
-  for (long i = 0; i < n; i++)
-    ct_deferred_unref(ds[i]);
-  free(ds);
+  job_take_value(job, ds[n - 1]);
+  nest_free(ds, n);
 }
 
 DTEST(deferred_chain, hundred_thousand_chain_deferred_links) {
-  stack_job job = {chained_line, 100000, 0, 0};
-  run_on_small_stack(&job);
-  cr_assert(job.ok);
+  stack_job job = run_job(chained_line, 100000);
   cr_assert_eq(job.result, 42);
 }
