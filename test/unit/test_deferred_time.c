@@ -23,51 +23,64 @@ static void fake_free(fake *f) {
   ct_clock_free(f->clock);
 }
 
+/* A fake-clock reactor and one Deferred (with `canceller`) on it. */
+typedef struct timed {
+  fake f;
+  ct_deferred *d;
+} timed;
+
+static timed timed_new(ct_canceller_cb canceller) {
+  timed t;
+  t.f = fake_new();
+  t.d = ct_deferred_new(canceller, NULL);
+  cr_assert_not_null(t.d);
+  return t;
+}
+
+static void timed_free(timed *t) {
+  ct_deferred_unref(t->d);
+  fake_free(&t->f);
+}
+
 /* ---------------------------------------------------------------- timeout */
 
 DTEST(deferred_timeout, success_before_timeout) {
-  fake f = fake_new();
-  ct_deferred *d = ct_deferred_new(NULL, NULL);
-  cr_assert_eq(ct_deferred_add_timeout(d, f.r, 10), 0);
-  cr_assert_eq(ct_reactor_pending_calls(f.r), 1);
-  ct_clock_advance(f.clock, 5);
-  cr_assert_not(ct_deferred_called(d));
-  ct_deferred_callback(d, ct_value_int(1));
-  cr_assert_eq(take_int(d), 1);
-  cr_assert_eq(ct_reactor_pending_calls(f.r), 0, "timer cancelled");
-  ct_clock_advance(f.clock, 10);
-  ct_deferred_unref(d);
-  fake_free(&f);
+  timed t = timed_new(NULL);
+  cr_assert_eq(ct_deferred_add_timeout(t.d, t.f.r, 10), 0);
+  cr_assert_eq(ct_reactor_pending_calls(t.f.r), 1);
+  ct_clock_advance(t.f.clock, 5);
+  cr_assert_not(ct_deferred_called(t.d));
+  ct_deferred_callback(t.d, ct_value_int(1));
+  cr_assert_eq(take_int(t.d), 1);
+  cr_assert_eq(ct_reactor_pending_calls(t.f.r), 0, "timer cancelled");
+  ct_clock_advance(t.f.clock, 10);
+  timed_free(&t);
 }
 
 DTEST(deferred_timeout, failure_before_timeout) {
-  fake f = fake_new();
-  ct_deferred *d = ct_deferred_new(NULL, NULL);
-  ct_deferred_add_timeout(d, f.r, 10);
-  ct_deferred_errback(d, ct_failure_new(CT_EPROTO, "early"));
-  cr_assert_eq(take_failure_code(d), CT_EPROTO);
-  cr_assert_eq(ct_reactor_pending_calls(f.r), 0);
-  ct_deferred_unref(d);
-  fake_free(&f);
+  timed t = timed_new(NULL);
+  ct_deferred_add_timeout(t.d, t.f.r, 10);
+  ct_deferred_errback(t.d, ct_failure_new(CT_EPROTO, "early"));
+  cr_assert_eq(take_failure_code(t.d), CT_EPROTO);
+  cr_assert_eq(ct_reactor_pending_calls(t.f.r), 0);
+  timed_free(&t);
 }
 
 DTEST(deferred_timeout, timed_out) {
-  fake f = fake_new();
-  ct_deferred *d = ct_deferred_new(NULL, NULL);
-  ct_deferred_add_timeout(d, f.r, 10);
-  ct_clock_advance(f.clock, 9.5);
-  cr_assert_not(ct_deferred_called(d));
-  ct_clock_advance(f.clock, 0.5);
-  cr_assert(ct_deferred_called(d));
+  timed t = timed_new(NULL);
+  ct_deferred_add_timeout(t.d, t.f.r, 10);
+  ct_clock_advance(t.f.clock, 9.5);
+  cr_assert_not(ct_deferred_called(t.d));
+  ct_clock_advance(t.f.clock, 0.5);
+  cr_assert(ct_deferred_called(t.d));
   ct_result r;
-  cr_assert_eq(ct_deferred_take_result(d, &r), 0);
+  cr_assert_eq(ct_deferred_take_result(t.d, &r), 0);
   cr_assert_eq(r.failure->code, CT_ETIMEDOUT);
   cr_assert(ct_failure_check(r.failure, CT_ECANCELLED), "cause kept");
   ct_failure_free(r.failure);
   /* The producer finishing late is ignored (no canceller: suppressed). */
-  cr_assert_eq(ct_deferred_callback(d, heap_int(1)), 0);
-  ct_deferred_unref(d);
-  fake_free(&f);
+  cr_assert_eq(ct_deferred_callback(t.d, heap_int(1)), 0);
+  timed_free(&t);
 }
 
 static void canceller_succeeds(ct_deferred *d, void *arg) {
@@ -79,34 +92,28 @@ static void canceller_fails(ct_deferred *d, void *arg) {
 }
 
 DTEST(deferred_timeout, provided_canceller_success_passes) {
-  fake f = fake_new();
-  ct_deferred *d = ct_deferred_new(canceller_succeeds, NULL);
-  ct_deferred_add_timeout(d, f.r, 1);
-  ct_clock_advance(f.clock, 1);
-  cr_assert_eq(take_int(d), 55);
-  ct_deferred_unref(d);
-  fake_free(&f);
+  timed t = timed_new(canceller_succeeds);
+  ct_deferred_add_timeout(t.d, t.f.r, 1);
+  ct_clock_advance(t.f.clock, 1);
+  cr_assert_eq(take_int(t.d), 55);
+  timed_free(&t);
 }
 
 DTEST(deferred_timeout, provided_canceller_failure_passes) {
-  fake f = fake_new();
-  ct_deferred *d = ct_deferred_new(canceller_fails, NULL);
-  ct_deferred_add_timeout(d, f.r, 1);
-  ct_clock_advance(f.clock, 1);
-  cr_assert_eq(take_failure_code(d), CT_ECONNABORTED);
-  ct_deferred_unref(d);
-  fake_free(&f);
+  timed t = timed_new(canceller_fails);
+  ct_deferred_add_timeout(t.d, t.f.r, 1);
+  ct_clock_advance(t.f.clock, 1);
+  cr_assert_eq(take_failure_code(t.d), CT_ECONNABORTED);
+  timed_free(&t);
 }
 
 DTEST(deferred_timeout, cancel_before_timeout_is_cancelled_not_timed_out) {
-  fake f = fake_new();
-  ct_deferred *d = ct_deferred_new(NULL, NULL);
-  ct_deferred_add_timeout(d, f.r, 10);
-  ct_deferred_cancel(d);
-  cr_assert_eq(take_failure_code(d), CT_ECANCELLED);
-  cr_assert_eq(ct_reactor_pending_calls(f.r), 0);
-  ct_deferred_unref(d);
-  fake_free(&f);
+  timed t = timed_new(NULL);
+  ct_deferred_add_timeout(t.d, t.f.r, 10);
+  ct_deferred_cancel(t.d);
+  cr_assert_eq(take_failure_code(t.d), CT_ECANCELLED);
+  cr_assert_eq(ct_reactor_pending_calls(t.f.r), 0);
+  timed_free(&t);
 }
 
 DTEST(deferred_timeout, errback_added_before_sees_cancelled) {
@@ -124,14 +131,12 @@ DTEST(deferred_timeout, errback_added_before_sees_cancelled) {
 }
 
 DTEST(deferred_timeout, errback_added_before_can_suppress_cancellation) {
-  fake f = fake_new();
-  ct_deferred *d = ct_deferred_new(NULL, NULL);
-  ct_deferred_add_errback(d, eb_recover, (void *)3);
-  ct_deferred_add_timeout(d, f.r, 1);
-  ct_clock_advance(f.clock, 1);
-  cr_assert_eq(take_int(d), 3);
-  ct_deferred_unref(d);
-  fake_free(&f);
+  timed t = timed_new(NULL);
+  ct_deferred_add_errback(t.d, eb_recover, (void *)3);
+  ct_deferred_add_timeout(t.d, t.f.r, 1);
+  ct_clock_advance(t.f.clock, 1);
+  cr_assert_eq(take_int(t.d), 3);
+  timed_free(&t);
 }
 
 static ct_step cb_wait_on(ct_value v, void *arg) {
