@@ -8,6 +8,7 @@
 
 #include <criterion/criterion.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,15 +78,25 @@ static inline void rec_lost(rec *r, const ct_failure *reason) {
     snprintf(r->lost_msg, sizeof r->lost_msg, "%s", reason->message);
 }
 
-static inline void rec_assert_same(const rec *a, const rec *b) {
-  cr_assert_eq(a->n, b->n, "event counts differ: %zu vs %zu", a->n, b->n);
+/* Assert a and b recorded the same events; `what` names the case in the
+ * failure message. */
+static inline void rec_assert_same_in(const rec *a, const rec *b,
+                                      const char *what) {
+  cr_assert_eq(a->n, b->n, "%s: event counts differ: %zu vs %zu", what, a->n,
+               b->n);
   for (size_t i = 0; i < a->n; i++) {
-    cr_assert_eq(a->evs[i].type, b->evs[i].type, "event %zu type", i);
-    cr_assert_eq(a->evs[i].len, b->evs[i].len, "event %zu length %zu vs %zu", i,
-                 a->evs[i].len, b->evs[i].len);
+    cr_assert_eq(a->evs[i].type, b->evs[i].type, "%s: event %zu type", what,
+                 i);
+    cr_assert_eq(a->evs[i].len, b->evs[i].len,
+                 "%s: event %zu length %zu vs %zu", what, i, a->evs[i].len,
+                 b->evs[i].len);
     cr_assert(memcmp(a->evs[i].data, b->evs[i].data, a->evs[i].len) == 0,
-              "event %zu bytes", i);
+              "%s: event %zu bytes", what, i);
   }
+}
+
+static inline void rec_assert_same(const rec *a, const rec *b) {
+  rec_assert_same_in(a, b, "run");
 }
 
 /* xorshift64*: deterministic across runs. */
@@ -158,6 +169,54 @@ static inline void feed_split(ct_string_transport *st, const char *s,
       return; /* closed */
     pos += n;
   }
+}
+
+/* A receiver under test: its protocol ops and the size of its struct. */
+typedef struct receiver {
+  const ct_protocol_ops *ops;
+  size_t size;
+} receiver;
+
+/* Run `s` through a fresh receiver with the given chunking into `r`. */
+static inline void run_receiver(receiver rv, const char *s, size_t len,
+                                size_t step, uint64_t seed, rec *r) {
+  ct_string_transport *st = connect_rec(rv.ops, rv.size, r, NULL);
+  feed_split(st, s, len, step, seed);
+  ct_string_transport_free(st);
+}
+
+/* Run `s` once with (step, seed) and assert the events equal `expect`
+ * (and, unless expect_n is SIZE_MAX, that there are expect_n of them). */
+static inline void check_run(receiver rv, const char *s, size_t len,
+                             size_t step, uint64_t seed, const rec *expect,
+                             size_t expect_n) {
+  char what[64];
+  snprintf(what, sizeof what, "step %zu seed %llu", step,
+           (unsigned long long)seed);
+  rec got = {0};
+  run_receiver(rv, s, len, step, seed, &got);
+  if (expect_n != SIZE_MAX)
+    cr_assert_eq(got.n, expect_n, "%s: %zu events", what, got.n);
+  rec_assert_same_in(expect, &got, what);
+  rec_clear(&got);
+}
+
+/* check_run for every step in [0, steps) and seed in [1, seeds). */
+static inline void check_grid(receiver rv, const char *s, size_t len,
+                              size_t steps, uint64_t seeds,
+                              const rec *expect) {
+  for (size_t step = 0; step < steps; step++)
+    for (uint64_t seed = 1; seed < seeds; seed++)
+      check_run(rv, s, len, step, seed, expect, SIZE_MAX);
+}
+
+/* check_run for seed in [1, seeds] with step 1 + seed * mul % mod. */
+static inline void check_random_splits(receiver rv, const bytes *b,
+                                       uint64_t seeds, uint64_t mul,
+                                       uint64_t mod, const rec *expect) {
+  for (uint64_t seed = 1; seed <= seeds; seed++)
+    check_run(rv, b->d, b->len, (size_t)(1 + seed * mul % mod), seed, expect,
+              SIZE_MAX);
 }
 
 #endif

@@ -88,13 +88,9 @@ static const ct_line_receiver_ops nl_ops = {
     .connection_lost = on_lost,
 };
 
-/* Run `s` through a fresh receiver with the given chunking into `r`. */
-static void run(const ct_line_receiver_ops *ops, const char *s, size_t len,
-                size_t step, uint64_t seed, rec *r) {
-  ct_string_transport *st = connect_rec(&ops->base, sizeof(tline), r, NULL);
-  feed_split(st, s, len, step, seed);
-  ct_string_transport_free(st);
-}
+/* The receiver under test built from line receiver ops. */
+#define RX(ops) ((receiver){&(ops)->base, sizeof(tline)})
+
 
 Test(basic_line, simple_and_partial) {
   rec r = {0};
@@ -141,24 +137,19 @@ static void make_lines(bytes *b, rec *expect, int count, uint64_t seed,
 
 Test(basic_line, one_byte_at_a_time) {
   bytes b = {0};
-  rec expect = {0}, got = {0};
+  rec expect = {0};
   make_lines(&b, &expect, 300, 7, 100);
-  run(&crlf_ops, b.d, b.len, 1, 0, &got);
-  rec_assert_same(&expect, &got);
+  check_run(RX(&crlf_ops), b.d, b.len, 1, 0, &expect, SIZE_MAX);
   rec_clear(&expect);
-  rec_clear(&got);
   bytes_free(&b);
 }
 
 Test(basic_line, thousand_lines_one_chunk) {
   bytes b = {0};
-  rec expect = {0}, got = {0};
+  rec expect = {0};
   make_lines(&b, &expect, 1000, 11, 200);
-  run(&crlf_ops, b.d, b.len, 0, 0, &got);
-  cr_assert_eq(got.n, 1000);
-  rec_assert_same(&expect, &got);
+  check_run(RX(&crlf_ops), b.d, b.len, 0, 0, &expect, 1000);
   rec_clear(&expect);
-  rec_clear(&got);
   bytes_free(&b);
 }
 
@@ -166,12 +157,7 @@ Test(basic_line, random_splits_property) {
   bytes b = {0};
   rec expect = {0};
   make_lines(&b, &expect, 500, 3, 300);
-  for (uint64_t seed = 1; seed <= 60; seed++) {
-    rec got = {0};
-    run(&crlf_ops, b.d, b.len, 1 + seed * 13 % 700, seed, &got);
-    rec_assert_same(&expect, &got);
-    rec_clear(&got);
-  }
+  check_random_splits(RX(&crlf_ops), &b, 60, 13, 700, &expect);
   rec_clear(&expect);
   bytes_free(&b);
 }
@@ -183,14 +169,7 @@ Test(basic_line, multibyte_delimiter_straddles_chunks) {
   rec_add(&expect, 'L', "twoEN", 5);
   rec_add(&expect, 'L', "threeE", 6);
   rec_add(&expect, 'L', "", 0);
-  for (size_t step = 0; step < 8; step++) {
-    for (uint64_t seed = 1; seed < 10; seed++) {
-      rec got = {0};
-      run(&end_ops, s, strlen(s), step, seed, &got);
-      rec_assert_same(&expect, &got);
-      rec_clear(&got);
-    }
-  }
+  check_grid(RX(&end_ops), s, strlen(s), 8, 10, &expect);
   rec_clear(&expect);
 }
 
@@ -230,14 +209,7 @@ Test(basic_line, mode_switch_mid_buffer) {
   rec_add(&expect, 'L', "D", 1);
   rec_add(&expect, 'L', "rawonly", 7);
   rec_add(&expect, 'R', "tail\r\nbytes", 11);
-  for (size_t step = 0; step < 12; step++) {
-    for (uint64_t seed = 1; seed < 8; seed++) {
-      rec got = {0};
-      run(&crlf_ops, s, strlen(s), step, seed, &got);
-      rec_assert_same(&expect, &got);
-      rec_clear(&got);
-    }
-  }
+  check_grid(RX(&crlf_ops), s, strlen(s), 12, 8, &expect);
   rec_clear(&expect);
 }
 

@@ -57,13 +57,8 @@ static void make_stream(bytes *b, rec *expect, int count, uint64_t seed,
   free(msg);
 }
 
-static void run(const ct_netstring_receiver_ops *ops, const char *s, size_t len,
-                size_t step, uint64_t seed, rec *r) {
-  ct_string_transport *st =
-      connect_rec(&ops->base, sizeof(ct_netstring_receiver), r, NULL);
-  feed_split(st, s, len, step, seed);
-  ct_string_transport_free(st);
-}
+/* The receiver under test built from netstring receiver ops. */
+#define RX(ops) ((receiver){&(ops)->base, sizeof(ct_netstring_receiver)})
 
 Test(basic_netstring, simple) {
   rec r = {0};
@@ -83,24 +78,19 @@ Test(basic_netstring, simple) {
 
 Test(basic_netstring, one_byte_at_a_time) {
   bytes b = {0};
-  rec expect = {0}, got = {0};
+  rec expect = {0};
   make_stream(&b, &expect, 300, 5, 200);
-  run(&ns_ops, b.d, b.len, 1, 0, &got);
-  rec_assert_same(&expect, &got);
+  check_run(RX(&ns_ops), b.d, b.len, 1, 0, &expect, SIZE_MAX);
   rec_clear(&expect);
-  rec_clear(&got);
   bytes_free(&b);
 }
 
 Test(basic_netstring, thousand_in_one_chunk) {
   bytes b = {0};
-  rec expect = {0}, got = {0};
+  rec expect = {0};
   make_stream(&b, &expect, 1000, 9, 300);
-  run(&ns_ops, b.d, b.len, 0, 0, &got);
-  cr_assert_eq(got.n, 1000);
-  rec_assert_same(&expect, &got);
+  check_run(RX(&ns_ops), b.d, b.len, 0, 0, &expect, 1000);
   rec_clear(&expect);
-  rec_clear(&got);
   bytes_free(&b);
 }
 
@@ -108,19 +98,14 @@ Test(basic_netstring, random_splits_property) {
   bytes b = {0};
   rec expect = {0};
   make_stream(&b, &expect, 400, 21, 2000);
-  for (uint64_t seed = 1; seed <= 60; seed++) {
-    rec got = {0};
-    run(&ns_ops, b.d, b.len, 1 + seed * 37 % 3000, seed, &got);
-    rec_assert_same(&expect, &got);
-    rec_clear(&got);
-  }
+  check_random_splits(RX(&ns_ops), &b, 60, 37, 3000, &expect);
   rec_clear(&expect);
   bytes_free(&b);
 }
 
 Test(basic_netstring, max_length_exactly) {
   rec r = {0};
-  run(&small_ops, "5:12345,0:,", 11, 1, 0, &r);
+  run_receiver(RX(&small_ops), "5:12345,0:,", 11, 1, 0, &r);
   cr_assert_eq(r.n, 2);
   cr_assert_str_eq(r.evs[0].data, "12345");
   cr_assert_eq(r.lost_code, CT_ECONNABORTED);
@@ -141,7 +126,7 @@ static void check_bad(const ct_netstring_receiver_ops *ops, const char *s,
     ct_string_transport_stats_get(st, &stats);
     cr_assert_eq(stats.lose_connection_calls, 1, "%s", s);
     ct_string_transport_step(st);
-    cr_assert_eq(r.lost, 1);
+    cr_assert_eq(r.lost, 1, "%s: lost %d times", s, r.lost);
     cr_assert_eq(r.lost_code, code, "%s: code %d", s, r.lost_code);
     cr_assert(strstr(r.lost_msg, msg) != NULL, "%s: message '%s'", s,
               r.lost_msg);
@@ -150,26 +135,40 @@ static void check_bad(const ct_netstring_receiver_ops *ops, const char *s,
   }
 }
 
+static const struct bad_case {
+  const ct_netstring_receiver_ops *ops;
+  const char *input;
+  size_t good;
+  int code;
+  const char *msg;
+} bad_cases[] = {
+    {&ns_ops, "1:a,x:", 1, CT_EPARSE, "does not start with a length"},
+    {&ns_ops, ":a,", 0, CT_EPARSE, "does not start with a length"},
+    {&ns_ops, "-1:a,", 0, CT_EPARSE, "does not start with a length"},
+    {&ns_ops, " 1:a,", 0, CT_EPARSE, "does not start with a length"},
+    {&ns_ops, "01:a,", 0, CT_EPARSE, "leading zero"},
+    {&ns_ops, "00:,", 0, CT_EPARSE, "leading zero"},
+    {&ns_ops, "1:a,007:abcdefg,", 1, CT_EPARSE, "leading zero"},
+    {&ns_ops, "3x:abc,", 0, CT_EPARSE, "not followed by ':'"},
+    {&ns_ops, "3;abc,", 0, CT_EPARSE, "not followed by ':'"},
+    {&ns_ops, "3:abc;", 0, CT_EPARSE, "not terminated by a comma"},
+    {&ns_ops, "2:abc,", 0, CT_EPARSE, "not terminated by a comma"},
+    {&ns_ops, "1:a,3:abcd", 1, CT_EPARSE, "not terminated by a comma"},
+    {&ns_ops, "100000:", 0, CT_ETOOBIG, "limit of 99999 bytes"},
+    {&ns_ops, "99999999999999999999999999999999:", 0, CT_ETOOBIG,
+     "limit of 99999 bytes"},
+    {&small_ops, "6:", 0, CT_ETOOBIG,
+     "netstring length 6 is over "
+     "the limit of 5 bytes"},
+    {&small_ops, "5:abcde,10", 1, CT_ETOOBIG, "limit of 5 bytes"},
+};
+
+/* check_bad names the failing case by its input. */
 Test(basic_netstring, malformed_inputs) {
-  check_bad(&ns_ops, "1:a,x:", 1, CT_EPARSE, "does not start with a length");
-  check_bad(&ns_ops, ":a,", 0, CT_EPARSE, "does not start with a length");
-  check_bad(&ns_ops, "-1:a,", 0, CT_EPARSE, "does not start with a length");
-  check_bad(&ns_ops, " 1:a,", 0, CT_EPARSE, "does not start with a length");
-  check_bad(&ns_ops, "01:a,", 0, CT_EPARSE, "leading zero");
-  check_bad(&ns_ops, "00:,", 0, CT_EPARSE, "leading zero");
-  check_bad(&ns_ops, "1:a,007:abcdefg,", 1, CT_EPARSE, "leading zero");
-  check_bad(&ns_ops, "3x:abc,", 0, CT_EPARSE, "not followed by ':'");
-  check_bad(&ns_ops, "3;abc,", 0, CT_EPARSE, "not followed by ':'");
-  check_bad(&ns_ops, "3:abc;", 0, CT_EPARSE, "not terminated by a comma");
-  check_bad(&ns_ops, "2:abc,", 0, CT_EPARSE, "not terminated by a comma");
-  check_bad(&ns_ops, "1:a,3:abcd", 1, CT_EPARSE, "not terminated by a comma");
-  check_bad(&ns_ops, "100000:", 0, CT_ETOOBIG, "limit of 99999 bytes");
-  check_bad(&ns_ops, "99999999999999999999999999999999:", 0, CT_ETOOBIG,
-            "limit of 99999 bytes");
-  check_bad(&small_ops, "6:", 0, CT_ETOOBIG,
-            "netstring length 6 is over "
-            "the limit of 5 bytes");
-  check_bad(&small_ops, "5:abcde,10", 1, CT_ETOOBIG, "limit of 5 bytes");
+  for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
+    const struct bad_case *c = &bad_cases[i];
+    check_bad(c->ops, c->input, c->good, c->code, c->msg);
+  }
 }
 
 /* A length over the limit is refused from its digits, before any payload
