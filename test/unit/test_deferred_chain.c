@@ -11,11 +11,6 @@
 
 /* Callback: wait on the Deferred in arg (the callback's reference is
  * taken with ct_deferred_ref, as ct_wait takes one over). */
-static ct_step cb_wait_on(ct_value v, void *arg) {
-  ct_value_free(v);
-  return ct_wait(ct_deferred_ref(arg));
-}
-
 DTEST(deferred_chain, wait_on_unfired_inner_pauses_outer) {
   rec r = {0};
   ct_deferred *outer = ct_deferred_new(NULL, NULL);
@@ -118,20 +113,13 @@ DTEST(deferred_chain, callbacks_added_to_inner_later_run_after_outer) {
 }
 
 DTEST(deferred_chain, double_nesting) {
-  ct_deferred *a = ct_deferred_new(NULL, NULL);
-  ct_deferred *b = ct_deferred_new(NULL, NULL);
-  ct_deferred *c = ct_deferred_new(NULL, NULL);
-  ct_deferred_add_callback(a, cb_wait_on, b);
-  ct_deferred_add_callback(b, cb_wait_on, c);
-  ct_deferred_callback(a, CT_NONE);
-  ct_deferred_callback(b, CT_NONE);
-  cr_assert(ct_deferred_waiting(a));
-  cr_assert(ct_deferred_waiting(b));
-  ct_deferred_callback(c, ct_value_int(42));
-  cr_assert_eq(take_int(a), 42);
-  ct_deferred_unref(a);
-  ct_deferred_unref(b);
-  ct_deferred_unref(c);
+  ct_deferred *n[3];
+  double_nest_new(n);
+  cr_assert(ct_deferred_waiting(n[0]));
+  cr_assert(ct_deferred_waiting(n[1]));
+  ct_deferred_callback(n[2], ct_value_int(42));
+  cr_assert_eq(take_int(n[0]), 42);
+  double_nest_free(n);
 }
 
 /* test_nestedAsynchronousChainedDeferreds: an inner Deferred whose own
@@ -367,21 +355,15 @@ typedef struct nest {
   long n;
 } nest;
 
-static ct_step cb_wait_next(ct_value v, void *arg) {
-  ct_deferred *next = arg;
-  ct_value_free(v);
-  return ct_wait(ct_deferred_ref(next));
-}
-
 /* n fresh Deferreds; when `link` is set, Deferred i's callback waits on
- * Deferred i+1 (cb_wait_next). */
+ * Deferred i+1 (cb_wait_on). */
 static ct_deferred **nest_new(long n, int link) {
   ct_deferred **ds = malloc((size_t)n * sizeof(*ds));
   for (long i = 0; i < n; i++)
     ds[i] = ct_deferred_new(NULL, NULL);
   if (link)
     for (long i = 0; i + 1 < n; i++)
-      ct_deferred_add_callback(ds[i], cb_wait_next, ds[i + 1]);
+      ct_deferred_add_callback(ds[i], cb_wait_on, ds[i + 1]);
   return ds;
 }
 

@@ -105,6 +105,31 @@ static inline ct_step eb_recover(ct_failure *f, void *arg) {
   return ct_pass(ct_value_int((intptr_t)arg));
 }
 
+/* Frees the value and waits on the Deferred `arg` (a new reference). */
+static inline ct_step cb_wait_on(ct_value v, void *arg) {
+  ct_value_free(v);
+  return ct_wait(ct_deferred_ref(arg));
+}
+
+/* A double nest: n[0] waits on n[1], which waits on n[2]; n[0] and n[1]
+ * have fired, n[2] has not. */
+static inline void double_nest_new(ct_deferred *n[3]) {
+  for (int i = 0; i < 3; i++) {
+    n[i] = ct_deferred_new(NULL, NULL);
+    cr_assert_not_null(n[i]);
+  }
+  ct_deferred_add_callback(n[0], cb_wait_on, n[1]);
+  ct_deferred_add_callback(n[1], cb_wait_on, n[2]);
+  ct_deferred_callback(n[0], CT_NONE);
+  ct_deferred_callback(n[1], CT_NONE);
+}
+
+/* Drop the nest's references, outermost first. */
+static inline void double_nest_free(ct_deferred *n[3]) {
+  for (int i = 0; i < 3; i++)
+    ct_deferred_unref(n[i]);
+}
+
 /* --- log capture --- */
 
 typedef struct log_capture {

@@ -139,11 +139,6 @@ DTEST(deferred_timeout, errback_added_before_can_suppress_cancellation) {
   timed_free(&t);
 }
 
-static ct_step cb_wait_on(ct_value v, void *arg) {
-  ct_value_free(v);
-  return ct_wait(ct_deferred_ref(arg));
-}
-
 DTEST(deferred_timeout, timeout_of_waiting_outer_cancels_inner) {
   fake f = fake_new();
   ct_deferred *outer = ct_deferred_new(NULL, NULL);
