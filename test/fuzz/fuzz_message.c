@@ -33,13 +33,21 @@ typedef struct again {
   size_t len;
 } again;
 
+/* Encode a decoded message; encoding what the decoder accepted must not
+ * fail. */
+static char *encode_or_abort(const ct_msg_header *h, const char *content,
+                             size_t len, size_t *fl) {
+  char *f;
+  if (ct_msg_encode(h, content, len, &f, fl) != 0)
+    abort();
+  return f;
+}
+
 static int on_again(void *arg, const ct_msg_header *h, const char *content,
                     size_t len) {
   again *a = arg;
-  char *f;
   size_t fl;
-  if (ct_msg_encode(h, content, len, &f, &fl) != 0)
-    abort();
+  char *f = encode_or_abort(h, content, len, &fl);
   if (a->got || fl != a->len || memcmp(f, a->frame, fl) != 0)
     abort();
   a->got = 1;
@@ -50,10 +58,8 @@ static int on_again(void *arg, const ct_msg_header *h, const char *content,
 static int on_frame(void *arg, const ct_msg_header *h, const char *content,
                     size_t len) {
   run *r = arg;
-  char *f;
   size_t fl;
-  if (ct_msg_encode(h, content, len, &f, &fl) != 0)
-    abort();
+  char *f = encode_or_abort(h, content, len, &fl);
   /* Decoding our own encoding gives the same message again. */
   again a = {0, f, fl};
   ct_msg_decoder *d = ct_msg_decoder_new(NULL, on_again, &a);
