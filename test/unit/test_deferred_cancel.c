@@ -27,8 +27,7 @@ DTEST(deferred_cancel, no_canceller_errbacks_cancelled) {
   ct_deferred *d = ct_deferred_new(NULL, NULL);
   ct_deferred_add_errback(d, eb_record, &r);
   cr_assert_eq(ct_deferred_cancel(d), 0);
-  cr_assert_eq(r.n, 1);
-  cr_assert_eq(r.items[0], CT_ECANCELLED);
+  REC_EXPECT(&r, CT_ECANCELLED);
   cr_assert_eq(take_failure_code(d), CT_ECANCELLED);
   ct_deferred_unref(d);
 }
@@ -133,8 +132,7 @@ DTEST(deferred_cancel, cancel_outer_cancels_inner) {
   ct_deferred_cancel(outer);
   /* Only the inner canceller runs (the outer one fired already). */
   cr_assert_eq(cancel_calls, 1);
-  cr_assert_eq(r.n, 1);
-  cr_assert_eq(r.items[0], CT_ECANCELLED);
+  REC_EXPECT(&r, CT_ECANCELLED);
   cr_assert_eq(take_failure_code(outer), CT_ECANCELLED);
   ct_deferred_unref(inner);
   ct_deferred_unref(outer);
@@ -268,8 +266,7 @@ DTEST(deferred_pause, chained_paused_deferred_with_result) {
   ct_deferred_add_callback(chained, cb_record, &r);
   cr_assert_eq(r.n, 0);
   ct_deferred_unpause(paused);
-  cr_assert_eq(r.n, 1);
-  cr_assert_eq(r.items[0], 12);
+  REC_EXPECT(&r, 12);
   ct_deferred_unref(paused);
   ct_deferred_unref(chained);
 }
@@ -286,8 +283,7 @@ DTEST(deferred_pause, paused_outer_receives_inner_result_on_unpause) {
   cr_assert_eq(r.n, 0);
   cr_assert_not(ct_deferred_waiting(outer));
   ct_deferred_unpause(outer);
-  cr_assert_eq(r.n, 1);
-  cr_assert_eq(r.items[0], 8);
+  REC_EXPECT(&r, 8);
   ct_deferred_unref(inner);
   ct_deferred_unref(outer);
 }

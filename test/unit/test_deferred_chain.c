@@ -23,8 +23,7 @@ DTEST(deferred_chain, wait_on_unfired_inner_pauses_outer) {
   cr_assert_not(ct_deferred_has_result(outer));
   ct_deferred_callback(inner, ct_value_int(2));
   cr_assert_not(ct_deferred_waiting(outer));
-  cr_assert_eq(r.n, 1);
-  cr_assert_eq(r.items[0], 2);
+  REC_EXPECT(&r, 2);
   cr_assert_eq(take_int(outer), 2);
   /* The inner result was handed over: inner holds CT_NONE. */
   cr_assert_eq(take_int(inner), 0);
@@ -53,8 +52,7 @@ DTEST(deferred_chain, wait_on_failed_inner_moves_failure_outward) {
   ct_deferred_add_errback(outer, eb_record, &r);
   ct_deferred_add_errback(outer, eb_recover, (void *)3);
   ct_deferred_callback(outer, CT_NONE);
-  cr_assert_eq(r.n, 1);
-  cr_assert_eq(r.items[0], CT_EPROTO);
+  REC_EXPECT(&r, CT_EPROTO);
   cr_assert_eq(take_int(outer), 3);
   /* The failure moved out of inner: freeing it logs nothing. */
   cr_assert_not(ct_deferred_is_failed(inner));
@@ -86,9 +84,7 @@ DTEST(deferred_chain, inner_callbacks_run_before_outer_resumes) {
   ct_deferred_add_callback(outer, cb_record, &r);
   ct_deferred_callback(outer, CT_NONE);
   ct_deferred_callback(inner, ct_value_int(1));
-  cr_assert_eq(r.n, 2);
-  cr_assert_eq(r.items[0], 101);
-  cr_assert_eq(r.items[1], 101);
+  REC_EXPECT(&r, 101, 101);
   ct_deferred_unref(inner);
   ct_deferred_unref(outer);
 }
@@ -105,9 +101,7 @@ DTEST(deferred_chain, callbacks_added_to_inner_later_run_after_outer) {
   ct_deferred_callback(outer, CT_NONE);
   ct_deferred_add_callback(inner, cb_record, &r); /* sees CT_NONE (0) */
   ct_deferred_callback(inner, ct_value_int(1));
-  cr_assert_eq(r.n, 2);
-  cr_assert_eq(r.items[0], 11);
-  cr_assert_eq(r.items[1], 0);
+  REC_EXPECT(&r, 11, 0);
   ct_deferred_unref(inner);
   ct_deferred_unref(outer);
 }
@@ -137,8 +131,7 @@ DTEST(deferred_chain, nested_async_with_extra_callbacks) {
   ct_deferred_callback(inner, CT_NONE);
   cr_assert_eq(r.n, 0);
   ct_deferred_callback(third, ct_value_int(7));
-  cr_assert_eq(r.n, 1);
-  cr_assert_eq(r.items[0], 1007);
+  REC_EXPECT(&r, 1007);
   ct_deferred_unref(started);
   ct_deferred_unref(inner);
   ct_deferred_unref(third);
@@ -475,9 +468,7 @@ DTEST(deferred_chain, wait_on_deferred_that_is_running) {
   ct_deferred_add_callback(d2, cb_fire_other, &rc);
   ct_deferred_callback(d2, ct_value_int(5));
   /* d2's callback finished first (1), then d1 resumed with 15. */
-  cr_assert_eq(r.n, 2);
-  cr_assert_eq(r.items[0], 1);
-  cr_assert_eq(r.items[1], 15);
+  REC_EXPECT(&r, 1, 15);
   ct_deferred_unref(d1);
   ct_deferred_unref(d2);
 }
@@ -508,9 +499,7 @@ DTEST(deferred_chain, errback_added_from_raising_callback_runs_after) {
   self_add sa = {d, &r};
   ct_deferred_add_callback(d, cb_self_add_errback, &sa);
   ct_deferred_callback(d, CT_NONE);
-  cr_assert_eq(r.n, 2);
-  cr_assert_eq(r.items[0], 1);
-  cr_assert_eq(r.items[1], CT_EUSER);
+  REC_EXPECT(&r, 1, CT_EUSER);
   cr_assert_eq(take_failure_code(d), CT_EUSER);
   ct_deferred_unref(d);
 }

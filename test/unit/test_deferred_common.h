@@ -21,6 +21,19 @@ static inline void rec_add(rec *r, int x) {
     r->items[r->n++] = x;
 }
 
+/* Assert `r` recorded exactly the n ints of `want`, in order; a failure
+ * names the item. */
+static inline void rec_expect_(const rec *r, const int *want, int n) {
+  cr_assert_eq(r->n, n, "recorded %d items, want %d", r->n, n);
+  for (int i = 0; i < n; i++)
+    cr_assert_eq(r->items[i], want[i], "item %d: %d, want %d", i, r->items[i],
+                 want[i]);
+}
+
+#define REC_EXPECT(r, ...)                                                     \
+  rec_expect_((r), (const int[]){__VA_ARGS__},                                 \
+              (int)(sizeof((int[]){__VA_ARGS__}) / sizeof(int)))
+
 /* A heap-allocated int value, so LSan sees every leaked value. */
 static inline ct_value heap_int(int x) {
   int *p = malloc(sizeof(*p));

@@ -11,8 +11,7 @@ DTEST(deferred_core, callback_runs_with_value) {
   cr_assert_eq(ct_deferred_add_callback(d, cb_record, &r), 0);
   cr_assert_eq(r.n, 0, "nothing runs before firing");
   cr_assert_eq(ct_deferred_callback(d, ct_value_int(7)), 0);
-  cr_assert_eq(r.n, 1);
-  cr_assert_eq(r.items[0], 7);
+  REC_EXPECT(&r, 7);
   cr_assert_eq(take_int(d), 7);
   ct_deferred_unref(d);
 }
@@ -26,9 +25,7 @@ DTEST(deferred_core, callbacks_run_in_order_and_transform) {
   ct_deferred_add_callback(d, cb_record, &r);
   ct_deferred_add_callback(d, cb_add, (void *)100);
   ct_deferred_callback(d, ct_value_int(0));
-  cr_assert_eq(r.n, 2);
-  cr_assert_eq(r.items[0], 1);
-  cr_assert_eq(r.items[1], 11);
+  REC_EXPECT(&r, 1, 11);
   cr_assert_eq(take_int(d), 111);
   ct_deferred_unref(d);
 }
@@ -38,8 +35,7 @@ DTEST(deferred_core, errback_runs_with_failure) {
   ct_deferred *d = ct_deferred_new(NULL, NULL);
   ct_deferred_add_errback(d, eb_record, &r);
   ct_deferred_errback(d, ct_failure_new(CT_EPROTO, "boom"));
-  cr_assert_eq(r.n, 1);
-  cr_assert_eq(r.items[0], CT_EPROTO);
+  REC_EXPECT(&r, CT_EPROTO);
   cr_assert(ct_deferred_is_failed(d));
   cr_assert_eq(take_failure_code(d), CT_EPROTO);
   ct_deferred_unref(d);
@@ -53,8 +49,7 @@ DTEST(deferred_core, failure_skips_callbacks_value_skips_errbacks) {
   ct_deferred_add_errback(d, eb_record, &r);  /* skipped */
   ct_deferred_add_callback(d, cb_record, &r); /* runs with 5 */
   ct_deferred_errback(d, ct_failure_new(CT_EINVAL, "x"));
-  cr_assert_eq(r.n, 1);
-  cr_assert_eq(r.items[0], 5);
+  REC_EXPECT(&r, 5);
   cr_assert_eq(take_int(d), 5);
   ct_deferred_unref(d);
 }
@@ -66,8 +61,7 @@ DTEST(deferred_core, callback_raising_switches_to_errback_path) {
   ct_deferred_add_callback(d, cb_record, &r);
   ct_deferred_add_errback(d, eb_record, &r);
   ct_deferred_callback(d, ct_value_int(1));
-  cr_assert_eq(r.n, 1);
-  cr_assert_eq(r.items[0], CT_EUSER);
+  REC_EXPECT(&r, CT_EUSER);
   cr_assert_eq(take_failure_code(d), CT_EUSER);
   ct_deferred_unref(d);
 }
@@ -82,8 +76,7 @@ DTEST(deferred_core, add_callbacks_pair_picks_one_side) {
   ct_deferred_add_callbacks(d, cb_record, eb_recover, (void *)9);
   /* cb_raise ran; then the pair (cb_record, eb_recover) took the errback
    * side with arg 9. */
-  cr_assert_eq(r.n, 1);
-  cr_assert_eq(r.items[0], 3);
+  REC_EXPECT(&r, 3);
   cr_assert_eq(take_int(d), 9);
   ct_deferred_unref(d);
 }
@@ -164,9 +157,7 @@ DTEST(deferred_core, add_both_sees_values_and_failures) {
   ct_deferred_add_callback(d, cb_raise, (void *)(intptr_t)CT_EPROTO);
   ct_deferred_add_both(d, both_record, &r);
   ct_deferred_callback(d, ct_value_int(8));
-  cr_assert_eq(r.n, 2);
-  cr_assert_eq(r.items[0], 8);
-  cr_assert_eq(r.items[1], CT_EPROTO);
+  REC_EXPECT(&r, 8, CT_EPROTO);
   cr_assert_eq(take_failure_code(d), CT_EPROTO);
   ct_deferred_unref(d);
 }
@@ -213,9 +204,7 @@ DTEST(deferred_core, adding_callback_from_callback_is_not_reentrant) {
   reentry re = {d, &r, 0, 0};
   ct_deferred_add_callback(d, cb_reentry_outer, &re);
   ct_deferred_callback(d, CT_NONE);
-  cr_assert_eq(r.n, 2);
-  cr_assert_eq(r.items[0], 1);
-  cr_assert_eq(r.items[1], 2);
+  REC_EXPECT(&r, 1, 2);
   cr_assert_eq(re.max_depth, 1);
   (void)cb_add_more;
   ct_deferred_unref(d);

@@ -23,8 +23,7 @@ DTEST(deferred_util, succeed_is_fired) {
   ct_deferred *d = ct_succeed(ct_value_int(3));
   cr_assert(ct_deferred_called(d));
   ct_deferred_add_callback(d, cb_record, &r);
-  cr_assert_eq(r.n, 1);
-  cr_assert_eq(r.items[0], 3);
+  REC_EXPECT(&r, 3);
   ct_deferred_unref(d);
 }
 

@@ -20,8 +20,7 @@ DTEST(deferred_lock, acquire_release_in_order) {
   ct_deferred_add_callback(c, cb_record, &r);
   cr_assert_eq(r.n, 0);
   cr_assert_eq(ct_deferred_lock_release(l), 0);
-  cr_assert_eq(r.n, 1);
-  cr_assert_eq(r.items[0], 1);
+  REC_EXPECT(&r, 1);
   cr_assert(ct_deferred_lock_locked(l));
   ct_deferred_lock_release(l);
   cr_assert_eq(r.n, 2);
@@ -135,8 +134,7 @@ DTEST(deferred_semaphore, tokens_and_fifo_waiters) {
   ct_deferred_add_callback(d, cb_add, (void *)4);
   ct_deferred_add_callback(d, cb_record, &r);
   ct_deferred_semaphore_release(s);
-  cr_assert_eq(r.n, 1);
-  cr_assert_eq(r.items[0], 3);
+  REC_EXPECT(&r, 3);
   ct_deferred_semaphore_release(s);
   cr_assert_eq(r.items[1], 4);
   cr_assert_eq(ct_deferred_semaphore_tokens(s), 0);
