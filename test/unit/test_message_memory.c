@@ -72,49 +72,74 @@ static void add_frame(char **buf, size_t *len, const char *type,
   ct_msg_header_free(h);
 }
 
+/* A fake-clock reactor, a messenger server whose callbacks record into
+ * sv (echoing when asked) and a string transport not yet connected. */
+typedef struct mem_server {
+  ct_clock *clk;
+  ct_reactor *r;
+  side sv;
+  ct_msg_callbacks cb;
+  ct_msg_server *s;
+  ct_string_transport *st;
+} mem_server;
+
+static void mem_server_init(mem_server *m, int echo, const ct_msg_options *o) {
+  memset(m, 0, sizeof *m);
+  m->clk = ct_clock_new();
+  m->r = ct_reactor_new_with_clock(m->clk);
+  m->sv.echo = echo;
+  m->cb = cbs(&m->sv);
+  m->s = ct_msg_server_new(m->r, &m->cb, o);
+  m->st = ct_string_transport_new(m->r);
+}
+
+/* Free all of it (a server already freed is NULL). */
+static void mem_server_free(mem_server *m) {
+  ct_string_transport_free(m->st);
+  ct_msg_server_free(m->s);
+  ct_reactor_free(m->r);
+  ct_clock_free(m->clk);
+}
+
 Test(message_memory, string_transport_one_byte_at_a_time_echo) {
-  ct_clock *clk = ct_clock_new();
-  ct_reactor *r = ct_reactor_new_with_clock(clk);
-  side sv = {.echo = 1};
-  ct_msg_callbacks cb = cbs(&sv);
-  ct_msg_server *s = ct_msg_server_new(r, &cb, NULL);
-  ct_string_transport *st = ct_string_transport_new(r);
-  ct_protocol *p = ct_factory_build(ct_msg_server_factory(s), NULL);
+  mem_server m;
+  mem_server_init(&m, 1, NULL);
+  ct_protocol *p = ct_factory_build(ct_msg_server_factory(m.s), NULL);
   cr_assert_not_null(p);
-  ct_clock_advance(clk, 3.0);
-  cr_assert_eq(ct_string_transport_connect(st, p), 0);
-  cr_assert_eq(sv.connects, 1);
-  cr_assert_eq(ct_msg_server_count(s), 1);
-  cr_assert_str_eq(ct_messenger_peer_str(sv.conn), "192.168.1.1:54321");
+  ct_clock_advance(m.clk, 3.0);
+  cr_assert_eq(ct_string_transport_connect(m.st, p), 0);
+  cr_assert_eq(m.sv.connects, 1);
+  cr_assert_eq(ct_msg_server_count(m.s), 1);
+  cr_assert_str_eq(ct_messenger_peer_str(m.sv.conn), "192.168.1.1:54321");
 
   char *stream = NULL;
   size_t n = 0;
   add_frame(&stream, &n, "a", NULL, 0);
   add_frame(&stream, &n, "b", "hello", 5);
   add_frame(&stream, &n, "c", "\0\1\2", 3);
-  ct_clock_advance(clk, 2.0);
+  ct_clock_advance(m.clk, 2.0);
   for (size_t i = 0; i < n; i++)
-    cr_assert_eq(ct_string_transport_feed(st, stream + i, 1), 0);
-  cr_assert_eq(sv.messages, 3);
-  cr_assert_str_eq(sv.last_type, "c");
-  cr_assert_eq(sv.total_len, 8);
-  cr_assert_float_eq(ct_messenger_recv_time(sv.conn), 5.0, 1e-9);
-  cr_assert_float_eq(ct_messenger_send_time(sv.conn), 5.0, 1e-9);
+    cr_assert_eq(ct_string_transport_feed(m.st, stream + i, 1), 0);
+  cr_assert_eq(m.sv.messages, 3);
+  cr_assert_str_eq(m.sv.last_type, "c");
+  cr_assert_eq(m.sv.total_len, 8);
+  cr_assert_float_eq(ct_messenger_recv_time(m.sv.conn), 5.0, 1e-9);
+  cr_assert_float_eq(ct_messenger_send_time(m.sv.conn), 5.0, 1e-9);
   /* The echoes are byte-identical to the requests (canonical encoding). */
   size_t vl;
-  const char *v = ct_string_transport_value(st, &vl);
+  const char *v = ct_string_transport_value(m.st, &vl);
   cr_assert_eq(vl, n);
   cr_assert_eq(memcmp(v, stream, n), 0);
 
   /* Many frames in one chunk. */
-  ct_string_transport_clear(st);
+  ct_string_transport_clear(m.st);
   char *many = NULL;
   size_t mn = 0;
   for (int i = 0; i < 100; i++)
     add_frame(&many, &mn, "m", "xy", 2);
-  cr_assert_eq(ct_string_transport_feed(st, many, mn), 0);
-  cr_assert_eq(sv.messages, 103);
-  v = ct_string_transport_value(st, &vl);
+  cr_assert_eq(ct_string_transport_feed(m.st, many, mn), 0);
+  cr_assert_eq(m.sv.messages, 103);
+  v = ct_string_transport_value(m.st, &vl);
   cr_assert_eq(vl, mn);
   cr_assert_eq(memcmp(v, many, mn), 0);
 
@@ -124,29 +149,26 @@ Test(message_memory, string_transport_one_byte_at_a_time_echo) {
   memset(longval, 'v', sizeof longval - 1);
   longval[sizeof longval - 1] = 0;
   ct_msg_header_set_str(big, "v", longval);
-  cr_assert_eq(ct_messenger_send(sv.conn, big, NULL, 0), CT_EINVAL);
+  cr_assert_eq(ct_messenger_send(m.sv.conn, big, NULL, 0), CT_EINVAL);
   ct_msg_header_free(big);
-  v = ct_string_transport_value(st, &vl);
+  v = ct_string_transport_value(m.st, &vl);
   cr_assert_eq(vl, mn);
-  cr_assert(ct_messenger_is_open(sv.conn));
+  cr_assert(ct_messenger_is_open(m.sv.conn));
 
   /* A protocol error aborts this connection with a failure naming it. */
-  cr_assert_eq(ct_string_transport_feed(st, "\0\0\0\3[1]", 7), 0);
+  cr_assert_eq(ct_string_transport_feed(m.st, "\0\0\0\3[1]", 7), 0);
   ct_string_transport_stats stats;
-  ct_string_transport_stats_get(st, &stats);
+  ct_string_transport_stats_get(m.st, &stats);
   cr_assert_eq(stats.abort_calls, 1);
-  ct_string_transport_step(st);
-  cr_assert_eq(sv.closes, 1);
-  cr_assert_eq(sv.last_alive, 0);
-  cr_assert_eq(sv.last_code, CT_EPROTO);
-  cr_assert(strstr(sv.last_msg, "not a JSON object") != NULL, "%s",
-            sv.last_msg);
+  ct_string_transport_step(m.st);
+  cr_assert_eq(m.sv.closes, 1);
+  cr_assert_eq(m.sv.last_alive, 0);
+  cr_assert_eq(m.sv.last_code, CT_EPROTO);
+  cr_assert(strstr(m.sv.last_msg, "not a JSON object") != NULL, "%s",
+            m.sv.last_msg);
   free(stream);
   free(many);
-  ct_string_transport_free(st);
-  ct_msg_server_free(s);
-  ct_reactor_free(r);
-  ct_clock_free(clk);
+  mem_server_free(&m);
 }
 
 Test(message_memory, pump_with_one_byte_chunks) {
@@ -190,25 +212,21 @@ Test(message_memory, pump_with_one_byte_chunks) {
 }
 
 Test(message_memory, large_content_streams_under_backpressure) {
-  ct_clock *clk = ct_clock_new();
-  ct_reactor *r = ct_reactor_new_with_clock(clk);
-  side sv = {0};
-  ct_msg_callbacks cb = cbs(&sv);
   ct_msg_options o = {.write_high_water = 100000, .write_low_water = 10000};
-  ct_msg_server *s = ct_msg_server_new(r, &cb, &o);
-  ct_string_transport *st = ct_string_transport_new(r);
-  ct_string_transport_set_backpressure(st, 1);
+  mem_server m;
+  mem_server_init(&m, 0, &o);
+  ct_string_transport_set_backpressure(m.st, 1);
   cr_assert_eq(ct_string_transport_connect(
-                   st, ct_factory_build(ct_msg_server_factory(s), NULL)),
+                   m.st, ct_factory_build(ct_msg_server_factory(m.s), NULL)),
                0);
   size_t n = 1000000;
   char *big = malloc(n);
   for (size_t i = 0; i < n; i++)
     big[i] = (char)(i % 251);
-  cr_assert_eq(ct_messenger_send(sv.conn, NULL, big, n), 0);
-  cr_assert_eq(ct_messenger_send(sv.conn, NULL, "end", 3), 0);
+  cr_assert_eq(ct_messenger_send(m.sv.conn, NULL, big, n), 0);
+  cr_assert_eq(ct_messenger_send(m.sv.conn, NULL, "end", 3), 0);
   ct_string_transport_stats stats;
-  ct_string_transport_stats_get(st, &stats);
+  ct_string_transport_stats_get(m.st, &stats);
   cr_assert(stats.producer_registered);
   cr_assert(stats.producer_streaming);
   /* Collect what the peer reads, clearing as it goes: the transport never
@@ -217,16 +235,16 @@ Test(message_memory, large_content_streams_under_backpressure) {
   size_t have = 0;
   for (int i = 0; i < 1000; i++) {
     size_t vl;
-    const char *v = ct_string_transport_value(st, &vl);
+    const char *v = ct_string_transport_value(m.st, &vl);
     cr_assert_leq(vl, 100000 + 65536);
     memcpy(got + have, v, vl);
     have += vl;
-    ct_string_transport_clear(st);
-    ct_string_transport_step(st);
+    ct_string_transport_clear(m.st);
+    ct_string_transport_step(m.st);
     if (vl == 0)
       break;
   }
-  ct_string_transport_stats_get(st, &stats);
+  ct_string_transport_stats_get(m.st, &stats);
   cr_assert_not(stats.producer_registered);
   /* Decode what was written: the big frame, then "end". */
   char *f;
@@ -238,21 +256,14 @@ Test(message_memory, large_content_streams_under_backpressure) {
   free(f);
   free(got);
   free(big);
-  ct_string_transport_free(st);
-  ct_msg_server_free(s);
-  ct_reactor_free(r);
-  ct_clock_free(clk);
+  mem_server_free(&m);
 }
 
 Test(message_memory, free_inside_on_message_stops_delivery) {
-  ct_clock *clk = ct_clock_new();
-  ct_reactor *r = ct_reactor_new_with_clock(clk);
-  side sv = {.echo = 1};
-  ct_msg_callbacks cb = cbs(&sv);
-  ct_msg_server *s = ct_msg_server_new(r, &cb, NULL);
-  ct_string_transport *st = ct_string_transport_new(r);
-  ct_string_transport_connect(st,
-                              ct_factory_build(ct_msg_server_factory(s), NULL));
+  mem_server m;
+  mem_server_init(&m, 1, NULL);
+  ct_string_transport_connect(
+      m.st, ct_factory_build(ct_msg_server_factory(m.s), NULL));
   char *stream = NULL;
   size_t n = 0;
   add_frame(&stream, &n, "a", "x", 1);
@@ -260,21 +271,19 @@ Test(message_memory, free_inside_on_message_stops_delivery) {
   /* Free the whole server from inside the first on_message: the reply
    * already sent is flushed, the second message is not delivered, no
    * callback runs after the free, nothing leaks. */
-  sv.free_me = &s;
-  cr_assert_eq(ct_string_transport_feed(st, stream, n), 0);
-  cr_assert_null(s);
-  cr_assert_eq(sv.messages, 1);
+  m.sv.free_me = &m.s;
+  cr_assert_eq(ct_string_transport_feed(m.st, stream, n), 0);
+  cr_assert_null(m.s);
+  cr_assert_eq(m.sv.messages, 1);
   ct_string_transport_stats stats;
-  ct_string_transport_stats_get(st, &stats);
+  ct_string_transport_stats_get(m.st, &stats);
   cr_assert_eq(stats.lose_connection_calls, 1);
   size_t vl;
-  ct_string_transport_value(st, &vl);
+  ct_string_transport_value(m.st, &vl);
   cr_assert_eq(vl, 4 + 31 + 1); /* the echo of the first message */
-  ct_string_transport_step(st);
-  cr_assert_eq(sv.messages, 1);
-  cr_assert_eq(sv.closes, 0);
+  ct_string_transport_step(m.st);
+  cr_assert_eq(m.sv.messages, 1);
+  cr_assert_eq(m.sv.closes, 0);
   free(stream);
-  ct_string_transport_free(st);
-  ct_reactor_free(r);
-  ct_clock_free(clk);
+  mem_server_free(&m);
 }
