@@ -86,6 +86,12 @@ static inline void discard_result(ct_deferred *d) {
   }
 }
 
+/* Unref ds[0..n-1], first to last. */
+static inline void unref_all(ct_deferred **ds, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    ct_deferred_unref(ds[i]);
+}
+
 /* --- common callbacks; `arg` is a rec* unless said otherwise --- */
 
 /* Records the int value and passes it on. */

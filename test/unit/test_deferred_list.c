@@ -140,8 +140,7 @@ DTEST(deferred_list, prefired_deferreds) {
   cr_assert_eq(ct_value_as_int(res->entries[0].value), 1);
   cr_assert_eq(ct_value_as_int(res->entries[1].value), 2);
   ct_value_free(keep);
-  ct_deferred_unref(ds[0]);
-  ct_deferred_unref(ds[1]);
+  unref_all(ds, 2);
   ct_deferred_unref(l);
 }
 
@@ -159,8 +158,7 @@ DTEST(deferred_list, consume_errors_takes_failures) {
   cr_assert_eq(res->entries[1].failure->code, CT_EPIPE);
   ct_value_free(keep);
   cr_assert_not(ct_deferred_is_failed(ds[0]));
-  ct_deferred_unref(ds[0]);
-  ct_deferred_unref(ds[1]);
+  unref_all(ds, 2);
   ct_deferred_unref(l);
   cr_assert_eq(lc.unhandled, 0);
   log_capture_stop(&lc);
@@ -214,8 +212,7 @@ DTEST(deferred_list, fire_on_one_callback_all_failed_fires_list) {
   cr_assert_not(res->entries[0].success);
   cr_assert_not(res->entries[1].success);
   ct_value_free(keep);
-  ct_deferred_unref(ds[0]);
-  ct_deferred_unref(ds[1]);
+  unref_all(ds, 2);
   ct_deferred_unref(l);
 }
 
@@ -255,8 +252,7 @@ DTEST(deferred_list, fire_on_one_errback_all_succeed) {
   cr_assert_eq(res->n, 2);
   cr_assert(res->entries[0].success && res->entries[1].success);
   ct_value_free(keep);
-  ct_deferred_unref(ds[0]);
-  ct_deferred_unref(ds[1]);
+  unref_all(ds, 2);
   ct_deferred_unref(l);
 }
 
@@ -271,8 +267,7 @@ DTEST(deferred_list, both_fire_on_one_flags) {
   cr_assert_eq(take_failure_code(l), CT_EFIRST_ERROR);
   ct_deferred_callback(ds[0], ct_value_int(1));
   cr_assert_eq(take_int(ds[0]), 1);
-  ct_deferred_unref(ds[0]);
-  ct_deferred_unref(ds[1]);
+  unref_all(ds, 2);
   ct_deferred_unref(l);
 }
 
@@ -283,16 +278,14 @@ DTEST(deferred_list, list_abandoned_before_firing) {
   ct_deferred_unref(l); /* the caller loses interest */
   ct_deferred_callback(ds[0], heap_int(1));
   ct_deferred_callback(ds[1], heap_int(2));
-  ct_deferred_unref(ds[0]);
-  ct_deferred_unref(ds[1]);
+  unref_all(ds, 2);
 }
 
 DTEST(deferred_list, listed_deferreds_abandoned_unfired) {
   ct_deferred *ds[2] = {ct_deferred_new(NULL, NULL),
                         ct_deferred_new(NULL, NULL)};
   ct_deferred *l = ct_deferred_list(ds, 2, 0);
-  ct_deferred_unref(ds[0]);
-  ct_deferred_unref(ds[1]);
+  unref_all(ds, 2);
   /* The list can never fire now; cancelling it is still safe. */
   ct_deferred_cancel(l);
   cr_assert_eq(take_failure_code(l), CT_ECANCELLED);
@@ -326,8 +319,7 @@ DTEST(deferred_list, cancel_cancels_every_deferred) {
   ct_dl_result *res = take_list(l, &keep);
   cr_assert_eq(res->entries[0].failure->code, CT_ECANCELLED);
   ct_value_free(keep);
-  ct_deferred_unref(ds[0]);
-  ct_deferred_unref(ds[1]);
+  unref_all(ds, 2);
   ct_deferred_unref(l);
 }
 
@@ -344,8 +336,7 @@ DTEST(deferred_list, cancel_with_callbacking_canceller) {
   cr_assert_not(res->entries[1].success);
   cr_assert_eq(res->entries[1].failure->code, CT_ECANCELLED);
   ct_value_free(keep);
-  ct_deferred_unref(ds[0]);
-  ct_deferred_unref(ds[1]);
+  unref_all(ds, 2);
   ct_deferred_unref(l);
 }
 
@@ -360,8 +351,7 @@ DTEST(deferred_list, cancel_fire_on_one_callback_with_callbacking_canceller) {
   cr_assert_eq(res->index, 0);
   cr_assert_eq(ct_value_as_int(res->entries[0].value), 1234);
   ct_value_free(keep);
-  ct_deferred_unref(ds[0]);
-  ct_deferred_unref(ds[1]);
+  unref_all(ds, 2);
   ct_deferred_unref(l);
 }
 
@@ -377,8 +367,7 @@ DTEST(deferred_list, cancel_fire_on_one_errback) {
   cr_assert_eq(r.failure->code, CT_EFIRST_ERROR);
   cr_assert(ct_failure_check(r.failure, CT_ECANCELLED));
   ct_failure_free(r.failure);
-  ct_deferred_unref(ds[0]);
-  ct_deferred_unref(ds[1]);
+  unref_all(ds, 2);
   ct_deferred_unref(l);
 }
 
@@ -391,8 +380,7 @@ DTEST(deferred_list, cancel_fire_on_one_errback_all_callback) {
   ct_dl_result *res = take_list(l, &keep);
   cr_assert(res->entries[0].success && res->entries[1].success);
   ct_value_free(keep);
-  ct_deferred_unref(ds[0]);
-  ct_deferred_unref(ds[1]);
+  unref_all(ds, 2);
   ct_deferred_unref(l);
 }
 
@@ -404,8 +392,7 @@ DTEST(deferred_list, cancel_after_fired_on_one_callback_does_nothing) {
   ct_deferred_cancel(l);
   cr_assert_not(ct_deferred_called(ds[1]));
   discard_result(l);
-  ct_deferred_unref(ds[0]);
-  ct_deferred_unref(ds[1]);
+  unref_all(ds, 2);
   ct_deferred_unref(l);
 }
 
@@ -418,8 +405,7 @@ DTEST(deferred_list, cancel_after_fired_on_one_errback_does_nothing) {
   cr_assert_not(ct_deferred_called(ds[1]));
   cr_assert_eq(take_failure_code(ds[0]), CT_EPROTO);
   cr_assert_eq(take_failure_code(l), CT_EFIRST_ERROR);
-  ct_deferred_unref(ds[0]);
-  ct_deferred_unref(ds[1]);
+  unref_all(ds, 2);
   ct_deferred_unref(l);
 }
 
@@ -478,8 +464,7 @@ DTEST(deferred_gather, cancel_gather_cancels_all) {
   cr_assert_eq(ct_first_error_index(r.failure), 0);
   ct_failure_free(r.failure);
   cr_assert(ct_deferred_called(ds[1]));
-  ct_deferred_unref(ds[0]);
-  ct_deferred_unref(ds[1]);
+  unref_all(ds, 2);
   ct_deferred_unref(g);
 }
 
@@ -492,8 +477,7 @@ DTEST(deferred_gather, cancel_gather_with_all_callbacking) {
   ct_dl_result *res = take_list(g, &keep);
   cr_assert_eq(ct_value_as_int(res->entries[1].value), 1234);
   ct_value_free(keep);
-  ct_deferred_unref(ds[0]);
-  ct_deferred_unref(ds[1]);
+  unref_all(ds, 2);
   ct_deferred_unref(g);
 }
 
