@@ -172,6 +172,16 @@ static inline void log_capture_start(log_capture *c) {
   cr_assert_not_null(c->obs);
 }
 
+/* Assert `n` unhandled-error reports so far, the last event naming
+ * `needle`. */
+static inline void log_expect_unhandled(const log_capture *c, int n,
+                                        const char *needle) {
+  cr_assert_eq(c->unhandled, n, "%d unhandled reports, want %d", c->unhandled,
+               n);
+  cr_assert_not_null(strstr(c->last, needle), "'%s' not in: %s", needle,
+                     c->last);
+}
+
 static inline void log_capture_stop(log_capture *c) {
   ct_log_remove_observer(c->obs);
   c->obs = NULL;
