@@ -85,8 +85,7 @@ static inline void rec_assert_same_in(const rec *a, const rec *b,
   cr_assert_eq(a->n, b->n, "%s: event counts differ: %zu vs %zu", what, a->n,
                b->n);
   for (size_t i = 0; i < a->n; i++) {
-    cr_assert_eq(a->evs[i].type, b->evs[i].type, "%s: event %zu type", what,
-                 i);
+    cr_assert_eq(a->evs[i].type, b->evs[i].type, "%s: event %zu type", what, i);
     cr_assert_eq(a->evs[i].len, b->evs[i].len,
                  "%s: event %zu length %zu vs %zu", what, i, a->evs[i].len,
                  b->evs[i].len);
@@ -203,8 +202,7 @@ static inline void check_run(receiver rv, const char *s, size_t len,
 
 /* check_run for every step in [0, steps) and seed in [1, seeds). */
 static inline void check_grid(receiver rv, const char *s, size_t len,
-                              size_t steps, uint64_t seeds,
-                              const rec *expect) {
+                              size_t steps, uint64_t seeds, const rec *expect) {
   for (size_t step = 0; step < steps; step++)
     for (uint64_t seed = 1; seed < seeds; seed++)
       check_run(rv, s, len, step, seed, expect, SIZE_MAX);

@@ -71,7 +71,6 @@ static void make_stream(bytes *b, rec *expect, unsigned pb, int count,
 /* The receiver under test built from int-prefix receiver ops. */
 #define RX(ops) ((receiver){&(ops)->base, sizeof(ct_intn_receiver)})
 
-
 static size_t maxlen_for(unsigned pb) {
   return pb == 1 ? 255 : 3000;
 }

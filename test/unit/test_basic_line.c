@@ -91,7 +91,6 @@ static const ct_line_receiver_ops nl_ops = {
 /* The receiver under test built from line receiver ops. */
 #define RX(ops) ((receiver){&(ops)->base, sizeof(tline)})
 
-
 Test(basic_line, simple_and_partial) {
   rec r = {0};
   ct_protocol *p;
