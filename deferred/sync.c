@@ -8,47 +8,28 @@
 
 #include "ctwist/deferred.h"
 #include "deferred/internal.h"
+#include "reactor/buf.h"
 
 /* ------------------------------------------------------------- FIFO */
 
-typedef struct fifo {
-  void **items;
-  size_t head, count, cap; /* items[head .. head+count) (no wrap) */
-} fifo;
+/* A FIFO of Deferreds (one reference each) on the tree's one ring. */
+typedef ct__ring fifo;
+#define FIFO_INIT CT__RING_INIT(sizeof(ct_deferred *))
 
-static int fifo_push(fifo *q, void *item) {
-  if (q->head + q->count == q->cap) {
-    if (q->head > 0) {
-      memmove(q->items, q->items + q->head, q->count * sizeof(void *));
-      q->head = 0;
-    } else {
-      size_t cap = q->cap ? q->cap * 2 : 4;
-      void **items = realloc(q->items, cap * sizeof(void *));
-      if (items == NULL)
-        return CT_ENOMEM;
-      q->items = items;
-      q->cap = cap;
-    }
-  }
-  q->items[q->head + q->count++] = item;
-  return 0;
+static int fifo_push(fifo *q, ct_deferred *d) {
+  return ct__ring_push(q, &d);
 }
 
-static void *fifo_pop(fifo *q) {
-  if (q->count == 0)
-    return NULL;
-  void *item = q->items[q->head++];
-  if (--q->count == 0)
-    q->head = 0;
-  return item;
+static ct_deferred *fifo_pop(fifo *q) {
+  ct_deferred *d = NULL;
+  (void)ct__ring_pop(q, &d);
+  return d;
 }
 
-static int fifo_remove(fifo *q, void *item) {
-  for (size_t i = 0; i < q->count; i++) {
-    if (q->items[q->head + i] == item) {
-      memmove(q->items + q->head + i, q->items + q->head + i + 1,
-              (q->count - i - 1) * sizeof(void *));
-      q->count--;
+static int fifo_remove(fifo *q, ct_deferred *d) {
+  for (size_t i = 0; i < ct__ring_len(q); i++) {
+    if (*(ct_deferred **)ct__ring_at(q, i) == d) {
+      ct__ring_remove(q, i);
       return 1;
     }
   }
@@ -63,9 +44,7 @@ static void fifo_close(fifo *q, const char *what) {
     ct_deferred_errback(d, ct_failure_new(CT_ECLOSED, "%s was freed", what));
     ct_deferred_unref(d);
   }
-  free(q->items);
-  q->items = NULL;
-  q->cap = 0;
+  ct__ring_free(q);
 }
 
 /* ------------------------------------------------------ DeferredSemaphore */
@@ -84,6 +63,7 @@ ct_deferred_semaphore *ct_deferred_semaphore_new(size_t tokens) {
     return NULL;
   s->limit = tokens;
   s->tokens = tokens;
+  s->waiting = (fifo)FIFO_INIT;
   return s;
 }
 
@@ -146,7 +126,7 @@ size_t ct_deferred_semaphore_limit(const ct_deferred_semaphore *s) {
 }
 
 size_t ct_deferred_semaphore_waiting(const ct_deferred_semaphore *s) {
-  return s != NULL ? s->waiting.count : 0;
+  return s != NULL ? ct__ring_len(&s->waiting) : 0;
 }
 
 /* run(): acquire, then call fn, then release when fn's result is ready. */
@@ -228,6 +208,7 @@ ct_deferred_lock *ct_deferred_lock_new(void) {
     return NULL;
   l->sem.limit = 1;
   l->sem.tokens = 1;
+  l->sem.waiting = (fifo)FIFO_INIT;
   return l;
 }
 
@@ -260,8 +241,7 @@ int ct_deferred_lock_locked(const ct_deferred_lock *l) {
 struct ct_deferred_queue {
   size_t size;    /* max pending values */
   size_t backlog; /* max waiting getters */
-  ct_value *vals; /* ring buffer */
-  size_t vhead, vcount, vcap;
+  ct__ring vals; /* of ct_value */
   fifo waiting;
 };
 
@@ -271,15 +251,18 @@ ct_deferred_queue *ct_deferred_queue_new(size_t size, size_t backlog) {
     return NULL;
   q->size = size;
   q->backlog = backlog;
+  q->vals = (ct__ring)CT__RING_INIT(sizeof(ct_value));
+  q->waiting = (fifo)FIFO_INIT;
   return q;
 }
 
 void ct_deferred_queue_free(ct_deferred_queue *q) {
   if (q == NULL)
     return;
-  for (size_t i = 0; i < q->vcount; i++)
-    ct_value_free(q->vals[(q->vhead + i) % q->vcap]);
-  free(q->vals);
+  ct_value v;
+  while (ct__ring_pop(&q->vals, &v) == 0)
+    ct_value_free(v);
+  ct__ring_free(&q->vals);
   fifo_close(&q->waiting, "queue");
   free(q);
 }
@@ -301,21 +284,10 @@ int ct_deferred_queue_put(ct_deferred_queue *q, ct_value v) {
     ct_deferred_unref(d);
     return 0;
   }
-  if (q->size != CT_UNLIMITED && q->vcount >= q->size)
+  if (q->size != CT_UNLIMITED && ct__ring_len(&q->vals) >= q->size)
     return CT_EQUEUEFULL;
-  if (q->vcount == q->vcap) {
-    size_t cap = q->vcap ? q->vcap * 2 : 8;
-    ct_value *vals = malloc(cap * sizeof(*vals));
-    if (vals == NULL)
-      return CT_ENOMEM;
-    for (size_t i = 0; i < q->vcount; i++)
-      vals[i] = q->vals[(q->vhead + i) % q->vcap];
-    free(q->vals);
-    q->vals = vals;
-    q->vhead = 0;
-    q->vcap = cap;
-  }
-  q->vals[(q->vhead + q->vcount++) % q->vcap] = v;
+  if (ct__ring_push(&q->vals, &v) != 0)
+    return CT_ENOMEM;
   return 0;
 }
 
@@ -323,18 +295,15 @@ ct_deferred *ct_deferred_queue_get_at(const char *file, int line,
                                       ct_deferred_queue *q) {
   if (q == NULL)
     return NULL;
-  if (q->vcount > 0) {
-    ct_value v = q->vals[q->vhead];
-    q->vhead = (q->vhead + 1) % q->vcap;
-    q->vcount--;
+  ct_value v;
+  if (ct__ring_pop(&q->vals, &v) == 0)
     return ct_succeed_at(file, line, v);
-  }
-  if (q->backlog != CT_UNLIMITED && q->waiting.count >= q->backlog)
+  if (q->backlog != CT_UNLIMITED && ct__ring_len(&q->waiting) >= q->backlog)
     return ct_fail_at(file, line,
                       ct_failure_new(CT_EQUEUEEMPTY,
                                      "queue is empty and %zu getters already "
                                      "wait (backlog limit)",
-                                     q->waiting.count));
+                                     ct__ring_len(&q->waiting)));
   ct_deferred *d = ct_deferred_new_at(file, line, queue_cancel_get, q);
   if (d == NULL)
     return NULL;
@@ -347,9 +316,9 @@ ct_deferred *ct_deferred_queue_get_at(const char *file, int line,
 }
 
 size_t ct_deferred_queue_pending(const ct_deferred_queue *q) {
-  return q != NULL ? q->vcount : 0;
+  return q != NULL ? ct__ring_len(&q->vals) : 0;
 }
 
 size_t ct_deferred_queue_waiting(const ct_deferred_queue *q) {
-  return q != NULL ? q->waiting.count : 0;
+  return q != NULL ? ct__ring_len(&q->waiting) : 0;
 }

@@ -102,8 +102,7 @@ struct ct_reactor {
   int firing;
 
   /* call_soon: a ring of thunks run by one zero-timeout event. */
-  ct__thunk *soon;
-  size_t soon_head, soon_len, soon_cap;
+  ct__ring soon;
   struct event *soon_ev;
   int soon_scheduled;
   int soon_draining;
@@ -143,6 +142,14 @@ struct ct_reactor {
   /* The read buffer shared by the stream transports (CT__READ_BUFFER_SIZE
    * bytes, allocated on first use). */
   char *read_buf;
+
+  /* The gather buffer of the dispatching stream transport, and the nodes
+   * to flush before the next poll (a circular list around flush_head),
+   * run by flush_ev, an event that is only ever activated by hand. */
+  ct__gather gather;
+  ct__flush_node flush_head;
+  struct event *flush_ev;
+  int flush_active;
 };
 
 /* timers.c */

@@ -12,6 +12,7 @@
 
 #include "ctwist/log.h"
 #include "ctwist/reactor.h"
+#include "reactor/buf.h"
 
 struct event_base;
 
@@ -50,6 +51,41 @@ int ct__reactor_call_soon(ct_reactor *r, ct_call_cb fn, void *arg);
  * anywhere else.  Reactor thread only.
  */
 char *ct__reactor_read_buffer(ct_reactor *r);
+
+/**
+ * Flush before the reactor waits (Redis's beforeSleep).
+ *
+ * An object with output it holds back (a stream transport gathering the
+ * writes made outside its own dispatch: timers, Deferred callbacks, another
+ * connection's broadcast) queues its node with ct__reactor_flush_later().
+ * The reactor calls every queued node's `fn` once, after the callbacks
+ * that are running in this loop turn and before it next polls for I/O, so
+ * gathering never adds a turn of latency.  Queuing a queued node is a
+ * no-op; a node queued from inside a flush is flushed in the same turn.
+ * The owner must cancel its node before freeing it.  Reactor thread only.
+ */
+typedef struct ct__flush_node {
+  struct ct__flush_node *prev, *next; /* NULL/NULL while not queued */
+  void (*fn)(struct ct__flush_node *n);
+  int queued;
+} ct__flush_node;
+
+void ct__reactor_flush_later(ct_reactor *r, ct__flush_node *n);
+void ct__reactor_flush_cancel(ct_reactor *r, ct__flush_node *n);
+
+/**
+ * The reactor's gather buffer, shared by the stream transports like the
+ * read buffer: the transport whose callbacks are running (its dispatch)
+ * owns it and appends its writes to it; when the dispatch returns it sends
+ * them in one send() and hands the buffer back (owner NULL, empty).
+ * Dispatches do not nest, so one buffer serves every connection.
+ */
+typedef struct ct__gather {
+  ct__buf buf;
+  void *owner; /* the dispatching transport, or NULL */
+} ct__gather;
+
+ct__gather *ct__reactor_gather(ct_reactor *r);
 
 /** The reactor's current time in nanoseconds (monotonic or fake clock). */
 int64_t ct__reactor_now_ns(const ct_reactor *r);

@@ -31,22 +31,9 @@ static void soon_schedule(ct_reactor *r) {
 int ct__reactor_call_soon(ct_reactor *r, ct_call_cb fn, void *arg) {
   if (r == NULL || fn == NULL)
     return CT_EINVAL;
-  if (r->soon_len == r->soon_cap) {
-    size_t cap = r->soon_cap ? r->soon_cap * 2 : 16;
-    ct__thunk *q = malloc(cap * sizeof(*q));
-    if (q == NULL)
-      return CT_ENOMEM;
-    /* Re-linearise the ring into the new buffer. */
-    for (size_t i = 0; i < r->soon_len; i++)
-      q[i] = r->soon[(r->soon_head + i) & (r->soon_cap - 1)];
-    free(r->soon);
-    r->soon = q;
-    r->soon_cap = cap;
-    r->soon_head = 0;
-  }
-  r->soon[(r->soon_head + r->soon_len) & (r->soon_cap - 1)] =
-      (ct__thunk){fn, arg};
-  r->soon_len++;
+  ct__thunk t = {fn, arg};
+  if (ct__ring_push(&r->soon, &t) != 0)
+    return CT_ENOMEM;
   if (!r->soon_draining)
     soon_schedule(r);
   return 0;
@@ -59,16 +46,64 @@ static void soon_event_cb(evutil_socket_t fd, short what, void *arg) {
   r->soon_scheduled = 0;
   r->soon_draining = 1;
   /* Only what was queued before this turn; the rest waits for the next. */
-  size_t n = r->soon_len;
-  while (n-- > 0 && r->soon_len > 0) {
-    ct__thunk t = r->soon[r->soon_head];
-    r->soon_head = (r->soon_head + 1) & (r->soon_cap - 1);
-    r->soon_len--;
+  size_t n = ct__ring_len(&r->soon);
+  ct__thunk t;
+  while (n-- > 0 && ct__ring_pop(&r->soon, &t) == 0)
     t.fn(t.arg);
-  }
   r->soon_draining = 0;
-  if (r->soon_len > 0)
+  if (ct__ring_len(&r->soon) > 0)
     soon_schedule(r);
+}
+
+/* ------------------------------------------------------ flush before poll */
+
+/*
+ * flush_ev is never added, only activated: event_active() puts it at the
+ * end of libevent's active queue, which libevent drains before it polls
+ * again, so the nodes are flushed after the callbacks of this turn and
+ * before the reactor waits.  The list is taken whole before the walk;
+ * nodes queued by a flush re-activate the event and run in the same turn.
+ */
+static void flush_event_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  ct_reactor *r = arg;
+  r->flush_active = 0;
+  ct__flush_node *h = &r->flush_head;
+  while (h->next != h) {
+    ct__flush_node *n = h->next;
+    ct__reactor_flush_cancel(r, n);
+    n->fn(n);
+  }
+}
+
+void ct__reactor_flush_later(ct_reactor *r, ct__flush_node *n) {
+  if (n->queued)
+    return;
+  ct__flush_node *h = &r->flush_head;
+  n->prev = h->prev;
+  n->next = h;
+  h->prev->next = n;
+  h->prev = n;
+  n->queued = 1;
+  if (!r->flush_active) {
+    r->flush_active = 1;
+    event_active(r->flush_ev, EV_TIMEOUT, 0);
+  }
+}
+
+void ct__reactor_flush_cancel(ct_reactor *r, ct__flush_node *n) {
+  (void)r;
+  if (!n->queued)
+    return;
+  n->prev->next = n->next;
+  n->next->prev = n->prev;
+  n->prev = n->next = NULL;
+  n->queued = 0;
+}
+
+ct__gather *ct__reactor_gather(ct_reactor *r) {
+  return &r->gather;
 }
 
 /* --------------------------------------------------------- thread calls */
@@ -176,6 +211,8 @@ static ct_reactor *reactor_new(ct_clock *clock) {
   r->phase = -1;
   r->next_trigger_id = 1;
   r->wake_fd = -1;
+  r->soon = (ct__ring)CT__RING_INIT(sizeof(ct__thunk));
+  r->flush_head.prev = r->flush_head.next = &r->flush_head;
   if (pthread_mutex_init(&r->thread_mu, NULL) != 0) {
     free(r);
     return NULL;
@@ -188,9 +225,11 @@ static ct_reactor *reactor_new(ct_clock *clock) {
     goto fail;
   r->timer_ev = evtimer_new(r->base, ct__timer_event_cb, r);
   r->soon_ev = evtimer_new(r->base, soon_event_cb, r);
+  r->flush_ev = event_new(r->base, -1, 0, flush_event_cb, r);
   r->thread_ev =
       event_new(r->base, r->wake_fd, EV_READ | EV_PERSIST, thread_event_cb, r);
   if (r->timer_ev == NULL || r->soon_ev == NULL || r->thread_ev == NULL ||
+      r->flush_ev == NULL ||
       event_add(r->thread_ev, NULL) != 0)
     goto fail;
   if (clock != NULL) {
@@ -203,6 +242,8 @@ fail:
     event_free(r->timer_ev);
   if (r->soon_ev)
     event_free(r->soon_ev);
+  if (r->flush_ev)
+    event_free(r->flush_ev);
   if (r->thread_ev)
     event_free(r->thread_ev);
   if (r->base)
@@ -240,13 +281,15 @@ void ct_reactor_free(ct_reactor *r) {
   ct__timers_free(r);
   event_free(r->timer_ev);
   event_free(r->soon_ev);
+  event_free(r->flush_ev);
   event_free(r->thread_ev);
   event_base_free(r->base);
   close(r->wake_fd);
   free(r->read_buf);
   if (r->clock != NULL)
     r->clock->r = NULL;
-  free(r->soon);
+  ct__ring_free(&r->soon);
+  ct__buf_free(&r->gather.buf);
   free(r->tq);
   free(r->triggers);
   free(r->when_running);

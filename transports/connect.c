@@ -31,6 +31,7 @@ typedef struct connector {
   int ev_added;
   int fd;
   int is_unix;
+  unsigned stream_flags; /* CT__STREAM_* */
   int state;
   double timeout;
   ct_delayed_call *timer;
@@ -135,7 +136,7 @@ static void connected_cb(evutil_socket_t fd, short what, void *arg) {
                              c->desc));
     return;
   }
-  ct_transport *t = ct__stream_new(c->reactor, c->fd, c->is_unix);
+  ct_transport *t = ct__stream_new(c->reactor, c->fd, c->is_unix, c->stream_flags);
   if (t == NULL) {
     ct__protocol_discard(p);
     connector_fail(
@@ -202,6 +203,7 @@ ct_deferred *ct_connect(ct_reactor *r, const char *endpoint,
     return ret;
   }
   c->is_unix = ep.kind == CT_ENDPOINT_UNIX;
+  c->stream_flags = ep.nodelay ? CT__STREAM_NODELAY : 0;
   if (ep.kind != CT_ENDPOINT_TCP && ep.kind != CT_ENDPOINT_TCP6 &&
       ep.kind != CT_ENDPOINT_UNIX) {
     fail_later(c, ep.kind == CT_ENDPOINT_SSL

@@ -37,6 +37,7 @@ typedef enum field_id {
   F_INTERFACE,
   F_BACKLOG,
   F_REUSEPORT,
+  F_NODELAY,
   F_PATH,
   F_MODE,
   F_LOCKFILE,
@@ -57,6 +58,7 @@ static const struct {
     {"interface", F_INTERFACE},
     {"backlog", F_BACKLOG},
     {"reuseport", F_REUSEPORT},
+    {"nodelay", F_NODELAY},
     {"path", F_PATH},
     {"address", F_PATH},
     {"mode", F_MODE},
@@ -90,8 +92,8 @@ typedef struct kind_spec {
 } kind_spec;
 
 static const char *const tcp_pos[] = {"port", "interface", "backlog", NULL};
-static const char *const tcp_keys[] = {"port", "interface", "backlog",
-                                       "reuseport", NULL};
+static const char *const tcp_keys[] = {"port",      "interface", "backlog",
+                                       "reuseport", "nodelay",   NULL};
 static const char *const tcp6_pos[] = {"port", "backlog", "interface", NULL};
 static const char *const unix_pos[] = {"address", "mode", "backlog", "lockfile",
                                        NULL};
@@ -105,23 +107,25 @@ static const char *const ssl_pos[] = {
     "port",    "privateKey",     "certKey",      "sslmethod", "interface",
     "backlog", "extraCertChain", "dhParameters", NULL};
 static const char *const ssl_keys[] = {
-    "port", "interface", "backlog", "reuseport", "privateKey", "certKey", NULL};
+    "port",    "interface",  "backlog", "reuseport",
+    "nodelay", "privateKey", "certKey", NULL};
 
 static const char *const ctcp_pos[] = {"host", "port", NULL};
 static const char *const ctcp_keys[] = {"host", "port", "timeout",
-                                        "bindAddress", NULL};
+                                        "bindAddress", "nodelay", NULL};
 static const char *const cunix_pos[] = {"path", NULL};
 static const char *const cunix_keys[] = {"path", "address", "timeout",
                                          "lockfile", NULL};
 static const char *const cssl_keys[] = {
-    "host", "port", "timeout", "bindAddress", "privateKey", "certKey", NULL};
+    "host",    "port",       "timeout", "bindAddress",
+    "nodelay", "privateKey", "certKey", NULL};
 static const char *const cudp_keys[] = {"host", "port", "bindAddress", NULL};
 
 static const kind_spec server_specs[] = {
     {"tcp", CT_ENDPOINT_TCP, 0, tcp_pos, tcp_keys,
-     "tcp:PORT[:interface=ADDR][:backlog=N][:reuseport=0|1]"},
+     "tcp:PORT[:interface=ADDR][:backlog=N][:reuseport=0|1][:nodelay=0|1]"},
     {"tcp6", CT_ENDPOINT_TCP6, 0, tcp6_pos, tcp_keys,
-     "tcp6:PORT[:backlog=N][:interface=ADDR][:reuseport=0|1]"},
+     "tcp6:PORT[:backlog=N][:interface=ADDR][:reuseport=0|1][:nodelay=0|1]"},
     {"unix", CT_ENDPOINT_UNIX, 0, unix_pos, unix_keys,
      "unix:PATH[:mode=OCTAL][:backlog=N][:lockfile=0|1]"},
     {"udp", CT_ENDPOINT_UDP, 0, udp_pos, udp_keys,
@@ -133,9 +137,11 @@ static const kind_spec server_specs[] = {
 
 static const kind_spec client_specs[] = {
     {"tcp", CT_ENDPOINT_TCP, 0, ctcp_pos, ctcp_keys,
-     "tcp:host=HOST:port=PORT[:timeout=SECONDS][:bindAddress=ADDR]"},
+     "tcp:host=HOST:port=PORT[:timeout=SECONDS][:bindAddress=ADDR]"
+     "[:nodelay=0|1]"},
     {"tcp6", CT_ENDPOINT_TCP6, 0, ctcp_pos, ctcp_keys,
-     "tcp6:host=HOST:port=PORT[:timeout=SECONDS][:bindAddress=ADDR]"},
+     "tcp6:host=HOST:port=PORT[:timeout=SECONDS][:bindAddress=ADDR]"
+     "[:nodelay=0|1]"},
     {"unix", CT_ENDPOINT_UNIX, 0, cunix_pos, cunix_keys,
      "unix:path=PATH[:timeout=SECONDS][:lockfile=0|1]"},
     {"udp", CT_ENDPOINT_UDP, 0, ctcp_pos, cudp_keys,
@@ -480,10 +486,13 @@ static int set_field(parse_ctx *c, ct_endpoint *e, field_id id, const char *key,
     return 0;
   case F_REUSEPORT:
   case F_LOCKFILE:
+  case F_NODELAY:
     if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) {
       return fail(c, "%s '%s' is not 0 or 1", key, q);
     }
-    *(id == F_REUSEPORT ? &e->reuseport : &e->lockfile) = (v[0] == '1');
+    *(id == F_REUSEPORT  ? &e->reuseport
+      : id == F_NODELAY ? &e->nodelay
+                        : &e->lockfile) = (v[0] == '1');
     return 0;
   case F_MODE:
     if (parse_octal(v, &e->mode) != 0) {
@@ -609,6 +618,7 @@ static int parse(const char *desc, ct_endpoint *e, ct_failure **err,
   e->timeout = CT_ENDPOINT_DEFAULT_TIMEOUT;
   e->mode = CT_ENDPOINT_DEFAULT_MODE;
   e->lockfile = client ? 0 : 1;
+  e->nodelay = 1;
   e->max_packet_size = CT_ENDPOINT_DEFAULT_MAX_PACKET;
 
   /* Keywords first, so that the positional rule below can see whether a
@@ -806,6 +816,9 @@ int ct_endpoint_format(const ct_endpoint *e, char *buf, size_t len) {
     if (e->bind_address != NULL) {
       put_kv(&o, "bindAddress", e->bind_address);
     }
+    if (!e->nodelay && e->kind != CT_ENDPOINT_UDP) {
+      put_raw(&o, ":nodelay=0");
+    }
   } else {
     put_char(&o, ':');
     char num[16];
@@ -824,6 +837,9 @@ int ct_endpoint_format(const ct_endpoint *e, char *buf, size_t len) {
     }
     if (e->reuseport) {
       put_raw(&o, ":reuseport=1");
+    }
+    if (!e->nodelay && e->kind != CT_ENDPOINT_UDP) {
+      put_raw(&o, ":nodelay=0");
     }
   }
   if (e->is_client && e->kind != CT_ENDPOINT_UDP &&

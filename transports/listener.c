@@ -39,6 +39,7 @@ struct ct_listening_port {
   int fd;
   int reserve_fd; /* /dev/null, released on EMFILE */
   int is_unix;
+  unsigned stream_flags; /* CT__STREAM_* for accepted connections */
   int watching;       /* ev is added */
   int in_accept;      /* inside the accept loop */
   int stopped;        /* stop() ran inside the accept loop */
@@ -128,7 +129,8 @@ static void accept_one(ct_listening_port *port, int fd,
     close(fd);
     return;
   }
-  ct_transport *t = ct__stream_new(port->reactor, fd, port->is_unix);
+  ct_transport *t = ct__stream_new(port->reactor, fd, port->is_unix,
+                                   port->stream_flags);
   if (t == NULL) {
     close(fd);
     ct__protocol_discard(p);
@@ -246,6 +248,7 @@ ct_listening_port *ct_listen(ct_reactor *r, const char *endpoint, ct_factory *f,
   port->factory = f;
   snprintf(port->desc, sizeof port->desc, "%s", endpoint);
   port->is_unix = ep.kind == CT_ENDPOINT_UNIX;
+  port->stream_flags = ep.nodelay ? CT__STREAM_NODELAY : 0;
   if (ep.kind != CT_ENDPOINT_TCP && ep.kind != CT_ENDPOINT_TCP6 &&
       ep.kind != CT_ENDPOINT_UNIX) {
     int is_ssl = ep.kind == CT_ENDPOINT_SSL;

@@ -1,18 +1,38 @@
 /*
  * stream.c: the TCP and Unix stream transport, on one plain libevent event
- * per connection and the transport's own output buffer.
+ * per connection.
  *
  * The hot path costs about what hand-written libevent code costs.  Reads go
  * into the reactor's shared 256 KiB read buffer (ct__reactor_read_buffer():
  * data_received only borrows the bytes, and libevent never runs two
  * callbacks of one base at once), so an idle connection owns no read memory
- * and a bulk transfer needs few read() calls.  Writes go straight to
- * the socket while nothing is queued; only what the kernel refuses is
- * copied into the output buffer, and only then is EV_WRITE registered.  In
- * a request/response exchange the registered events never change, so the
- * steady state is one read() and one send() per message, with no
- * epoll_ctl, no allocation and no clock query; everything off that path
- * (partial writes, errors, EOF, EV_WRITE) lives in functions of its own.
+ * and a bulk transfer needs few read() calls.
+ *
+ * Writes are gathered, so a protocol that answers each request with its own
+ * ct_transport_write() still costs one send() per read, not one per reply:
+ *
+ *  - While a transport's own callbacks run (its dispatch: data_received,
+ *    connection_made, a producer's resume), its writes are appended to the
+ *    reactor's shared gather buffer (ct__reactor_gather()), and when the
+ *    dispatch returns they leave in one send().  An idle connection owns no
+ *    write memory either.
+ *  - Writes made from elsewhere (a timer, a Deferred callback, another
+ *    connection's broadcast) go to the transport's own buffer, and the
+ *    transport queues itself with ct__reactor_flush_later(): the reactor
+ *    flushes it after the running callbacks and before it next waits
+ *    (Redis's beforeSleep), so no write waits for a later turn.
+ *  - A large write (CT__STREAM_DIRECT bytes or more) is not copied: it
+ *    leaves at once in one writev() together with whatever was gathered
+ *    before it.
+ *  - Only what the kernel refuses stays in the transport's own buffer, and
+ *    only then is EV_WRITE registered.  In a request/response exchange the
+ *    registered events never change, so the steady state is one read() and
+ *    one send() per read, with no epoll_ctl, no allocation and no clock
+ *    query; everything off that path lives in functions of its own.
+ *
+ * Bytes always leave in the order they were written: gathering is used only
+ * while the transport's own buffer is empty, and a direct write carries the
+ * gathered bytes in front of it.
  *
  * Closing never calls the protocol back directly: the descriptor is closed
  * at once and connection_lost is delivered by call_soon, on a later loop
@@ -43,17 +63,30 @@
 #define CT__LIKELY(x) __builtin_expect(!!(x), 1)
 #define CT__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+/* A write of this many bytes or more is not copied: it leaves at once, in
+ * one writev() with whatever was gathered before it. */
+#define CT__STREAM_DIRECT (16 * 1024)
+/* A dispatch that writes more than this sends what it gathered early. */
+#define CT__GATHER_MAX (64 * 1024)
+/* iovecs per sendmsg() when a buffer holds shared blobs. */
+#define CT__IOV_BATCH 64
+
 typedef struct ct__stream {
   ct_transport base;
   struct event ev;
-  char *rbuf; /* the reactor's shared read buffer (borrowed) */
+  char *rbuf;         /* the reactor's shared read buffer (borrowed) */
+  ct__gather *gather; /* the reactor's shared gather buffer (borrowed) */
   int fd;
   short ev_events; /* events currently registered (0: not added) */
   unsigned char is_unix;
-  unsigned char shut_done; /* shutdown(SHUT_WR) has been done */
-  char *obuf;              /* pending output: obuf[ohead .. ohead+olen) */
-  size_t ohead, olen, ocap;
-  ct_failure *reason; /* for the pending connection_lost */
+  unsigned char shut_done;   /* shutdown(SHUT_WR) has been done */
+  unsigned char dispatching; /* its callbacks are running */
+  unsigned char gathering;   /* ... and it owns the gather buffer */
+  unsigned char wblocked;    /* the kernel refused bytes: EV_WRITE waits */
+  ct__buf out;               /* output not gathered and not yet sent */
+  ct__flush_node flush;      /* queued: `out` leaves before the next poll */
+  ct_failure *reason;        /* for the pending connection_lost */
+  ct_transport_stats stats;
 } ct__stream;
 
 static void stream_cb(evutil_socket_t fd, short what, void *arg);
@@ -62,14 +95,20 @@ static const char *stream_domain(const ct__stream *s) {
   return s->is_unix ? "unix" : "tcp";
 }
 
+/* Bytes accepted and not yet handed to the kernel. */
+static inline size_t queued(const ct__stream *s) {
+  return s->out.len + (s->gathering ? s->gather->buf.len : 0);
+}
+
 /* Register exactly the events the state calls for; a no-op (no syscall)
- * when they are unchanged, which is the steady state. */
+ * when they are unchanged, which is the steady state.  EV_WRITE is wanted
+ * only when the kernel refused bytes, or a pull producer waits. */
 static void update_events(ct__stream *s) {
   short want = 0;
   if (!(s->base.flags & CT__T_CLOSED)) {
     if (ct__transport_want_reading(&s->base))
       want |= EV_READ;
-    if (s->olen > 0 ||
+    if (s->wblocked ||
         (s->base.producer != NULL && !(s->base.flags & CT__T_STREAMING) &&
          (s->base.flags & CT__T_PULL_PENDING)))
       want |= EV_WRITE;
@@ -93,6 +132,15 @@ static void stream_lost_cb(void *arg) {
   ct__transport_deliver_lost(&s->base, reason);
 }
 
+/* Give the gather buffer back, dropping what it holds. */
+static void drop_gather(ct__stream *s) {
+  if (s->gathering) {
+    ct__buf_clear(&s->gather->buf);
+    s->gather->owner = NULL;
+    s->gathering = 0;
+  }
+}
+
 /* Close the descriptor now; connection_lost(reason) follows on a later
  * turn.  Takes `reason`.  Safe from anywhere, any number of times. */
 static void stream_close(ct__stream *s, ct_failure *reason) {
@@ -106,9 +154,10 @@ static void stream_close(ct__stream *s, ct_failure *reason) {
   s->ev_events = 0;
   close(s->fd);
   s->fd = -1;
-  free(s->obuf);
-  s->obuf = NULL;
-  s->ohead = s->olen = s->ocap = 0;
+  drop_gather(s);
+  ct__reactor_flush_cancel(s->base.reactor, &s->flush);
+  ct__buf_free(&s->out);
+  s->wblocked = 0;
   s->reason = reason;
   if (ct__reactor_call_soon(s->base.reactor, stream_lost_cb, s) != 0) {
     /* Out of memory: better late than never is impossible here; log it.
@@ -129,77 +178,155 @@ static void close_errno(ct__stream *s, int err, const char *what) {
                                     NULL, "%s: %s", what, ct_strerror(-err)));
 }
 
-/* Append to the output buffer, compacting or growing it. */
-static int obuf_append(ct__stream *s, const void *data, size_t len) {
-  if (len == 0)
-    return 0;
-  if (s->ohead + s->olen + len > s->ocap) {
-    if (s->ohead > 0) {
-      memmove(s->obuf, s->obuf + s->ohead, s->olen);
-      s->ohead = 0;
+static int fail_nomem(ct__stream *s) {
+  close_errno(s, ENOMEM, "write");
+  return CT_ENOMEM;
+}
+
+/* One send()/sendmsg() (retried on EINTR).  Returns the bytes taken (0 when
+ * the kernel buffer is full), or -1 with errno on an error. */
+static ssize_t send_iov(ct__stream *s, struct iovec *iov, int cnt) {
+  for (;;) {
+    ssize_t n;
+    if (cnt == 1) {
+      n = send(s->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+    } else {
+      struct msghdr mh;
+      memset(&mh, 0, sizeof mh);
+      mh.msg_iov = iov;
+      mh.msg_iovlen = (size_t)cnt;
+      n = sendmsg(s->fd, &mh, MSG_NOSIGNAL);
     }
-    if (s->olen + len > s->ocap) {
-      size_t cap = s->ocap ? s->ocap : 16384;
-      while (cap < s->olen + len)
-        cap *= 2;
-      char *nb = realloc(s->obuf, cap);
-      if (nb == NULL)
-        return CT_ENOMEM;
-      s->obuf = nb;
-      s->ocap = cap;
+    s->stats.write_calls++;
+    if (n >= 0) {
+      s->stats.bytes_written += (uint64_t)n;
+      return n;
     }
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+      return 0;
+    if (errno != EINTR)
+      return -1;
   }
-  memcpy(s->obuf + s->ohead + s->olen, data, len);
-  s->olen += len;
+}
+
+/* Send what `b` holds and consume what went.  Returns 0 when all went, 1
+ * when the kernel buffer filled first, -1 with errno on an error. */
+static int send_buf(ct__stream *s, ct__buf *b) {
+  while (b->len > 0) {
+    struct iovec iov[CT__IOV_BATCH];
+    int cnt = ct__buf_iov(b, iov, CT__IOV_BATCH);
+    size_t want = 0;
+    for (int i = 0; i < cnt; i++)
+      want += iov[i].iov_len;
+    ssize_t n = send_iov(s, iov, cnt);
+    if (n < 0)
+      return -1;
+    ct__buf_consume(b, (size_t)n);
+    if ((size_t)n < want)
+      return 1;
+  }
   return 0;
 }
 
-static void after_drain(ct__stream *s) {
+/* Everything accepted has left: finish a lose_connection or half_close
+ * that waited for it.  Returns 1 if the transport closed. */
+static int drained(ct__stream *s) {
   if (s->base.flags & CT__T_CLOSING) {
     close_clean(s);
-    return;
+    return 1;
   }
   if ((s->base.flags & CT__T_WRITE_SHUT) && !s->shut_done) {
     s->shut_done = 1;
     shutdown(s->fd, SHUT_WR);
     if (s->base.flags & CT__T_EOF) {
       close_clean(s);
-      return;
+      return 1;
     }
   }
-  ct__transport_output_drained(&s->base);
+  return 0;
 }
 
-/* EV_WRITE: push the output buffer out. */
-static void stream_flush(ct__stream *s) {
-  while (s->olen > 0) {
-    ssize_t n = send(s->fd, s->obuf + s->ohead, s->olen, MSG_NOSIGNAL);
-    if (n > 0) {
-      s->ohead += (size_t)n;
-      s->olen -= (size_t)n;
-      if (s->olen > 0)
-        break; /* the kernel buffer is full: wait for EV_WRITE */
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      break;
-    } else {
-      close_errno(s, errno, "write");
+/* Push the transport's own buffer out: from EV_WRITE (`writable`, which
+ * also lets a waiting pull producer write), from the reactor's flush
+ * before the next poll, or at the end of a dispatch. */
+static void stream_flush(ct__stream *s, int writable) {
+  ct__reactor_flush_cancel(s->base.reactor, &s->flush);
+  int rc = send_buf(s, &s->out);
+  if (rc < 0) {
+    close_errno(s, errno, "write");
+    return;
+  }
+  s->wblocked = rc > 0;
+  if (s->out.len == 0)
+    ct__buf_shrink(&s->out, 0);
+  ct__transport_buffer_changed(&s->base, queued(s));
+  if (s->base.flags & CT__T_CLOSED)
+    return;
+  if (s->out.len == 0) {
+    if (drained(s))
+      return;
+    if (writable)
+      ct__transport_output_drained(&s->base);
+  }
+  if (!(s->base.flags & CT__T_CLOSED))
+    update_events(s);
+}
+
+static void flush_node_cb(ct__flush_node *n) {
+  ct__stream *s =
+      (ct__stream *)(void *)((char *)n - offsetof(ct__stream, flush));
+  if (!(s->base.flags & CT__T_CLOSED) && s->out.len > 0 && !s->wblocked)
+    stream_flush(s, 0);
+}
+
+/* The end of a dispatch that gathered: send the gathered bytes in one
+ * send(); what the kernel refuses moves to the transport's own buffer. */
+static CT__NOINLINE void gather_send(ct__stream *s) {
+  ct__buf *g = &s->gather->buf;
+  int rc = send_buf(s, g);
+  if (rc < 0) {
+    ct__buf_clear(g);
+    close_errno(s, errno, "write");
+    return;
+  }
+  if (g->len > 0) {
+    s->wblocked = 1;
+    if (ct__buf_move(&s->out, g) != 0) {
+      ct__buf_clear(g);
+      fail_nomem(s);
       return;
     }
   }
-  if (s->olen == 0) {
-    free(s->obuf);
-    s->obuf = NULL;
-    s->ohead = s->ocap = 0;
-  }
-  ct__transport_buffer_changed(&s->base, s->olen);
+  if (s->base.flags & CT__T_ABOVE_HIGH)
+    ct__transport_buffer_changed(&s->base, s->out.len);
   if (s->base.flags & CT__T_CLOSED)
     return;
-  if (s->olen == 0)
-    after_drain(s);
-  if (!(s->base.flags & CT__T_CLOSED))
-    update_events(s);
+  if (s->out.len == 0 && drained(s))
+    return;
+  update_events(s);
+}
+
+/* A dispatch: the transport's own callbacks are about to run.  Its writes
+ * are gathered while its own buffer is empty (so order is kept). */
+static inline void begin_dispatch(ct__stream *s) {
+  s->dispatching = 1;
+  if (CT__LIKELY(s->out.len == 0 && s->gather->owner == NULL)) {
+    s->gather->owner = s;
+    s->gathering = 1;
+  }
+}
+
+static inline void end_dispatch(ct__stream *s) {
+  s->dispatching = 0;
+  if (CT__LIKELY(s->gathering)) {
+    s->gathering = 0;
+    s->gather->owner = NULL;
+    if (s->gather->buf.len > 0)
+      gather_send(s);
+  } else if (s->out.len > 0 && !s->wblocked &&
+             !(s->base.flags & CT__T_CLOSED)) {
+    stream_flush(s, 0);
+  }
 }
 
 static void stream_eof(ct__stream *s) {
@@ -216,9 +343,10 @@ static void stream_eof(ct__stream *s) {
       close_clean(s); /* both directions are done */
     return;
   }
-  /* Flush what the protocol wrote, then close cleanly. */
+  /* Flush what the protocol wrote (at the end of this dispatch), then
+   * close cleanly. */
   s->base.flags |= CT__T_CLOSING;
-  if (s->olen == 0)
+  if (queued(s) == 0)
     close_clean(s);
   else
     update_events(s);
@@ -238,10 +366,13 @@ static CT__NOINLINE int stream_read_end(ct__stream *s, ssize_t n) {
 
 /* How much one read may take: see CT__STREAM_READ_SLOW. */
 static inline size_t read_size(const ct__stream *s) {
-  return CT__LIKELY(s->olen == 0) ? CT__READ_BUFFER_SIZE : CT__STREAM_READ_SLOW;
+  return CT__LIKELY(s->out.len == 0) ? CT__READ_BUFFER_SIZE
+                                     : CT__STREAM_READ_SLOW;
 }
 
 static inline void deliver(ct__stream *s, size_t n) {
+  s->stats.read_calls++;
+  s->stats.bytes_read += n;
   ct_protocol *p = s->base.protocol;
   if (CT__LIKELY(p != NULL && p->ops != NULL && p->ops->data_received != NULL))
     p->ops->data_received(p, s->rbuf, n);
@@ -290,9 +421,10 @@ static inline void stream_read(ct__stream *s, int fd) {
  * producer write; then read if the socket is readable as well. */
 static CT__NOINLINE void stream_writable(ct__stream *s, int fd, short what) {
   if (!(s->base.flags & CT__T_CLOSED)) {
-    if (s->olen > 0) {
-      stream_flush(s);
+    if (s->out.len > 0) {
+      stream_flush(s, 1);
     } else {
+      s->wblocked = 0;
       ct__transport_output_drained(&s->base); /* pull producer */
       if (!(s->base.flags & CT__T_CLOSED))
         update_events(s);
@@ -305,56 +437,109 @@ static CT__NOINLINE void stream_writable(ct__stream *s, int fd, short what) {
 
 static void stream_cb(evutil_socket_t fd, short what, void *arg) {
   ct__stream *s = arg;
+  begin_dispatch(s);
   if (CT__UNLIKELY(what & EV_WRITE))
     stream_writable(s, (int)fd, what);
   else if (what & EV_READ)
     stream_read(s, (int)fd);
+  end_dispatch(s);
 }
 
 /* -------------------------------------------------------------- the ops */
 
-static int stream_queue(ct__stream *s, const char *data, size_t len) {
-  if (obuf_append(s, data, len) != 0) {
-    close_errno(s, ENOMEM, "write");
-    return CT_ENOMEM;
+/*
+ * Send iov[0..cnt) at once, behind whatever was gathered (a large write,
+ * or one that would overflow the gather buffer).  Only called while the
+ * transport's own buffer is empty, so nothing is queued ahead of these
+ * bytes.  What the kernel refuses goes to the own buffer, in order.
+ */
+static CT__NOINLINE int write_direct(ct__stream *s, const struct iovec *iov,
+                                     int cnt) {
+  ct__buf *g = s->gathering ? &s->gather->buf : NULL;
+  struct iovec vec[CT__IOV_BATCH];
+  int nv = g != NULL ? ct__buf_iov(g, vec, CT__IOV_BATCH) : 0;
+  size_t glen = g != NULL ? g->len : 0;
+  size_t gcovered = 0;
+  for (int i = 0; i < nv; i++)
+    gcovered += vec[i].iov_len;
+  if (gcovered != glen || nv + cnt > CT__IOV_BATCH) {
+    /* Too many pieces for one sendmsg(): queue them all, in order, and
+     * let the buffer flush send them in batches. */
+    if (g != NULL && ct__buf_move(&s->out, g) != 0)
+      return fail_nomem(s);
+    if (ct__buf_appendv(&s->out, iov, cnt, 0) != 0)
+      return fail_nomem(s);
+    drop_gather(s);
+    stream_flush(s, 0);
+    return 0;
   }
-  update_events(s);
-  ct__transport_buffer_changed(&s->base, s->olen);
+  memcpy(vec + nv, iov, (size_t)cnt * sizeof *iov);
+  ssize_t n = send_iov(s, vec, nv + cnt);
+  if (n < 0) {
+    if (g != NULL)
+      ct__buf_clear(g);
+    close_errno(s, errno, "write");
+    return 0; /* reported through connection_lost */
+  }
+  size_t sent = (size_t)n;
+  if (g != NULL) {
+    size_t gs = sent < glen ? sent : glen;
+    ct__buf_consume(g, gs);
+    sent -= gs;
+    if (g->len > 0) {
+      if (ct__buf_move(&s->out, g) != 0)
+        return fail_nomem(s);
+      drop_gather(s); /* the own buffer is not empty any more */
+    }
+  }
+  if (ct__buf_appendv(&s->out, iov, cnt, sent) != 0)
+    return fail_nomem(s);
+  if (s->out.len > 0) {
+    s->wblocked = 1; /* the kernel took less than it was given */
+    drop_gather(s);  /* (empty) later writes queue behind the rest */
+    update_events(s);
+  }
+  ct__transport_buffer_changed(&s->base, queued(s));
   return 0;
 }
 
-/* The rest of a write whose first send() took `n` of `len` bytes (n < 0:
- * an error). */
-static CT__NOINLINE int write_slow(ct__stream *s, const char *p, size_t len,
-                                   ssize_t n) {
-  for (;;) {
-    if (n >= 0) {
-      p += n;
-      len -= (size_t)n;
-      break;
-    }
-    if (errno == EAGAIN || errno == EWOULDBLOCK)
-      break;
-    if (errno != EINTR) {
-      close_errno(s, errno, "write");
-      return 0; /* reported through connection_lost */
-    }
-    n = send(s->fd, p, len, MSG_NOSIGNAL);
-    if (n >= 0 && (size_t)n == len)
-      return 0;
+/* Everything but the gathered small write. */
+static CT__NOINLINE int write_slow(ct__stream *s, const struct iovec *iov,
+                                   int cnt, size_t total) {
+  if (s->gathering) {
+    ct__buf *g = &s->gather->buf;
+    if (total >= CT__STREAM_DIRECT || g->len + total > CT__GATHER_MAX)
+      return write_direct(s, iov, cnt);
+    if (ct__buf_appendv(g, iov, cnt, 0) != 0)
+      return fail_nomem(s);
+    ct__transport_buffer_changed(&s->base, g->len);
+    return 0;
   }
-  return stream_queue(s, p, len);
+  if (s->out.len == 0 && total >= CT__STREAM_DIRECT)
+    return write_direct(s, iov, cnt);
+  if (ct__buf_appendv(&s->out, iov, cnt, 0) != 0)
+    return fail_nomem(s);
+  /* Outside a dispatch: leave before the reactor next waits. */
+  if (!s->dispatching && !s->wblocked)
+    ct__reactor_flush_later(s->base.reactor, &s->flush);
+  ct__transport_buffer_changed(&s->base, s->out.len);
+  return 0;
 }
 
 static int op_write(ct_transport *t, const void *data, size_t len) {
   ct__stream *s = (ct__stream *)t;
-  if (CT__LIKELY(s->olen == 0)) {
-    ssize_t n = send(s->fd, data, len, MSG_NOSIGNAL);
-    if (CT__LIKELY(n >= 0 && (size_t)n == len))
+  if (CT__LIKELY(s->gathering && len < CT__STREAM_DIRECT)) {
+    ct__buf *g = &s->gather->buf;
+    if (CT__LIKELY(g->len + len <= CT__GATHER_MAX)) {
+      if (CT__UNLIKELY(ct__buf_append(g, data, len) != 0))
+        return fail_nomem(s);
+      if (CT__UNLIKELY(g->len > s->base.high_water))
+        ct__transport_buffer_changed(&s->base, g->len);
       return 0;
-    return write_slow(s, data, len, n);
+    }
   }
-  return stream_queue(s, data, len);
+  struct iovec iov = {(void *)(uintptr_t)data, len};
+  return write_slow(s, &iov, 1, len);
 }
 
 static int op_writev(ct_transport *t, const struct iovec *iov, int iovcnt) {
@@ -362,56 +547,34 @@ static int op_writev(ct_transport *t, const struct iovec *iov, int iovcnt) {
   size_t total = 0;
   for (int i = 0; i < iovcnt; i++)
     total += iov[i].iov_len;
-  size_t sent = 0;
-  if (s->olen == 0 && iovcnt <= IOV_MAX) {
-    for (;;) {
-      struct msghdr mh;
-      memset(&mh, 0, sizeof mh);
-      mh.msg_iov = (struct iovec *)(uintptr_t)iov;
-      mh.msg_iovlen = (size_t)iovcnt;
-      ssize_t n = sendmsg(s->fd, &mh, MSG_NOSIGNAL);
-      if (n >= 0) {
-        sent = (size_t)n;
-        break;
-      }
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
-        break;
-      close_errno(s, errno, "write");
-      return 0;
-    }
-    if (sent == total)
-      return 0;
-  }
-  /* Queue what is left, skipping the `sent` bytes. */
-  for (int i = 0; i < iovcnt; i++) {
-    size_t l = iov[i].iov_len;
-    const char *b = iov[i].iov_base;
-    if (sent >= l) {
-      sent -= l;
-      continue;
-    }
-    b += sent;
-    l -= sent;
-    sent = 0;
-    if (obuf_append(s, b, l) != 0) {
-      close_errno(s, ENOMEM, "write");
-      return CT_ENOMEM;
-    }
-  }
-  update_events(s);
-  ct__transport_buffer_changed(&s->base, s->olen);
+  if (total == 0)
+    return 0;
+  return write_slow(s, iov, iovcnt, total);
+}
+
+static int op_write_bytes(ct_transport *t, ct_bytes *blob, size_t off,
+                          size_t len) {
+  ct__stream *s = (ct__stream *)t;
+  /* Shared bytes are worth gathering whatever their size: queuing them
+   * copies nothing. */
+  ct__buf *b = s->gathering ? &s->gather->buf : &s->out;
+  if (ct__buf_append_blob(b, blob, off, len) != 0)
+    return fail_nomem(s);
+  if (!s->gathering && !s->dispatching && !s->wblocked)
+    ct__reactor_flush_later(s->base.reactor, &s->flush);
+  ct__transport_buffer_changed(&s->base, queued(s));
   return 0;
 }
 
 static int op_lose_connection(ct_transport *t) {
   ct__stream *s = (ct__stream *)t;
   s->base.flags |= CT__T_CLOSING;
-  if (s->olen == 0)
+  /* Queued bytes leave first: at the end of this dispatch, before the
+   * next poll, or on EV_WRITE; then drained() closes. */
+  if (queued(s) == 0)
     close_clean(s);
   else
-    update_events(s); /* stop reading; keep flushing */
+    update_events(s); /* stop reading */
   return 0;
 }
 
@@ -426,8 +589,8 @@ static int op_abort(ct_transport *t) {
 static int op_half_close(ct_transport *t) {
   ct__stream *s = (ct__stream *)t;
   s->base.flags |= CT__T_WRITE_SHUT;
-  if (s->olen == 0)
-    after_drain(s);
+  if (queued(s) == 0)
+    drained(s);
   return 0;
 }
 
@@ -486,7 +649,7 @@ static int op_set_option(ct_transport *t, ct_transport_option opt, int value) {
 }
 
 static size_t op_buffered(const ct_transport *t) {
-  return ((const ct__stream *)t)->olen;
+  return queued((const ct__stream *)t);
 }
 
 static void op_want_pull(ct_transport *t) {
@@ -497,13 +660,20 @@ static int op_fileno(const ct_transport *t) {
   return ((const ct__stream *)t)->fd;
 }
 
+static int op_get_stats(const ct_transport *t, ct_transport_stats *out) {
+  *out = ((const ct__stream *)t)->stats;
+  return 0;
+}
+
 static void op_destroy(ct_transport *t) {
   ct__stream *s = (ct__stream *)t;
   if (s->ev_events != 0)
     event_del(&s->ev);
   if (s->fd >= 0)
     close(s->fd);
-  free(s->obuf);
+  drop_gather(s);
+  ct__reactor_flush_cancel(s->base.reactor, &s->flush);
+  ct__buf_free(&s->out);
   ct_failure_free(s->reason);
   free(s);
 }
@@ -516,13 +686,15 @@ static void op_destroy(ct_transport *t) {
     .resume_reading = op_pause_reading, .get_peer = op_get_peer,               \
     .get_host = op_get_host, .set_option = op_set_option,                      \
     .buffered = op_buffered, .want_pull = op_want_pull, .fileno = op_fileno,   \
+    .write_bytes = op_write_bytes, .get_stats = op_get_stats,                  \
     .destroy = op_destroy                                                      \
   }
 
 static const ct_transport_ops tcp_ops = STREAM_OPS("tcp");
 static const ct_transport_ops unix_ops = STREAM_OPS("unix");
 
-ct_transport *ct__stream_new(ct_reactor *r, int fd, int is_unix) {
+ct_transport *ct__stream_new(ct_reactor *r, int fd, int is_unix,
+                             unsigned flags) {
   char *rbuf = ct__reactor_read_buffer(r);
   if (rbuf == NULL)
     return NULL;
@@ -530,15 +702,26 @@ ct_transport *ct__stream_new(ct_reactor *r, int fd, int is_unix) {
   if (s == NULL)
     return NULL;
   s->rbuf = rbuf;
+  s->gather = ct__reactor_gather(r);
   ct__transport_init(&s->base, is_unix ? &unix_ops : &tcp_ops, r);
   s->fd = fd;
   s->is_unix = is_unix ? 1 : 0;
+  s->flush.fn = flush_node_cb;
+  if (!is_unix && (flags & CT__STREAM_NODELAY)) {
+    /* Gathered writes make Nagle's algorithm pointless: each dispatch
+     * already sends one segment, and delaying it would only wait for the
+     * peer's delayed ACK. */
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
   return &s->base;
 }
 
 void ct__stream_start(ct_transport *t, ct_protocol *p) {
   ct__stream *s = (ct__stream *)t;
+  begin_dispatch(s);
   ct__transport_make_connection(t, p);
   if (!(s->base.flags & CT__T_CLOSED))
     update_events(s);
+  end_dispatch(s);
 }

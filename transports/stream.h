@@ -14,9 +14,13 @@
  * to its high watermark plus this. */
 #define CT__STREAM_READ_SLOW (64 * 1024)
 
+/* Flags of ct__stream_new(). */
+#define CT__STREAM_NODELAY 1u /* set TCP_NODELAY (TCP only) */
+
 /* Wrap a connected, non-blocking socket.  Takes `fd` on success (refs 1,
  * the connection's).  Returns NULL if memory runs out (fd untouched). */
-ct_transport *ct__stream_new(ct_reactor *r, int fd, int is_unix);
+ct_transport *ct__stream_new(ct_reactor *r, int fd, int is_unix,
+                             unsigned flags);
 
 /* Attach `p` (connection_made) and start reading. */
 void ct__stream_start(ct_transport *t, ct_protocol *p);

@@ -217,6 +217,30 @@ int ct_transport_writev(ct_transport *t, const struct iovec *iov, int iovcnt) {
   return 0;
 }
 
+int ct_transport_write_bytes(ct_transport *t, ct_bytes *b, size_t off,
+                             size_t len) {
+  CT_T_CHECK_OPEN(t);
+  if (b == NULL || off > ct_bytes_len(b) || len > ct_bytes_len(b) - off)
+    return CT_EINVAL;
+  if (t->flags & (CT__T_CLOSING | CT__T_WRITE_SHUT))
+    return CT_ECLOSED;
+  if (len == 0)
+    return 0;
+  if (t->producer != NULL && !(t->flags & CT__T_STREAMING))
+    t->flags |= CT__T_PULL_PENDING;
+  if (t->ops->write_bytes != NULL)
+    return t->ops->write_bytes(t, b, off, len);
+  return ct_transport_write(t, (const char *)ct_bytes_data(b) + off, len);
+}
+
+int ct_transport_get_stats(const ct_transport *t, ct_transport_stats *out) {
+  if (t == NULL || out == NULL)
+    return CT_EINVAL;
+  if (t->ops->get_stats == NULL)
+    return CT_ENOSYS;
+  return t->ops->get_stats(t, out);
+}
+
 int ct_transport_write_str(ct_transport *t, const char *s) {
   if (s == NULL)
     return CT_EINVAL;

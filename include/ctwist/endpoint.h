@@ -60,8 +60,11 @@ typedef struct ct_endpoint_param {
   char *value; /**< owned, NUL-terminated, may be empty */
 } ct_endpoint_param;
 
-/** Default listen queue length (Twisted's). */
-#define CT_ENDPOINT_DEFAULT_BACKLOG 50
+/** Default listen queue length: the system's maximum (SOMAXCONN, 4096 on
+ *  Linux, which also caps it at net.core.somaxconn), not Twisted's 50: a
+ *  burst of connects must not overflow the queue and wait for SYN
+ *  retransmits. */
+#define CT_ENDPOINT_DEFAULT_BACKLOG SOMAXCONN
 /** Default client connect timeout in seconds (Twisted's). */
 #define CT_ENDPOINT_DEFAULT_TIMEOUT 30.0
 /** Default unix socket file mode (Twisted's 0666). */
@@ -85,7 +88,7 @@ typedef struct ct_endpoint {
   char *host;
   /** Client: the local address to bind before connecting, or NULL. */
   char *bind_address;
-  int backlog;    /**< server listen queue, default 50 */
+  int backlog;    /**< server listen queue, default SOMAXCONN */
   double timeout; /**< client connect timeout in seconds, default 30 */
   /** Unix: the socket path; for an abstract socket the name without '@'. */
   char *path;
@@ -95,6 +98,9 @@ typedef struct ct_endpoint {
    *  `lockfile` (checkPID, default 0). */
   int lockfile;
   int reuseport;       /**< server: set SO_REUSEPORT (extension), default 0 */
+  /** tcp, tcp6, ssl: set TCP_NODELAY on every connection (extension),
+   *  default 1; `nodelay=0` leaves Nagle's algorithm on. */
+  int nodelay;
   int max_packet_size; /**< udp: largest datagram read, default 8192 */
   /** ssl: `privateKey` file, or NULL (the TLS module's default applies). */
   char *private_key;
@@ -111,8 +117,8 @@ typedef struct ct_endpoint {
  *
  * Accepted forms (brackets: optional; keywords may also be positional in the
  * order shown, as in Twisted):
- * - `tcp:PORT[:interface=ADDR][:backlog=N][:reuseport=0|1]`
- * - `tcp6:PORT[:backlog=N][:interface=ADDR][:reuseport=0|1]`
+ * - `tcp:PORT[:interface=ADDR][:backlog=N][:reuseport=0|1][:nodelay=0|1]`
+ * - `tcp6:PORT[:backlog=N][:interface=ADDR][:reuseport=0|1][:nodelay=0|1]`
  * - `unix:PATH[:mode=OCTAL][:backlog=N][:lockfile=0|1]` (also `address=`,
  *   `path=`; `@NAME` is an abstract socket)
  * - `udp:PORT[:interface=ADDR][:maxPacketSize=N][:reuseport=0|1]`

@@ -42,6 +42,7 @@
 #include <sys/uio.h>
 #include <sys/un.h>
 
+#include "ctwist/bytes.h"
 #include "ctwist/deferred.h"
 #include "ctwist/error.h"
 #include "ctwist/protocol.h"
@@ -139,6 +140,20 @@ typedef struct ct_producer_ops {
 
 /* -------------------------------------------------------------- transport */
 
+/**
+ * Counters of one transport's I/O (redis CLIENT INFO's tot-net-in/out).
+ * write_calls counts every send()/sendmsg() the transport made, including
+ * those the kernel refused with EAGAIN: with gathered writes it is about
+ * one per read in a request/response exchange, however many replies each
+ * read produced.
+ */
+typedef struct ct_transport_stats {
+  unsigned long long bytes_read;
+  unsigned long long read_calls;    /**< reads that delivered data */
+  unsigned long long bytes_written; /**< bytes the kernel accepted */
+  unsigned long long write_calls;   /**< send()/sendmsg() calls */
+} ct_transport_stats;
+
 /** Socket options settable through ct_transport_set_option(). */
 typedef enum ct_transport_option {
   CT_OPT_TCP_NODELAY = 1, /**< 0/1; TCP only */
@@ -182,6 +197,11 @@ typedef struct ct_transport_ops {
   void (*want_pull)(ct_transport *t);
   /** The descriptor, or -1. */
   int (*fileno)(const ct_transport *t);
+  /** Queue `len` bytes of shared `b` from `off` without copying (takes a
+   *  reference).  NULL: the wrapper writes a copy. */
+  int (*write_bytes)(ct_transport *t, ct_bytes *b, size_t off, size_t len);
+  /** Fill the I/O counters.  NULL: CT_ENOSYS. */
+  int (*get_stats)(const ct_transport *t, ct_transport_stats *out);
   /** Release the kind's resources and the memory; called by the last
    *  ct_transport_unref().  The connection is already closed. */
   void (*destroy)(ct_transport *t);
@@ -208,14 +228,44 @@ struct ct_transport {
   void *user; /**< free for the application */
 };
 
-/** Write `len` bytes (copied; sent at once when nothing is queued).
- *  Returns 0, CT_ECLOSED after a close or half-close, CT_ENOMEM, or
- *  CT_EINVAL for NULL data with len > 0. */
+/**
+ * Write `len` bytes (copied).  Bytes leave in the order written; when they
+ * leave is the transport's write-gathering contract (docs/transports.md):
+ *  - written while this transport's own callbacks run (data_received,
+ *    connection_made, a producer's resume_producing): together with every
+ *    other write of that dispatch, in one send() when it returns;
+ *  - written from anywhere else (a timer, a Deferred callback, another
+ *    connection's callback): in the same loop turn, before the reactor next
+ *    waits for events;
+ *  - 16 KiB or more at once: at once, behind what was gathered, uncopied;
+ *  - refused by the kernel (its buffer is full): kept, and sent when the
+ *    socket is writable again (counts towards the watermarks meanwhile).
+ * Returns 0, CT_ECLOSED after a close or half-close, CT_ENOMEM, or
+ * CT_EINVAL for NULL data with len > 0.  Write errors are reported through
+ * connection_lost.
+ */
 CT_EXTERN int ct_transport_write(ct_transport *t, const void *data, size_t len);
 
-/** Write several buffers in order, as one writev when possible. */
+/** Write several buffers in order (gathered like ct_transport_write; a
+ *  large total leaves at once as one writev). */
 CT_EXTERN int ct_transport_writev(ct_transport *t, const struct iovec *iov,
                                   int iovcnt);
+
+/**
+ * Write b[off .. off+len) without copying it: the transport queues a
+ * reference on `b` (the caller keeps its own) and drops it once the bytes
+ * have left or the connection closed.  For fan-out, where one message goes
+ * to many connections.  Same ordering and errors as ct_transport_write();
+ * CT_EINVAL if the range is outside `b`.  Kinds without zero-copy support
+ * write a copy.
+ */
+CT_EXTERN int ct_transport_write_bytes(ct_transport *t, ct_bytes *b,
+                                       size_t off, size_t len);
+
+/** Fill `out` with the transport's I/O counters.  Returns 0, CT_EINVAL or
+ *  CT_ENOSYS (a kind without counters). */
+CT_EXTERN int ct_transport_get_stats(const ct_transport *t,
+                                     ct_transport_stats *out);
 
 /** Write a NUL-terminated string (convenience). */
 CT_EXTERN int ct_transport_write_str(ct_transport *t, const char *s);

@@ -318,7 +318,7 @@ Test(transport_close, bad_arguments) {
   cr_assert_eq(ct_transport_unregister_producer(e.ct), CT_ENOTFOUND);
   struct iovec iov[3] = {{"ab", 2}, {"", 0}, {"cd", 2}};
   cr_assert_eq(ct_transport_writev(e.ct, iov, 3), 0);
-  cr_assert_eq(ct_transport_abort(e.ct), 0);
+  cr_assert_eq(ct_transport_lose_connection(e.ct), 0);
   cr_assert(tu_spin(R, client_lost, &e.cst, 10));
   cr_assert(tu_spin(R, server_lost, NULL, 10));
   cr_assert_eq(S.received, 4);
