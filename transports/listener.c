@@ -28,7 +28,7 @@
 #include "reactor/internal.h"
 #include "transports/stream.h"
 
-#define ACCEPTS_PER_WAKEUP 32
+#define ACCEPTS_PER_WAKEUP 64
 #define BACKOFF_MIN 0.010
 #define BACKOFF_MAX 1.0
 

@@ -8,8 +8,9 @@
  * back-pressure).  So steady-state ping-pong costs one read and one write per
  * message and never touches epoll_ctl.
  *
- * Usage: ref_echo_libevent PORT   (listens on 127.0.0.1, prints "ready",
- * exits on SIGTERM or SIGINT). */
+ * Usage: ref_echo_libevent PORT [BACKLOG]   (listens on 127.0.0.1 with a
+ * listen queue of BACKLOG, default 4096, prints "ready", exits on SIGTERM
+ * or SIGINT). */
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -130,8 +131,8 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 2) {
-    fprintf(stderr, "usage: %s PORT\n", argv[0]);
+  if (argc != 2 && argc != 3) {
+    fprintf(stderr, "usage: %s PORT [BACKLOG]\n", argv[0]);
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
@@ -145,7 +146,7 @@ int main(int argc, char **argv) {
                             .sin_port = htons((unsigned short)atoi(argv[1])),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   if (bind(lfd, (struct sockaddr *)&sin, sizeof sin) < 0 ||
-      listen(lfd, 4096) < 0) {
+      listen(lfd, argc == 3 ? atoi(argv[2]) : 4096) < 0) {
     perror("bind/listen");
     return 1;
   }
