@@ -240,6 +240,23 @@ int ct__buf_iov(const ct__buf *b, struct iovec *iov, int max) {
   return n;
 }
 
+void ct__buf_copyout(const ct__buf *b, void *dst, size_t n) {
+  char *d = dst;
+  if (n == 0)
+    return;
+  if (b->nsegs == 0) {
+    memcpy(d, b->data + b->off, n < b->olen ? n : b->olen);
+    return;
+  }
+  for (size_t i = 0; i < b->nsegs && n > 0; i++) {
+    const ct__bufseg *s = seg_at(b, i);
+    size_t take = n < s->len ? n : s->len;
+    memcpy(d, (s->blob ? s->blob->data : b->data) + s->off, take);
+    d += take;
+    n -= take;
+  }
+}
+
 void ct__buf_consume(ct__buf *b, size_t n) {
   if (n > b->len)
     n = b->len;

@@ -105,6 +105,8 @@ int ct__buf_append_blob(ct__buf *b, ct__blob *blob, size_t off, size_t n);
 /* Describe up to `max` leading iovecs of the queued bytes; returns how many
  * were filled (0 when empty). */
 int ct__buf_iov(const ct__buf *b, struct iovec *iov, int max);
+/* Copy the first n bytes (n <= len) to dst without consuming them. */
+void ct__buf_copyout(const ct__buf *b, void *dst, size_t n);
 /* Drop the first n bytes (n <= len), releasing blobs that are done. */
 void ct__buf_consume(ct__buf *b, size_t n);
 /* Append everything `src` holds to `dst` (own bytes copied, blobs shared)

@@ -17,13 +17,13 @@
 #include <string.h>
 
 #include "ctwist/testing.h"
+#include "reactor/buf.h"
 #include "transports/internal.h"
 
 typedef struct mem_side {
   ct_transport base;     /* first: the ops get a ct_transport * */
   struct mem_side *peer; /* NULL once the pump is gone */
-  char *out;             /* bytes written, not yet delivered */
-  size_t out_off, out_len, out_cap;
+  ct__buf out;           /* bytes written, not yet delivered */
   ct_address host, peer_addr;
   int abort_pending;
   int eof_sent; /* our half_close reached the peer */
@@ -37,8 +37,7 @@ struct ct_pump {
   ct_clock *clock;
   ct_reactor *reactor;
   unsigned long max_steps;
-  char *scratch;
-  size_t scratch_cap;
+  ct__buf scratch; /* one chunk in flight to a receiver */
 };
 
 static mem_side *side_of(ct_transport *t) {
@@ -46,38 +45,24 @@ static mem_side *side_of(ct_transport *t) {
 }
 
 static size_t pending(const mem_side *s) {
-  return s->out_len - s->out_off;
+  return ct__buf_len(&s->out);
 }
 
 /* ------------------------------------------------------------------- ops */
 
 static int mem_write(ct_transport *t, const void *data, size_t len) {
   mem_side *s = side_of(t);
-  if (s->out_off > 0 && s->out_off == s->out_len) {
-    s->out_off = s->out_len = 0;
-  }
-  if (s->out_len + len > s->out_cap) {
-    /* Compact first; grow only if that is not enough. */
-    if (s->out_off > 0) {
-      memmove(s->out, s->out + s->out_off, s->out_len - s->out_off);
-      s->out_len -= s->out_off;
-      s->out_off = 0;
-    }
-    if (s->out_len + len > s->out_cap) {
-      size_t cap = s->out_cap ? s->out_cap : 4096;
-      while (cap < s->out_len + len) {
-        cap *= 2;
-      }
-      char *b = realloc(s->out, cap);
-      if (b == NULL) {
-        return CT_ENOMEM;
-      }
-      s->out = b;
-      s->out_cap = cap;
-    }
-  }
-  memcpy(s->out + s->out_len, data, len);
-  s->out_len += len;
+  if (ct__buf_append(&s->out, data, len) != 0)
+    return CT_ENOMEM;
+  ct__transport_buffer_changed(t, pending(s));
+  return 0;
+}
+
+static int mem_write_bytes(ct_transport *t, ct_bytes *b, size_t off,
+                           size_t len) {
+  mem_side *s = side_of(t);
+  if (ct__buf_append_blob(&s->out, b, off, len) != 0)
+    return CT_ENOMEM;
   ct__transport_buffer_changed(t, pending(s));
   return 0;
 }
@@ -91,7 +76,7 @@ static int mem_abort(ct_transport *t) {
   mem_side *s = side_of(t);
   t->flags |= CT__T_CLOSING | CT__T_CLOSED;
   s->abort_pending = 1;
-  s->out_off = s->out_len = 0;
+  ct__buf_clear(&s->out);
   return 0;
 }
 
@@ -123,13 +108,14 @@ static size_t mem_buffered(const ct_transport *t) {
 
 static void mem_destroy(ct_transport *t) {
   mem_side *s = side_of(t);
-  free(s->out);
+  ct__buf_free(&s->out);
   free(s);
 }
 
 static const ct_transport_ops memory_ops = {
     .name = "memory",
     .write = mem_write,
+    .write_bytes = mem_write_bytes,
     .lose_connection = mem_lose_connection,
     .abort = mem_abort,
     .half_close = mem_half_close,
@@ -224,7 +210,7 @@ static void side_finish(mem_side *s, int code, const char *what) {
     return;
   }
   s->base.flags |= CT__T_CLOSED;
-  s->out_off = s->out_len = 0;
+  ct__buf_clear(&s->out);
   s->lost_code = code;
   ct__transport_deliver_lost(&s->base, ct_failure_new(code, "%s", what));
 }
@@ -237,7 +223,7 @@ static int move_chunk(ct_pump *p, mem_side *from, mem_side *to) {
   }
   if (side_lost(to) || (to->base.flags & (CT__T_CLOSING | CT__T_CLOSED))) {
     /* The receiver stopped reading for good: the bytes are dropped. */
-    from->out_off = from->out_len = 0;
+    ct__buf_clear(&from->out);
     ct__transport_buffer_changed(&from->base, 0);
     return 1;
   }
@@ -249,26 +235,20 @@ static int move_chunk(ct_pump *p, mem_side *from, mem_side *to) {
   }
   /* Copy out first: the receiver may write, and the sender's buffer must
    * already reflect the delivery when watermarks are evaluated. */
-  if (n > p->scratch_cap) {
-    char *b = realloc(p->scratch, n);
-    if (b == NULL) {
-      return 0;
-    }
-    p->scratch = b;
-    p->scratch_cap = n;
+  ct__buf_clear(&p->scratch);
+  char *chunk = ct__buf_tail(&p->scratch, n);
+  if (chunk == NULL) {
+    return 0;
   }
-  memcpy(p->scratch, from->out + from->out_off, n);
-  from->out_off += n;
-  if (from->out_off == from->out_len) {
-    from->out_off = from->out_len = 0;
-  }
+  ct__buf_copyout(&from->out, chunk, n);
+  ct__buf_consume(&from->out, n);
   to->delivered += n;
   ct__transport_buffer_changed(&from->base, pending(from));
   ct_protocol *proto = to->base.protocol;
   if (proto != NULL && proto->ops != NULL &&
       proto->ops->data_received != NULL) {
     ct_transport_ref(&to->base);
-    proto->ops->data_received(proto, p->scratch, n);
+    proto->ops->data_received(proto, chunk, n);
     ct_transport_unref(&to->base);
   }
   if (pending(from) == 0 && !side_lost(from)) {
@@ -406,6 +386,6 @@ void ct_pump_free(ct_pump *p) {
   side_finish(p->client, CT_ECONNABORTED, "memory pump freed");
   ct_transport_unref(&p->server->base);
   ct_transport_unref(&p->client->base);
-  free(p->scratch);
+  ct__buf_free(&p->scratch);
   free(p);
 }

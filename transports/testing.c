@@ -18,14 +18,13 @@
 #include <string.h>
 
 #include "ctwist/testing.h"
+#include "reactor/buf.h"
 #include "transports/internal.h"
 
 struct ct_string_transport {
   ct_transport base; /* first: the ops get a ct_transport * */
-  char *out;         /* written bytes, NUL-terminated */
-  size_t out_len, out_cap;
-  char *in; /* fed while reading was paused */
-  size_t in_len, in_cap;
+  ct__buf out;       /* written bytes, kept NUL-terminated */
+  ct__buf in;        /* fed while reading was paused */
   int backpressure;
   int lost_pending; /* CT_ECONNDONE / CT_ECONNABORTED, or 0 */
   int pull_wanted;
@@ -37,35 +36,19 @@ static ct_string_transport *st_of(ct_transport *t) {
   return (ct_string_transport *)(void *)t;
 }
 
-static int grow(char **buf, size_t *cap, size_t need) {
-  if (need <= *cap) {
-    return 0;
-  }
-  size_t cap2 = *cap ? *cap : 256;
-  while (cap2 < need) {
-    cap2 *= 2;
-  }
-  char *b = realloc(*buf, cap2);
-  if (b == NULL) {
-    return CT_ENOMEM;
-  }
-  *buf = b;
-  *cap = cap2;
-  return 0;
-}
-
 /* ------------------------------------------------------------------- ops */
 
 static int st_write(ct_transport *t, const void *data, size_t len) {
   ct_string_transport *st = st_of(t);
-  if (grow(&st->out, &st->out_cap, st->out_len + len + 1) != 0) {
+  char *tail = ct__buf_tail(&st->out, len + 1);
+  if (tail == NULL) {
     return CT_ENOMEM;
   }
-  memcpy(st->out + st->out_len, data, len);
-  st->out_len += len;
-  st->out[st->out_len] = '\0';
+  memcpy(tail, data, len);
+  tail[len] = '\0'; /* room reserved, outside the committed bytes */
+  ct__buf_commit(&st->out, len);
   if (st->backpressure) {
-    ct__transport_buffer_changed(t, st->out_len);
+    ct__transport_buffer_changed(t, ct__buf_len(&st->out));
   }
   return 0;
 }
@@ -127,7 +110,7 @@ static int st_set_option(ct_transport *t, ct_transport_option opt, int value) {
 
 static size_t st_buffered(const ct_transport *t) {
   const ct_string_transport *st = (const ct_string_transport *)(const void *)t;
-  return st->backpressure ? st->out_len : 0;
+  return st->backpressure ? ct__buf_len(&st->out) : 0;
 }
 
 static void st_want_pull(ct_transport *t) {
@@ -136,8 +119,8 @@ static void st_want_pull(ct_transport *t) {
 
 static void st_destroy(ct_transport *t) {
   ct_string_transport *st = st_of(t);
-  free(st->out);
-  free(st->in);
+  ct__buf_free(&st->out);
+  ct__buf_free(&st->in);
   free(st);
 }
 
@@ -189,9 +172,9 @@ ct_transport *ct_string_transport_transport(ct_string_transport *st) {
 const char *ct_string_transport_value(const ct_string_transport *st,
                                       size_t *len) {
   if (len != NULL) {
-    *len = st != NULL ? st->out_len : 0;
+    *len = st != NULL ? ct__buf_len(&st->out) : 0;
   }
-  return st != NULL && st->out != NULL ? st->out : "";
+  return st != NULL && ct__buf_len(&st->out) > 0 ? ct__buf_head(&st->out) : "";
 }
 
 /* Ask a waiting pull producer for more once nothing is buffered. */
@@ -210,10 +193,7 @@ void ct_string_transport_clear(ct_string_transport *st) {
   if (st == NULL) {
     return;
   }
-  st->out_len = 0;
-  if (st->out != NULL) {
-    st->out[0] = '\0';
-  }
+  ct__buf_clear(&st->out);
   if (st->backpressure && !(st->base.flags & CT__T_CLOSED)) {
     ct__transport_buffer_changed(&st->base, 0);
     run_pull(st);
@@ -257,13 +237,11 @@ int ct_string_transport_feed(ct_string_transport *st, const void *data,
   if (len == 0) {
     return 0;
   }
-  if (!deliverable(st) || st->in_len > 0) {
+  if (!deliverable(st) || ct__buf_len(&st->in) > 0) {
     /* Paused: keep the bytes for a later step, in order. */
-    if (grow(&st->in, &st->in_cap, st->in_len + len) != 0) {
+    if (ct__buf_append(&st->in, data, len) != 0) {
       return CT_ENOMEM;
     }
-    memcpy(st->in + st->in_len, data, len);
-    st->in_len += len;
     if (deliverable(st)) {
       ct_string_transport_step(st); /* resumed since: deliver in order */
     }
@@ -311,7 +289,7 @@ int ct_string_transport_feed_eof(ct_string_transport *st) {
 static void finish(ct_string_transport *st, ct_failure *reason) {
   st->stats.disconnected = 1;
   st->stats.lost_code = reason->code;
-  st->in_len = 0;
+  ct__buf_clear(&st->in);
   ct__transport_deliver_lost(&st->base, reason);
 }
 
@@ -320,14 +298,12 @@ int ct_string_transport_step(ct_string_transport *st) {
     return 0;
   }
   int n = 0;
-  if (st->in_len > 0 && deliverable(st)) {
+  if (ct__buf_len(&st->in) > 0 && deliverable(st)) {
     /* Deliver from a private copy: data_received may feed more. */
-    char *data = st->in;
-    size_t len = st->in_len;
-    st->in = NULL;
-    st->in_len = st->in_cap = 0;
-    deliver(st, data, len);
-    free(data);
+    ct__buf data = CT__BUF_INIT;
+    ct__buf_move(&data, &st->in); /* takes the block over: cannot fail */
+    deliver(st, ct__buf_head(&data), ct__buf_len(&data));
+    ct__buf_free(&data);
     n++;
   }
   n += run_pull(st);
@@ -380,7 +356,7 @@ void ct_string_transport_stats_get(const ct_string_transport *st,
   out->producer_registered = st->base.producer != NULL;
   out->producer_streaming =
       st->base.producer != NULL && (st->base.flags & CT__T_STREAMING) != 0;
-  out->queued_input = st->in_len;
+  out->queued_input = ct__buf_len(&st->in);
 }
 
 void ct_string_transport_set_peer(ct_string_transport *st,

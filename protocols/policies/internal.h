@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "ctwist/policies.h"
+#include "reactor/buf.h"
 
 typedef struct ct__wrap ct__wrap;
 
@@ -67,8 +68,7 @@ struct ct__wrap {
   ct_transport *real; /* borrowed while connected */
   ct_policy_factory *pf;
   ct_address peer;
-  char *q; /* output held back by the policy */
-  size_t qoff, qlen, qcap;
+  ct__buf q; /* output held back by the policy */
   unsigned holds; /* proto + wt */
   unsigned read_pause;
   int real_paused;
@@ -97,7 +97,7 @@ void ct__wrap_flush(ct__wrap *w);
 
 /* Bytes held back by the wrapper. */
 static inline size_t ct__wrap_held(const ct__wrap *w) {
-  return w->qlen - w->qoff;
+  return ct__buf_len(&w->q);
 }
 
 #endif /* CT_PROTOCOLS_POLICIES_INTERNAL_H */

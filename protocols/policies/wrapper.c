@@ -37,7 +37,7 @@ static ct__wrap *wrap_of_t(const ct_transport *t) {
 /* Drop one of the two holds (protocol, wrapper transport) on the memory. */
 static void wrap_put(ct__wrap *w) {
   if (--w->holds == 0) {
-    free(w->q);
+    ct__buf_free(&w->q);
     free(w);
   }
 }
@@ -127,31 +127,6 @@ void ct__wrap_policy_pause(ct__wrap *w, int on) {
 
 /* --------------------------------------------------------- hold queue */
 
-static int hold(ct__wrap *w, const char *data, size_t len) {
-  if (w->qoff > 0 && w->qoff == w->qlen)
-    w->qoff = w->qlen = 0;
-  if (w->qlen + len > w->qcap) {
-    if (w->qoff > 0) {
-      memmove(w->q, w->q + w->qoff, w->qlen - w->qoff);
-      w->qlen -= w->qoff;
-      w->qoff = 0;
-    }
-    if (w->qlen + len > w->qcap) {
-      size_t cap = w->qcap ? w->qcap : 4096;
-      while (cap < w->qlen + len)
-        cap *= 2;
-      char *nq = realloc(w->q, cap);
-      if (nq == NULL)
-        return CT_ENOMEM;
-      w->q = nq;
-      w->qcap = cap;
-    }
-  }
-  memcpy(w->q + w->qlen, data, len);
-  w->qlen += len;
-  return 0;
-}
-
 /* After the held output ran out: do what the inner protocol asked for. */
 static void after_held(ct__wrap *w) {
   if (w->real == NULL)
@@ -174,11 +149,20 @@ void ct__wrap_flush(ct__wrap *w) {
   if (n > allow)
     n = allow;
   if (n > 0) {
-    if (ct_transport_write(w->real, w->q + w->qoff, n) < 0)
+    /* The allowance may end inside a piece: pass on whole iovecs, then
+     * the head of the next. */
+    struct iovec iov[16];
+    int cnt = ct__buf_iov(&w->q, iov, 16), used = 0;
+    size_t take = 0;
+    for (; used < cnt && take < n; used++) {
+      if (iov[used].iov_len > n - take)
+        iov[used].iov_len = n - take;
+      take += iov[used].iov_len;
+    }
+    n = take;
+    if (ct_transport_writev(w->real, iov, used) < 0)
       return; /* the real transport is closing; connection_lost follows */
-    w->qoff += n;
-    if (w->qoff == w->qlen)
-      w->qoff = w->qlen = 0;
+    ct__buf_consume(&w->q, n);
     note_written(w, n);
   }
   if (ct__wrap_held(w) == 0)
@@ -191,6 +175,15 @@ void ct__wrap_flush(ct__wrap *w) {
 }
 
 /* ---------------------------------------------- the wrapper transport */
+
+/* After output was accepted: watermarks, and a drain notice when output
+ * is held or a producer waits. */
+static void after_write(ct_transport *t, ct__wrap *w) {
+  ct__transport_buffer_changed(t, wt_buffered(t));
+  if (!w->proxy_on && ((t->flags & CT__T_ABOVE_HIGH) || ct__wrap_held(w) > 0 ||
+                       (t->producer != NULL && !(t->flags & CT__T_STREAMING))))
+    want_drain_notice(w);
+}
 
 static int wt_write(ct_transport *t, const void *data, size_t len) {
   ct__wrap *w = wrap_of_t(t);
@@ -208,15 +201,36 @@ static int wt_write(ct_transport *t, const void *data, size_t len) {
     }
   }
   if (sent < len) {
-    int rc = hold(w, (const char *)data + sent, len - sent);
+    int rc = ct__buf_append(&w->q, (const char *)data + sent, len - sent);
     if (rc < 0)
       return rc;
   }
-  ct__transport_buffer_changed(t, wt_buffered(t));
-  if (!w->proxy_on && ((t->flags & CT__T_ABOVE_HIGH) || ct__wrap_held(w) > 0 ||
-                       (t->producer != NULL && !(t->flags & CT__T_STREAMING))))
-    want_drain_notice(w);
+  after_write(t, w);
   return 0;
+}
+
+/* Shared bytes pass on uncopied when the policy lets them all through;
+ * otherwise the hold queue keeps a reference. */
+static int wt_write_bytes(ct_transport *t, ct_bytes *b, size_t off,
+                          size_t len) {
+  ct__wrap *w = wrap_of_t(t);
+  if (w->real == NULL)
+    return CT_ECLOSED;
+  if (ct__wrap_held(w) == 0 && allowance(w) >= len) {
+    int rc = ct_transport_write_bytes(w->real, b, off, len);
+    if (rc < 0)
+      return rc;
+    note_written(w, len);
+  } else if (ct__buf_append_blob(&w->q, b, off, len) != 0) {
+    return CT_ENOMEM;
+  }
+  after_write(t, w);
+  return 0;
+}
+
+static int wt_get_stats(const ct_transport *t, ct_transport_stats *out) {
+  const ct__wrap *w = wrap_of_t(t);
+  return w->real != NULL ? ct_transport_get_stats(w->real, out) : CT_ECLOSED;
 }
 
 static int wt_lose_connection(ct_transport *t) {
@@ -232,7 +246,7 @@ static int wt_lose_connection(ct_transport *t) {
 static int wt_abort(ct_transport *t) {
   ct__wrap *w = wrap_of_t(t);
   t->flags |= CT__T_CLOSING | CT__T_CLOSED;
-  w->qoff = w->qlen = 0;
+  ct__buf_clear(&w->q);
   return w->real != NULL ? ct_transport_abort(w->real) : CT_ECLOSED;
 }
 
@@ -292,6 +306,8 @@ static void wt_destroy(ct_transport *t) {
 static const ct_transport_ops wrap_transport_ops = {
     .name = "policy",
     .write = wt_write,
+    .write_bytes = wt_write_bytes,
+    .get_stats = wt_get_stats,
     .lose_connection = wt_lose_connection,
     .abort = wt_abort,
     .half_close = wt_half_close,
@@ -352,7 +368,7 @@ static int wp_eof_received(ct_protocol *p) {
 
 static void wp_connection_lost(ct_protocol *p, const ct_failure *reason) {
   ct__wrap *w = (ct__wrap *)p;
-  w->qoff = w->qlen = 0;
+  ct__buf_clear(&w->q);
   w->proxy_on = 0; /* the real transport dropped it already */
   if (w->made)
     ct__transport_deliver_lost(&w->wt, ct_failure_copy(reason));
