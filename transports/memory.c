@@ -211,7 +211,9 @@ static void side_finish(mem_side *s, int code, const char *what) {
   }
   s->base.flags |= CT__T_CLOSED;
   ct__buf_clear(&s->out);
-  s->lost_code = code;
+  /* A policy that closed the side (slow consumer) names the reason. */
+  s->lost_code = s->base.close_reason != NULL ? s->base.close_reason->code
+                                              : code;
   ct__transport_deliver_lost(&s->base, ct_failure_new(code, "%s", what));
 }
 

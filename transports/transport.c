@@ -8,6 +8,7 @@
  * watermark, for protocols that opt in).  The kind's raw pause/resume ops
  * only see the combination, so neither reason can undo the other.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,94 @@ void ct__transport_init(ct_transport *t, const ct_transport_ops *ops,
   t->refs = 1;
   t->high_water = CT_WRITE_HIGH_WATER_DEFAULT;
   t->low_water = CT_WRITE_LOW_WATER_DEFAULT;
+  t->out_hard_limit = CT_OUTPUT_HARD_LIMIT_DEFAULT;
+  t->out_soft_limit = CT_OUTPUT_SOFT_LIMIT_DEFAULT;
+  t->out_soft_seconds = CT_OUTPUT_SOFT_SECONDS_DEFAULT;
+}
+
+/* ------------------------------------------------- slow-consumer policy */
+
+static void soft_timer_stop(ct_transport *t) {
+  if (t->soft_timer != NULL) {
+    ct_delayed_call_cancel(t->soft_timer);
+    t->soft_timer = NULL;
+    ct_transport_unref(t); /* the timer's reference */
+  }
+}
+
+/* Abort `t` as a slow consumer; connection_lost reports `why`. */
+static void slow_drop(ct_transport *t, ct_failure *why) {
+  soft_timer_stop(t);
+  if (t->flags & CT__T_CLOSED) {
+    ct_failure_free(why);
+    return;
+  }
+  ct_failure_free(t->close_reason);
+  t->close_reason = why;
+  ct_factory *f = t->protocol != NULL ? t->protocol->factory : NULL;
+  if (f != NULL)
+    f->slow_consumer_drops++;
+  ct_log(CT_LOG_WARN, ct_transport_kind(t), "closing a connection: %s",
+         why->message);
+  ct_transport_abort(t);
+}
+
+static void soft_expired(void *arg) {
+  ct_transport *t = arg;
+  t->soft_timer = NULL;
+  size_t b = ct_transport_buffered(t);
+  if (!(t->flags & CT__T_CLOSED) && b > t->out_soft_limit)
+    slow_drop(t, ct_failure_new_at(
+                     __FILE__, __LINE__, "transport", CT_ESLOWCONSUMER, NULL,
+                     "slow consumer: output stayed over the soft limit of "
+                     "%zu bytes for %g s (%zu bytes queued)",
+                     t->out_soft_limit, t->out_soft_seconds, b));
+  ct_transport_unref(t); /* the timer's reference */
+}
+
+/* Output went over the soft limit (or a soft timer runs). */
+static void check_limits(ct_transport *t, size_t buffered) {
+  if (t->flags & CT__T_CLOSED)
+    return;
+  if (buffered > t->out_hard_limit) {
+    slow_drop(t, ct_failure_new_at(__FILE__, __LINE__, "transport",
+                                   CT_ESLOWCONSUMER, NULL,
+                                   "slow consumer: %zu bytes of output "
+                                   "queued, over the hard limit of %zu bytes",
+                                   buffered, t->out_hard_limit));
+  } else if (buffered > t->out_soft_limit) {
+    if (t->soft_timer == NULL) {
+      t->soft_timer =
+          ct_call_later(t->reactor, t->out_soft_seconds, soft_expired, t);
+      if (t->soft_timer != NULL)
+        ct_transport_ref(t);
+    }
+  } else {
+    soft_timer_stop(t);
+  }
+}
+
+int ct_transport_set_output_limits(ct_transport *t, size_t hard, size_t soft,
+                                   double soft_seconds) {
+  if (t == NULL || !(soft_seconds >= 0))
+    return CT_EINVAL;
+  if (hard == 0 && soft == 0 && soft_seconds == 0) {
+    hard = CT_OUTPUT_HARD_LIMIT_DEFAULT;
+    soft = CT_OUTPUT_SOFT_LIMIT_DEFAULT;
+    soft_seconds = CT_OUTPUT_SOFT_SECONDS_DEFAULT;
+  }
+  if (hard == 0)
+    hard = SIZE_MAX;
+  if (soft == 0)
+    soft = SIZE_MAX;
+  if (soft != SIZE_MAX && soft > hard)
+    return CT_EINVAL;
+  t->out_hard_limit = hard;
+  t->out_soft_limit = soft;
+  t->out_soft_seconds = soft_seconds;
+  soft_timer_stop(t); /* a new duration starts now */
+  ct__transport_buffer_changed(t, ct_transport_buffered(t));
+  return 0;
 }
 
 /* Make the raw reading state match the two pause reasons. */
@@ -62,12 +151,26 @@ void ct__transport_make_connection(ct_transport *t, ct_protocol *p) {
     t->high_water = high;
     t->low_water = low <= high ? low : high;
   }
+  if (p->factory != NULL &&
+      (p->factory->output_hard_limit != 0 || p->factory->output_soft_limit != 0 ||
+       p->factory->output_soft_seconds != 0))
+    (void)ct_transport_set_output_limits(t, p->factory->output_hard_limit,
+                                         p->factory->output_soft_limit,
+                                         p->factory->output_soft_seconds);
   t->flags |= CT__T_CONNECTED;
   if (p->ops != NULL && p->ops->connection_made != NULL)
     p->ops->connection_made(p, t);
 }
 
 void ct__transport_buffer_changed(ct_transport *t, size_t buffered) {
+  if (__builtin_expect(buffered > t->out_soft_limit ||
+                           buffered > t->out_hard_limit ||
+                           t->soft_timer != NULL,
+                       0)) {
+    check_limits(t, buffered);
+    if (t->flags & CT__T_CLOSED)
+      return;
+  }
   if (!(t->flags & CT__T_ABOVE_HIGH)) {
     if (buffered <= t->high_water)
       return;
@@ -123,6 +226,13 @@ void ct__transport_deliver_lost(ct_transport *t, ct_failure *reason) {
   /* Hold the transport over the callbacks: a protocol may drop references
    * it took. */
   t->refs++;
+  soft_timer_stop(t);
+  if (t->close_reason != NULL) {
+    /* The policy that closed it says why, not the kind's "aborted". */
+    ct_failure_free(reason);
+    reason = t->close_reason;
+    t->close_reason = NULL;
+  }
   if (t->producer != NULL) {
     const ct_producer_ops *po = t->producer;
     void *arg = t->producer_arg;
@@ -403,6 +513,10 @@ void ct_transport_unref(ct_transport *t) {
            ct_transport_kind(t));
     return;
   }
-  if (--t->refs == 0 && t->ops->destroy != NULL)
-    t->ops->destroy(t);
+  if (--t->refs == 0) {
+    ct_failure_free(t->close_reason);
+    t->close_reason = NULL;
+    if (t->ops->destroy != NULL)
+      t->ops->destroy(t);
+  }
 }

@@ -204,12 +204,15 @@ typedef struct ct_messenger ct_messenger;
 
 /**
  * Send one message: header `h` (may be NULL for `{}`; not modified, not
- * kept) and `len` bytes of `content` (copied, may be NULL when len is 0).
- * Small messages are written at once.  Content of 64 KiB or more, and
- * anything sent while such content is still queued, goes through a
- * streaming producer that writes 64 KiB chunks only while the transport is
- * below its high watermark, so the transport's buffer stays bounded.
- * Updates the send time.
+ * kept) and `len` bytes of `content` (copied or sent at once, may be NULL
+ * when len is 0).  The frame goes to the transport, which gathers the
+ * writes of one dispatch into one send() and flushes writes made from
+ * elsewhere before the reactor next waits (docs/transports.md); content of
+ * 16 KiB or more leaves without a copy unless the peer's socket is full.
+ * What the peer does not read stays queued in its transport, bounded by
+ * the slow-consumer limits (ct_transport_set_output_limits(): a peer
+ * that falls too far behind is closed with CT_ESLOWCONSUMER).  Updates the
+ * send time.
  *
  * Returns 0; CT_EINVAL (bad argument, or header or content over the limits
  * of the messenger's server/client: nothing is sent, the connection stays
@@ -221,6 +224,15 @@ typedef struct ct_messenger ct_messenger;
  */
 CT_EXTERN int ct_messenger_send(ct_messenger *m, const ct_msg_header *h,
                                 const void *content, size_t len);
+
+/**
+ * ct_messenger_send() with shared content: the transport queues a
+ * reference on `content` (the caller keeps its own) instead of a copy, so
+ * one ct_bytes can go to many messengers.  Same returns; CT_EINVAL for a
+ * NULL `content`.
+ */
+CT_EXTERN int ct_messenger_send_bytes(ct_messenger *m, const ct_msg_header *h,
+                                      ct_bytes *content);
 
 /** Close after pending output was written (on_close follows later).
  *  Returns 0 or CT_ECLOSED. */
@@ -344,8 +356,10 @@ CT_EXTERN size_t ct_msg_server_count(const ct_msg_server *s);
 CT_EXTERN size_t ct_msg_server_messengers(const ct_msg_server *s,
                                           ct_messenger **out, size_t max);
 
-/** Send to every live messenger.  Returns how many sends succeeded; a
- *  failed send closes that connection. */
+/** Send to every live messenger.  The header is encoded once, and content
+ *  of 4 KiB or more is copied once and shared by every recipient (one
+ *  ct_bytes), so a slow reader holds a reference, not a copy.  Returns
+ *  how many sends succeeded; a failed send closes that connection. */
 CT_EXTERN size_t ct_msg_server_broadcast(ct_msg_server *s,
                                          const ct_msg_header *h,
                                          const void *content, size_t len);

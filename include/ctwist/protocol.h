@@ -190,11 +190,18 @@ struct ct_factory {
   /** Number of listeners/connectors currently using it (start/stop
    *  accounting; maintained by the library). */
   unsigned users;
+  /** Slow-consumer limits for its connections (ct_transport.h,
+   *  ct_transport_set_output_limits); all 0 = the defaults. */
+  size_t output_hard_limit, output_soft_limit;
+  double output_soft_seconds;
+  /** Connections of this factory aborted by the slow-consumer policy
+   *  (maintained by the library). */
+  unsigned long slow_consumer_drops;
 };
 
 /** Static initialiser of a factory building `size`-byte protocols. */
 #define CT_FACTORY_INIT(protocol_ops_, size_)                                  \
-  { NULL, (protocol_ops_), (size_), NULL, 0, 0, 0 }
+  { NULL, (protocol_ops_), (size_), NULL, 0, 0, 0, 0, 0, 0, 0 }
 
 /** Initialise a factory (zeroes it, then sets the given members). */
 CT_EXTERN void ct_factory_init(ct_factory *f, const ct_factory_ops *ops,

@@ -57,6 +57,22 @@ extern "C" {
 /** Default output low watermark (bytes). */
 #define CT_WRITE_LOW_WATER_DEFAULT (64u * 1024u)
 
+/**
+ * Slow-consumer limits, on by default (NATS: 64 MiB pending; Redis:
+ * `client-output-buffer-limit pubsub 32mb 8mb 60`).  Back-pressure bounds
+ * what a protocol writes for its own peer; these bound what others write
+ * to it (a broadcast to a peer that stopped reading).  A connection whose
+ * queued output goes over the hard limit, or stays over the soft limit for
+ * the soft duration, is aborted; connection_lost gets CT_ESLOWCONSUMER
+ * with a message naming the limit, and the factory's slow_consumer_drops
+ * counts it.
+ */
+#define CT_OUTPUT_HARD_LIMIT_DEFAULT (64u * 1024u * 1024u)
+/** Soft limit (bytes) of the slow-consumer policy. */
+#define CT_OUTPUT_SOFT_LIMIT_DEFAULT (16u * 1024u * 1024u)
+/** How long (seconds) output may stay over the soft limit. */
+#define CT_OUTPUT_SOFT_SECONDS_DEFAULT 10.0
+
 /* ---------------------------------------------------------------- address */
 
 /** Address families of a ct_address. */
@@ -226,6 +242,12 @@ struct ct_transport {
    *  connection_lost runs after the protocol's; NULL for servers. */
   ct_client_factory *client_factory;
   void *user; /**< free for the application */
+  /** Slow-consumer limits in bytes (SIZE_MAX: off) and the soft duration;
+   *  see ct_transport_set_output_limits(). */
+  size_t out_hard_limit, out_soft_limit;
+  double out_soft_seconds;
+  ct_delayed_call *soft_timer; /**< running while over the soft limit */
+  ct_failure *close_reason;    /**< reported instead of the kind's */
 };
 
 /**
@@ -322,6 +344,18 @@ CT_EXTERN size_t ct_transport_buffered(const ct_transport *t);
  */
 CT_EXTERN int ct_transport_set_watermarks(ct_transport *t, size_t high,
                                           size_t low);
+
+/**
+ * Set this transport's slow-consumer limits: abort it when its queued
+ * output exceeds `hard` bytes, or stays above `soft` bytes for
+ * `soft_seconds` (reactor clock).  0 turns a limit off; all three 0
+ * restore the defaults (CT_OUTPUT_*_DEFAULT).  Factories set them for
+ * their connections through output_hard_limit / output_soft_limit /
+ * output_soft_seconds.  Returns 0 or CT_EINVAL (soft above hard, negative
+ * or NaN seconds).
+ */
+CT_EXTERN int ct_transport_set_output_limits(ct_transport *t, size_t hard,
+                                             size_t soft, double soft_seconds);
 
 /**
  * Register a producer (one at a time): `streaming` non-zero for a push

@@ -19,20 +19,12 @@
 #include "ctwist/log.h"
 #include "protocols/message/internal.h"
 
-/* Content at or above this size, and everything queued behind it, goes
- * through the streaming producer in chunks of this size. */
-#define CT__MSG_STREAM (64u * 1024u)
-/* Segments of gathered output before a flush (one writev). */
-#define CT__MSG_SEGS 64
+/* A broadcast shares content of this size or more between its recipients
+ * (one ct_bytes, a reference per connection) instead of copying it. */
+#define CT__MSG_SHARE (4u * 1024u)
 
 typedef struct hub hub;
 typedef struct attempt attempt;
-
-typedef struct outq {
-  struct outq *next;
-  size_t len, off;
-  char data[];
-} outq;
 
 struct ct_messenger {
   ct_protocol base; /* first: the transport knows us as a protocol */
@@ -50,24 +42,8 @@ struct ct_messenger {
   void *user;
   ct_msg_decoder dec;
   ct_failure *proto_err; /* the decode error reported by on_close */
-  outq *q_head, *q_tail;
-  int producing, paused, pumping;
-  /* While the messenger's own data_received runs, small sends are gathered
-   * here and written once at its end: a batch of pipelined requests costs
-   * one write instead of one per reply. */
-  int corking;
-  ct__msg_buf cork;
-  /* The gathered output as segments: bytes of `cork` (ref == NULL), or
-   * content still inside the chunk data_received is handling (ref), which
-   * is valid until it returns, so echoing it costs no copy. */
-  struct cork_seg {
-    const char *ref;
-    size_t off, len;
-  } segs[CT__MSG_SEGS];
-  int nseg;
-  size_t cork_bytes;
-  const char *chunk_lo, *chunk_hi;
-  double turn_now; /* the reactor time, read once per data_received */
+  int receiving;         /* inside our own data_received */
+  double turn_now;       /* the reactor time, read once per data_received */
 };
 
 struct attempt {
@@ -117,7 +93,6 @@ void ct_messenger_unref(ct_messenger *m) {
     return;
   ct__msg_decoder_clear(&m->dec);
   ct_failure_free(m->proto_err);
-  ct__msg_buf_release(&m->cork);
   free(m);
 }
 
@@ -163,13 +138,9 @@ void *ct_messenger_user(const ct_messenger *m) {
   return m ? m->user : NULL;
 }
 
-static int flush_cork(ct_messenger *m);
-
 int ct_messenger_close(ct_messenger *m) {
   ct_transport *t = m ? open_transport(m) : NULL;
   if (t == NULL)
-    return CT_ECLOSED;
-  if (flush_cork(m) != 0)
     return CT_ECLOSED;
   return ct_transport_lose_connection(t);
 }
@@ -178,16 +149,6 @@ int ct_messenger_abort(ct_messenger *m) {
   if (m == NULL || m->lost || m->base.transport == NULL)
     return CT_ECLOSED;
   return ct_transport_abort(m->base.transport);
-}
-
-static void queue_free(ct_messenger *m) {
-  outq *q = m->q_head;
-  while (q != NULL) {
-    outq *n = q->next;
-    free(q);
-    q = n;
-  }
-  m->q_head = m->q_tail = NULL;
 }
 
 /* A send failed: the connection cannot be trusted any more.  Log, abort
@@ -203,201 +164,88 @@ static int send_failed(ct_messenger *m, int rc) {
   return rc;
 }
 
-static void cork_reset(ct_messenger *m) {
-  m->cork.len = 0;
-  m->nseg = 0;
-  m->cork_bytes = 0;
-}
+/*
+ * Sending.  Every frame goes straight to the transport, which gathers the
+ * writes of one dispatch into one send() and flushes writes made elsewhere
+ * before the reactor waits (docs/transports.md): a batch of pipelined
+ * requests costs one write, not one per reply.  Large content leaves
+ * uncopied (a write of 16 KiB or more goes out at once); content shared by
+ * a broadcast is one ct_bytes that every recipient's transport references.
+ * What a peer does not read stays queued in its transport, bounded by the
+ * slow-consumer limits (CT_OUTPUT_*), which close a peer that falls too far
+ * behind instead of letting it grow the process.
+ */
 
-/* Write what was gathered during data_received, as one writev. */
-static int flush_cork(ct_messenger *m) {
-  if (m->nseg == 0)
-    return 0;
-  struct iovec iov[CT__MSG_SEGS];
-  int n = m->nseg;
-  for (int i = 0; i < n; i++) {
-    const struct cork_seg *sg = &m->segs[i];
-    iov[i].iov_base =
-        (void *)(sg->ref != NULL ? sg->ref : m->cork.data + sg->off);
-    iov[i].iov_len = sg->len;
-  }
-  ct_transport *t = open_transport(m);
-  int rc = t != NULL ? ct_transport_writev(t, iov, n) : CT_ECLOSED;
-  cork_reset(m);
-  if (m->cork.cap > CT__MSG_STREAM * 4) /* do not keep a big one around */
-    ct__msg_buf_release(&m->cork);
-  if (t == NULL)
-    return CT_ECLOSED;
-  return rc != 0 ? send_failed(m, rc) : 0;
-}
-
-/* Add bytes [off, off+len) of the cork buffer, or `ref`, as a segment. */
-static void cork_add(ct_messenger *m, const char *ref, size_t off, size_t len) {
-  struct cork_seg *last = m->nseg > 0 ? &m->segs[m->nseg - 1] : NULL;
-  if (ref == NULL && last != NULL && last->ref == NULL &&
-      last->off + last->len == off) {
-    last->len += len;
-  } else {
-    m->segs[m->nseg].ref = ref;
-    m->segs[m->nseg].off = off;
-    m->segs[m->nseg].len = len;
-    m->nseg++;
-  }
-  m->cork_bytes += len;
-}
-
-/* Gather one frame while corking.  Returns 0 or an error (nothing added). */
-static int cork_frame(ct_messenger *m, const ct_msg_header *h,
-                      const char *content, size_t len) {
-  if (m->nseg + 2 > CT__MSG_SEGS || m->cork_bytes >= CT__MSG_STREAM) {
-    int rc = flush_cork(m);
-    if (rc != 0)
-      return rc;
-  }
-  size_t mark = m->cork.len;
-  int rc = ct__msg_encode_head(h, len, &m->cork);
-  if (rc == 0 && m->cork.len - mark - 4 > m->max_header)
+/* Encode the frame head (length prefix + header JSON) for `len` bytes of
+ * content into `b`, checking the header limit.  0, CT_EINVAL or
+ * CT_ENOMEM. */
+static int encode_head(const ct_messenger *m, const ct_msg_header *h,
+                       size_t len, ct__msg_buf *b) {
+  int rc = ct__msg_encode_head(h, len, b);
+  if (rc == 0 && b->len - 4 > m->max_header)
     rc = CT_EINVAL;
-  int inside = len > 0 && content >= m->chunk_lo && content < m->chunk_hi &&
-               len <= (size_t)(m->chunk_hi - content);
-  if (rc == 0 && len > 0 && !inside) {
-    rc = ct__msg_buf_reserve(&m->cork, len);
-    if (rc == 0) {
-      memcpy(m->cork.data + m->cork.len, content, len);
-      m->cork.len += len;
-    }
-  }
-  if (rc != 0) {
-    m->cork.len = mark;
-    return rc;
-  }
-  cork_add(m, NULL, mark, m->cork.len - mark);
-  if (inside)
-    cork_add(m, content, 0, len);
-  return 0;
+  return rc;
 }
 
-/* Write queued frames while the transport is below its high watermark. */
-static int pump(ct_messenger *m) {
+/* Write one encoded frame: the head, then the content (from `shared` when
+ * given, without a copy). */
+static int write_frame(ct_messenger *m, const ct__msg_buf *head,
+                       const void *content, size_t len, ct_bytes *shared) {
   ct_transport *t = open_transport(m);
   if (t == NULL)
-    return CT_ECLOSED;
-  if (m->pumping)
-    return 0;
-  m->pumping = 1;
-  while (m->q_head != NULL && !m->paused) {
-    outq *q = m->q_head;
-    size_t n = q->len - q->off;
-    if (n > CT__MSG_STREAM)
-      n = CT__MSG_STREAM;
-    int rc = ct_transport_write(t, q->data + q->off, n);
-    if (rc != 0) {
-      m->pumping = 0;
-      queue_free(m);
-      return send_failed(m, rc);
-    }
-    q->off += n;
-    if (q->off == q->len) {
-      m->q_head = q->next;
-      if (m->q_head == NULL)
-        m->q_tail = NULL;
-      free(q);
-    }
+    return send_failed(m, CT_ECLOSED);
+  int rc;
+  if (shared != NULL) {
+    rc = ct_transport_write(t, head->data, head->len);
+    if (rc == 0)
+      rc = ct_transport_write_bytes(t, shared, 0, len);
+  } else {
+    struct iovec iov[2] = {{head->data, head->len}, {(void *)content, len}};
+    rc = ct_transport_writev(t, iov, len > 0 ? 2 : 1);
   }
-  m->pumping = 0;
-  if (m->q_head == NULL && m->producing) {
-    m->producing = 0;
-    ct_transport_unregister_producer(t);
-  }
+  if (rc != 0)
+    return send_failed(m, rc);
+  m->nsent++;
+  m->send_time =
+      m->receiving ? m->turn_now : ct_reactor_seconds(t->reactor);
   return 0;
 }
-
-static void prod_pause(void *arg) {
-  ((ct_messenger *)arg)->paused = 1;
-}
-static void prod_resume(void *arg) {
-  ct_messenger *m = arg;
-  m->paused = 0;
-  (void)pump(m);
-}
-static void prod_stop(void *arg) {
-  ct_messenger *m = arg;
-  m->producing = 0;
-  m->paused = 1;
-  queue_free(m);
-}
-static const ct_producer_ops producer_ops = {prod_pause, prod_resume,
-                                             prod_stop};
 
 int ct_messenger_send(ct_messenger *m, const ct_msg_header *h,
                       const void *content, size_t len) {
   if (m == NULL || (content == NULL && len > 0) || len > m->max_content)
     return CT_EINVAL;
-  ct_transport *t = open_transport(m);
-  if (t == NULL)
+  if (open_transport(m) == NULL)
     return send_failed(m, CT_ECLOSED);
-  if (m->q_head == NULL && len < CT__MSG_STREAM && m->corking) {
-    int rc = cork_frame(m, h, content, len);
-    if (rc != 0)
-      return rc == CT_EINVAL ? rc : send_failed(m, rc);
-    m->nsent++;
-    m->send_time = m->turn_now;
-    return 0;
-  }
   char stack[512];
   ct__msg_buf b;
   ct__msg_buf_init(&b, stack, sizeof stack);
-  int rc = ct__msg_encode_head(h, len, &b);
-  if (rc == 0 && b.len - 4 > m->max_header)
-    rc = CT_EINVAL;
-  if (rc != 0) {
-    ct__msg_buf_release(&b);
-    return rc == CT_ENOMEM ? send_failed(m, rc) : rc;
-  }
-  if (m->q_head == NULL && len < CT__MSG_STREAM) {
-    struct iovec iov[2] = {{b.data, b.len}, {(void *)content, len}};
-    rc = ct_transport_writev(t, iov, len > 0 ? 2 : 1);
-    ct__msg_buf_release(&b);
-    if (rc != 0)
-      return send_failed(m, rc);
-  } else {
-    if ((rc = flush_cork(m)) != 0) {
-      ct__msg_buf_release(&b);
-      return rc;
-    }
-    outq *q = malloc(sizeof *q + b.len + len);
-    if (q == NULL) {
-      ct__msg_buf_release(&b);
-      return send_failed(m, CT_ENOMEM);
-    }
-    q->next = NULL;
-    q->len = b.len + len;
-    q->off = 0;
-    memcpy(q->data, b.data, b.len);
-    if (len > 0)
-      memcpy(q->data + b.len, content, len);
-    ct__msg_buf_release(&b);
-    if (m->q_tail != NULL)
-      m->q_tail->next = q;
-    else
-      m->q_head = q;
-    m->q_tail = q;
-    if (!m->producing) {
-      m->paused = 0;
-      rc = ct_transport_register_producer(t, &producer_ops, m, 1);
-      if (rc != 0) {
-        queue_free(m);
-        return send_failed(m, rc);
-      }
-      m->producing = 1;
-    }
-    rc = pump(m);
-    if (rc != 0)
-      return rc;
-  }
-  m->nsent++;
-  m->send_time = ct_reactor_seconds(t->reactor);
-  return 0;
+  int rc = encode_head(m, h, len, &b);
+  if (rc == 0)
+    rc = write_frame(m, &b, content, len, NULL);
+  else if (rc == CT_ENOMEM)
+    rc = send_failed(m, rc);
+  ct__msg_buf_release(&b);
+  return rc;
+}
+
+int ct_messenger_send_bytes(ct_messenger *m, const ct_msg_header *h,
+                            ct_bytes *content) {
+  size_t len = ct_bytes_len(content);
+  if (m == NULL || content == NULL || len > m->max_content)
+    return CT_EINVAL;
+  if (open_transport(m) == NULL)
+    return send_failed(m, CT_ECLOSED);
+  char stack[512];
+  ct__msg_buf b;
+  ct__msg_buf_init(&b, stack, sizeof stack);
+  int rc = encode_head(m, h, len, &b);
+  if (rc == 0)
+    rc = write_frame(m, &b, NULL, len, len > 0 ? content : NULL);
+  else if (rc == CT_ENOMEM)
+    rc = send_failed(m, rc);
+  ct__msg_buf_release(&b);
+  return rc;
 }
 
 /* --------------------------------------------------------------- protocol */
@@ -449,16 +297,9 @@ static void msg_data_received(ct_protocol *p, const char *data, size_t len) {
     return;
   ct_failure *f = NULL;
   m->turn_now = ct_reactor_seconds(m->base.transport->reactor);
-  m->chunk_lo = data;
-  m->chunk_hi = data + len;
-  m->corking = 1;
+  m->receiving = 1;
   int rc = ct_msg_decoder_feed(&m->dec, data, len, &f);
-  m->corking = 0;
-  if (rc >= 0)
-    (void)flush_cork(m);
-  else
-    cork_reset(m);
-  m->chunk_lo = m->chunk_hi = NULL;
+  m->receiving = 0;
   if (rc < 0 && f != NULL) {
     char what[CT_ADDRESS_STRLEN + 64];
     snprintf(what, sizeof what, "closing connection from %s (messenger %llu)",
@@ -474,7 +315,6 @@ static void msg_connection_lost(ct_protocol *p, const ct_failure *reason) {
   ct_messenger *m = (ct_messenger *)p;
   hub *hb = m->hub;
   m->lost = 1;
-  queue_free(m);
   if (m->linked) {
     if (m->prev != NULL)
       m->prev->next = m->next;
@@ -499,7 +339,6 @@ static void msg_free(ct_protocol *p) {
   hub *hb = m->hub;
   m->hub = NULL;
   m->lost = 1;
-  queue_free(m);
   /* The transport no longer reads our factory: drop the hub. */
   hub_unref(hb);
   ct_messenger_unref(m);
@@ -566,25 +405,55 @@ static size_t hub_list(const hub *hb, ct_messenger **out, size_t max) {
   return i;
 }
 
-static size_t hub_broadcast(hub *hb, const ct_msg_header *h,
-                            const void *content, size_t len) {
+/*
+ * Fan-out: the frame head is encoded once, and content of CT__MSG_SHARE
+ * bytes or more is copied once into a ct_bytes that every recipient's
+ * transport references, so a broadcast of a 4 MiB message to 1,000 peers
+ * holds one 4 MiB copy, however slowly they read.  `list` NULL: every live
+ * messenger of the hub.  Returns how many sends succeeded.
+ */
+static size_t hub_fanout(hub *hb, ct_messenger *const *list, size_t n,
+                         const ct_msg_header *h, const void *content,
+                         size_t len) {
+  if ((content == NULL && len > 0) || len > hb->opts.limits.max_content ||
+      hb->head == NULL)
+    return 0;
+  char stack[512];
+  ct__msg_buf b;
+  ct__msg_buf_init(&b, stack, sizeof stack);
+  if (encode_head(hb->head, h, len, &b) != 0) {
+    ct__msg_buf_release(&b);
+    return 0;
+  }
+  ct_bytes *shared = NULL;
+  if (len >= CT__MSG_SHARE && (shared = ct_bytes_new(content, len)) == NULL) {
+    ct__msg_buf_release(&b);
+    return 0;
+  }
   size_t ok = 0;
   /* Sends never run callbacks synchronously, so the list is stable. */
-  for (ct_messenger *m = hb->head; m != NULL; m = m->next)
-    if (ct_messenger_send(m, h, content, len) == 0)
-      ok++;
+  if (list == NULL) {
+    for (ct_messenger *m = hb->head; m != NULL; m = m->next)
+      ok += write_frame(m, &b, content, len, shared) == 0;
+  } else {
+    for (size_t i = 0; i < n; i++)
+      if (list[i] != NULL && list[i]->hub == hb)
+        ok += write_frame(list[i], &b, content, len, shared) == 0;
+  }
+  ct_bytes_unref(shared);
+  ct__msg_buf_release(&b);
   return ok;
+}
+
+static size_t hub_broadcast(hub *hb, const ct_msg_header *h,
+                            const void *content, size_t len) {
+  return hub_fanout(hb, NULL, 0, h, content, len);
 }
 
 static size_t hub_multicast(hub *hb, ct_messenger *const *list, size_t n,
                             const ct_msg_header *h, const void *content,
                             size_t len) {
-  size_t ok = 0;
-  for (size_t i = 0; list != NULL && i < n; i++)
-    if (list[i] != NULL && list[i]->hub == hb &&
-        ct_messenger_send(list[i], h, content, len) == 0)
-      ok++;
-  return ok;
+  return list != NULL ? hub_fanout(hb, list, n, h, content, len) : 0;
 }
 
 static int hub_send(hub *hb, ct_messenger *m, const ct_msg_header *h,
