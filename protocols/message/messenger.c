@@ -18,6 +18,7 @@
 
 #include "ctwist/log.h"
 #include "protocols/message/internal.h"
+#include "protocols/policies/frame.h"
 
 /* Content at or above this size, and everything queued behind it, goes
  * through the streaming producer in chunks of this size. */
@@ -68,6 +69,7 @@ struct ct_messenger {
   size_t cork_bytes;
   const char *chunk_lo, *chunk_hi;
   double turn_now; /* the reactor time, read once per data_received */
+  ct__frame_timer frame; /* frame deadline, then the error-close deadline */
 };
 
 struct attempt {
@@ -416,6 +418,8 @@ static int on_frame(void *arg, const ct_msg_header *h, const char *content,
   return open_transport(m) == NULL ? 1 : 0;
 }
 
+static void frame_late(ct__frame_timer *ft, void *arg);
+
 static void msg_connection_made(ct_protocol *p, ct_transport *t) {
   ct_messenger *m = (ct_messenger *)p;
   hub *hb = m->hub;
@@ -426,6 +430,7 @@ static void msg_connection_made(ct_protocol *p, ct_transport *t) {
   m->recv_time = m->send_time = ct_reactor_seconds(t->reactor);
   if (hb->opts.no_delay)
     (void)ct_transport_set_tcp_nodelay(t, 1);
+  ct__frame_timer_init(&m->frame, t, &hb->opts.frame_deadline, frame_late, m);
   m->prev = hb->tail;
   m->next = NULL;
   if (hb->tail != NULL)
@@ -443,37 +448,84 @@ static void msg_connection_made(ct_protocol *p, ct_transport *t) {
     hb->cb.on_connect(m, hb->cb.arg);
 }
 
+/* The peer broke the protocol (or was too slow): it gets the replies to
+ * its valid frames (gathered in the cork), then one error frame naming the
+ * problem, then the close, which flushes.  Only a peer that does not read
+ * is aborted: see ct__frame_error_close(). */
+static void protocol_error(ct_messenger *m, ct_failure *f) {
+  char what[CT_ADDRESS_STRLEN + 64];
+  snprintf(what, sizeof what, "closing connection from %s (messenger %llu)",
+           m->peer_str, (unsigned long long)m->id);
+  ct_log_failure(CT_LOG_WARN, "message", what, f);
+  ct_failure_free(m->proto_err);
+  m->proto_err = f;
+  ct_transport *t = open_transport(m);
+  if (t == NULL)
+    return;
+  if (flush_cork(m) != 0)
+    return; /* the failed write aborted the connection */
+  if (m->q_head != NULL) {
+    /* Replies of 64 KiB or more are still queued behind the producer,
+     * which writes only while the peer reads: this peer is behind, and
+     * nothing may follow a partly written frame. */
+    ct_transport_abort(t);
+    return;
+  }
+  char stack[512];
+  ct__msg_buf b;
+  ct__msg_buf_init(&b, stack, sizeof stack);
+  if (ct__msg_encode_error(ct_err_name(f->code),
+                           f->message ? f->message : ct_strerror(f->code),
+                           &b) == 0)
+    (void)ct_transport_write(t, b.data, b.len);
+  ct__msg_buf_release(&b);
+  ct__frame_error_close(&m->frame, t);
+}
+
+static void frame_late(ct__frame_timer *ft, void *arg) {
+  ct_messenger *m = arg;
+  protocol_error(
+      m, ct_failure_new_at(__FILE__, __LINE__, "message", CT_ETIMEDOUT, NULL,
+                           "message frame not completed within %g s of its "
+                           "first byte (%zu bytes of it buffered; minimum "
+                           "rate %g bytes/s)",
+                           ft->deadline - ft->start,
+                           ct_msg_decoder_buffered(&m->dec), ft->min_rate));
+}
+
 static void msg_data_received(ct_protocol *p, const char *data, size_t len) {
   ct_messenger *m = (ct_messenger *)p;
   if (open_transport(m) == NULL)
     return;
   ct_failure *f = NULL;
+  uint64_t frames = m->nrecv;
   m->turn_now = ct_reactor_seconds(m->base.transport->reactor);
   m->chunk_lo = data;
   m->chunk_hi = data + len;
   m->corking = 1;
   int rc = ct_msg_decoder_feed(&m->dec, data, len, &f);
   m->corking = 0;
-  if (rc >= 0)
+  if (rc >= 0) {
     (void)flush_cork(m);
-  else
-    cork_reset(m);
-  m->chunk_lo = m->chunk_hi = NULL;
-  if (rc < 0 && f != NULL) {
-    char what[CT_ADDRESS_STRLEN + 64];
-    snprintf(what, sizeof what, "closing connection from %s (messenger %llu)",
-             m->peer_str, (unsigned long long)m->id);
-    ct_log_failure(CT_LOG_WARN, "message", what, f);
-    ct_failure_free(m->proto_err);
-    m->proto_err = f;
-    ct_transport_abort(m->base.transport);
+    m->chunk_lo = m->chunk_hi = NULL;
+    ct__frame_timer_update(&m->frame, len, m->nrecv != frames,
+                           ct__msg_decoder_partial(&m->dec));
+    return;
   }
+  if (f == NULL)
+    f = ct_failure_new(rc, "message decoder failed");
+  /* Replies to the frames before the bad bytes may point into this chunk:
+   * flush them before it goes. */
+  protocol_error(m, f);
+  cork_reset(m);
+  m->chunk_lo = m->chunk_hi = NULL;
 }
 
 static void msg_connection_lost(ct_protocol *p, const ct_failure *reason) {
   ct_messenger *m = (ct_messenger *)p;
   hub *hb = m->hub;
   m->lost = 1;
+  ct__frame_timer_cancel(&m->frame);
   queue_free(m);
   if (m->linked) {
     if (m->prev != NULL)

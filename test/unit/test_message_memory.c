@@ -155,11 +155,17 @@ Test(message_memory, string_transport_one_byte_at_a_time_echo) {
   cr_assert_eq(vl, mn);
   cr_assert(ct_messenger_is_open(m.sv.conn));
 
-  /* A protocol error aborts this connection with a failure naming it. */
+  /* A protocol error closes this connection with a failure naming it,
+   * after an error frame naming it, flushed (lose_connection, no abort). */
   cr_assert_eq(ct_string_transport_feed(m.st, "\0\0\0\3[1]", 7), 0);
   ct_string_transport_stats stats;
   ct_string_transport_stats_get(m.st, &stats);
-  cr_assert_eq(stats.abort_calls, 1);
+  cr_assert_eq(stats.abort_calls, 0);
+  cr_assert_eq(stats.lose_connection_calls, 1);
+  v = ct_string_transport_value(m.st, &vl);
+  cr_assert_gt(vl, mn);
+  cr_assert(strstr(v + mn + 4, "\"code\":\"EPROTO\"") != NULL, "%s",
+            v + mn + 4);
   ct_string_transport_step(m.st);
   cr_assert_eq(m.sv.closes, 1);
   cr_assert_eq(m.sv.last_alive, 0);
