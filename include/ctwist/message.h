@@ -354,6 +354,17 @@ CT_EXTERN ct_msg_server *ct_msg_server_new(ct_reactor *r,
  */
 CT_EXTERN ct_factory *ct_msg_server_factory(ct_msg_server *s);
 
+/**
+ * The server whose factory is `f` (as returned by ct_msg_server_factory()),
+ * or NULL if `f` is not a live message server's factory.  Lets code that
+ * only kept the factory (a ctwistd plugin's destroy) free the server.
+ */
+CT_EXTERN ct_msg_server *ct_msg_server_of_factory(ct_factory *f);
+
+/** The server that accepted `m`, or NULL (a client's messenger, or the
+ *  server was freed). */
+CT_EXTERN ct_msg_server *ct_messenger_server(const ct_messenger *m);
+
 /** The bound address (port 0 resolved).  Returns 0 or CT_ECLOSED. */
 CT_EXTERN int ct_msg_server_address(const ct_msg_server *s, ct_address *out);
 

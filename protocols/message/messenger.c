@@ -84,6 +84,7 @@ struct hub {
   ct_client_factory cf; /* first; cf.base is the server's factory too */
   unsigned refs;
   int closed; /* the owner was freed: no more callbacks */
+  int server; /* owned by a ct_msg_server (not a client) */
   ct_reactor *r;
   ct_msg_callbacks cb;
   ct_msg_options opts;
@@ -660,7 +661,23 @@ ct_msg_server *ct_msg_server_new(ct_reactor *r, const ct_msg_callbacks *cb,
                                  const ct_msg_options *opts) {
   if (r == NULL)
     return NULL;
-  return (ct_msg_server *)hub_new(sizeof(ct_msg_server), r, cb, opts);
+  hub *hb = hub_new(sizeof(ct_msg_server), r, cb, opts);
+  if (hb != NULL)
+    hb->server = 1;
+  return (ct_msg_server *)hb;
+}
+
+ct_msg_server *ct_msg_server_of_factory(ct_factory *f) {
+  if (f == NULL || f->ops != &hub_factory_ops)
+    return NULL;
+  hub *hb = f->user;
+  return hb->server && !hb->closed ? (ct_msg_server *)hb : NULL;
+}
+
+ct_msg_server *ct_messenger_server(const ct_messenger *m) {
+  if (m == NULL || m->hub == NULL || !m->hub->server || m->hub->closed)
+    return NULL;
+  return (ct_msg_server *)m->hub;
 }
 
 ct_factory *ct_msg_server_factory(ct_msg_server *s) {

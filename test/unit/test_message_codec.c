@@ -632,3 +632,19 @@ Test(message_decode, received_headers_over_128_bytes_are_read_only) {
   free(frame);
   ct_msg_header_free(h);
 }
+
+Test(message_codec, doc_worked_example) {
+  /* docs/message-protocol.md, "Wire format": the bytes and counts. */
+  ct_msg_header *h = ct_msg_header_new();
+  cr_assert_eq(ct_msg_header_set_str(h, "type", "chat"), 0);
+  char *f;
+  size_t n;
+  cr_assert_eq(ct_msg_encode(h, "hello", 5, &f, &n), 0);
+  static const char want[] =
+      "\x00\x00\x00\x22{\"type\":\"chat\",\"content-length\":5}hello";
+  cr_assert_eq(n, 43);
+  cr_assert_eq(sizeof want - 1, 43);
+  cr_assert_eq(memcmp(f, want, n), 0);
+  free(f);
+  ct_msg_header_free(h);
+}
