@@ -159,8 +159,7 @@ static int parse_args(ctwistd *d, int argc, char **argv) {
     } else if ((v = opt_value(argc, argv, &i, "--frame-timeout", &missing))) {
       if (parse_double(v, &d->frame.timeout) != 0) {
         fprintf(stderr,
-                "ctwistd: --frame-timeout: '%s' is not a positive number\n",
-                v);
+                "ctwistd: --frame-timeout: '%s' is not a positive number\n", v);
         return EXIT_USAGE;
       }
     } else if ((v = opt_value(argc, argv, &i, "--frame-min-rate", &missing))) {

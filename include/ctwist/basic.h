@@ -48,9 +48,10 @@
  * member, zero for the defaults, `.timeout = -1` to disable it).  A late
  * frame fails the connection with CT_ETIMEDOUT as above.  The deadline
  * runs on the transport's reactor clock (a fake clock in tests); a
- * transport without a reactor has none.  The user's `connection_lost` then receives
- * that failure instead of the transport's clean-close reason; it can also be
- * read with the *_failure() accessors.  Other connections are untouched.
+ * transport without a reactor has none.  The user's `connection_lost` then
+ * receives that failure instead of the transport's clean-close reason; it can
+ * also be read with the *_failure() accessors.  Other connections are
+ * untouched.
  *
  * ## Re-entrancy
  * Callbacks may write, close, pause/resume and switch modes.  After a

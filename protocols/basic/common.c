@@ -96,16 +96,15 @@ static ct__frame_timer *ensure_frame(ct_protocol *p, ct_basic_state *st) {
 static void frame_late(ct__frame_timer *ft, void *arg) {
   basic_frame *bf = arg;
   ct_basic_state *st = bf->st;
-  ct__basic_fail(bf->p, st,
-                 ct_failure_new(CT_ETIMEDOUT,
-                                "%s: frame not completed within %g s of its "
-                                "first byte (%zu bytes of it buffered; "
-                                "minimum rate %g bytes/s)",
-                                bf->p->ops && bf->p->ops->name
-                                    ? bf->p->ops->name
-                                    : "basic",
-                                ft->deadline - ft->start, st->len - st->off,
-                                ft->min_rate));
+  ct__basic_fail(
+      bf->p, st,
+      ct_failure_new(
+          CT_ETIMEDOUT,
+          "%s: frame not completed within %g s of its "
+          "first byte (%zu bytes of it buffered; "
+          "minimum rate %g bytes/s)",
+          bf->p->ops && bf->p->ops->name ? bf->p->ops->name : "basic",
+          ft->deadline - ft->start, st->len - st->off, ft->min_rate));
 }
 
 void ct__basic_fail(ct_protocol *p, ct_basic_state *st, ct_failure *f) {
@@ -131,7 +130,6 @@ static void frame_progress(ct_protocol *p, ct_basic_state *st, size_t n,
     return;
   ct__frame_timer_update(st->frame, n, completed, partial);
 }
-
 
 void ct__basic_feed(ct_protocol *p, ct_basic_state *st,
                     const ct__basic_kind *kind, const char *d, size_t n) {

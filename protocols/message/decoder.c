@@ -391,8 +391,7 @@ int ct_msg_decoder_feed(ct_msg_decoder *d, const void *data, size_t len,
       d->have = 0;
       d->header = j;
       if (clen == 0) {
-        int stop =
-            d->cb != NULL ? d->cb(d->arg, j, NULL, 0) : 0;
+        int stop = d->cb != NULL ? d->cb(d->arg, j, NULL, 0) : 0;
         frame_done(d);
         if (stop)
           return 1;
@@ -409,9 +408,7 @@ int ct_msg_decoder_feed(ct_msg_decoder *d, const void *data, size_t len,
                                           "memory"));
         break;
       }
-      int stop = d->cb != NULL
-                     ? d->cb(d->arg, d->header, cp, d->need)
-                     : 0;
+      int stop = d->cb != NULL ? d->cb(d->arg, d->header, cp, d->need) : 0;
       frame_done(d);
       if (stop)
         return 1;

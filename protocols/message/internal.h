@@ -50,8 +50,7 @@ int ct__msg_encode_head(const ct_msg_header *h, size_t content_len,
  * "message":MESSAGE} and no content (docs/message-protocol.md).  The
  * message is cut to 1024 bytes on a UTF-8 boundary.  Returns 0 or
  * CT_ENOMEM. */
-int ct__msg_encode_error(const char *code, const char *message,
-                         ct__msg_buf *b);
+int ct__msg_encode_error(const char *code, const char *message, ct__msg_buf *b);
 
 /* Headers up to this size are cached by the decoder. */
 #define CT__MSG_CACHE_MAX 128

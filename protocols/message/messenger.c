@@ -68,7 +68,7 @@ struct ct_messenger {
   int nseg;
   size_t cork_bytes;
   const char *chunk_lo, *chunk_hi;
-  double turn_now; /* the reactor time, read once per data_received */
+  double turn_now;       /* the reactor time, read once per data_received */
   ct__frame_timer frame; /* frame deadline, then the error-close deadline */
 };
 

@@ -167,9 +167,13 @@ static const ct_plugin_descriptor message_echo_plugin = {
     make_message_echo,
     destroy_message_echo};
 
-static const ct_plugin_descriptor *const builtins[] = {
-    &echo_plugin, &discard_plugin,      &chargen_plugin, &daytime_plugin,
-    &qotd_plugin, &message_echo_plugin, NULL};
+static const ct_plugin_descriptor *const builtins[] = {&echo_plugin,
+                                                       &discard_plugin,
+                                                       &chargen_plugin,
+                                                       &daytime_plugin,
+                                                       &qotd_plugin,
+                                                       &message_echo_plugin,
+                                                       NULL};
 
 const ct_plugin_descriptor *const *ct_plugin_builtins(void) {
   return builtins;

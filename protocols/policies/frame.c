@@ -84,9 +84,9 @@ void ct__frame_timer_init(ct__frame_timer *ft, ct_transport *t,
   if (!ct__policy_frame_deadline(t, &c) && cfg != NULL)
     c = *cfg;
   ft->t = t;
-  ft->timeout = c.timeout == 0    ? CT_FRAME_TIMEOUT_DEFAULT
-                : c.timeout < 0   ? 0
-                                  : c.timeout;
+  ft->timeout = c.timeout == 0  ? CT_FRAME_TIMEOUT_DEFAULT
+                : c.timeout < 0 ? 0
+                                : c.timeout;
   ft->min_rate = c.min_rate == 0  ? CT_FRAME_MIN_RATE_DEFAULT
                  : c.min_rate < 0 ? 0
                                   : c.min_rate;
@@ -148,8 +148,7 @@ int ct__frame_error_close(ct__frame_timer *ft, ct_transport *t) {
   ft->active = 0;
   ft->closing = 1;
   ft->t = t;
-  ft->call =
-      ct_call_later(t->reactor, CT_ERROR_CLOSE_TIMEOUT, frame_fired, ft);
+  ft->call = ct_call_later(t->reactor, CT_ERROR_CLOSE_TIMEOUT, frame_fired, ft);
   return 0;
 }
 

@@ -25,11 +25,11 @@ typedef struct ct__frame_timer ct__frame_timer;
 typedef void (*ct__frame_expired_cb)(ct__frame_timer *ft, void *arg);
 
 struct ct__frame_timer {
-  ct_delayed_call *call; /* pending timer, or NULL */
-  ct_transport *t;       /* borrowed while the timer may fire */
+  ct_delayed_call *call;                 /* pending timer, or NULL */
+  ct_transport *t;                       /* borrowed while the timer may fire */
   double timeout, min_rate, max_timeout; /* resolved; timeout 0 = off */
   double start, deadline;
-  size_t bytes; /* bytes received since the frame started */
+  size_t bytes;          /* bytes received since the frame started */
   unsigned char active;  /* a partial frame is pending */
   unsigned char closing; /* the timer is the error-close deadline */
   ct__frame_expired_cb expired;

@@ -137,8 +137,7 @@ Test(basic_hostile, steady_peer_is_not_dropped) {
   fx f;
   fx_init(&f, &int_ops.base, sizeof(ct_intn_receiver));
   ct_intn_receiver_set_max_length(
-      (ct_intn_receiver *)ct_string_transport_transport(f.st)->protocol,
-      60000);
+      (ct_intn_receiver *)ct_string_transport_transport(f.st)->protocol, 60000);
   /* A 50,000-byte string at 1,000 bytes/s: 50 s for one frame. */
   static char msg[2 + 50000];
   msg[0] = (char)(50000 >> 8);

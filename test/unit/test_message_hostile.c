@@ -22,8 +22,7 @@ typedef struct out_frames {
   char message[4][512];
 } out_frames;
 
-static int collect(void *arg, const ct_msg_header *h, const char *c,
-                   size_t n) {
+static int collect(void *arg, const ct_msg_header *h, const char *c, size_t n) {
   (void)c;
   (void)n;
   out_frames *o = arg;
@@ -132,7 +131,8 @@ Test(message_hostile, error_close_is_bounded_when_the_flush_never_ends) {
 }
 
 /* A header announcing 64 bytes, of which only the first arrives. */
-static const char trickle[] = "\0\0\0\x40{\"type\":\"slow\",\"pad\":\"xxxxxxxxxx";
+static const char trickle[] =
+    "\0\0\0\x40{\"type\":\"slow\",\"pad\":\"xxxxxxxxxx";
 
 /* Send one byte every `every` seconds until `until`; returns the time the
  * connection started closing, or -1. */
@@ -244,8 +244,7 @@ static long status_kib(const char *field) {
 }
 
 /* The head of a frame declaring `clen` bytes of content. */
-static void frame_head(const char *type, size_t clen, char **out,
-                       size_t *len) {
+static void frame_head(const char *type, size_t clen, char **out, size_t *len) {
   ct_msg_header *h = ct_msg_header_new();
   ct_msg_header_set_str(h, "type", type);
   char *f;
@@ -326,8 +325,7 @@ Test(message_hostile, rss_returns_to_baseline_after_large_frames) {
   long after = status_kib("VmRSS") - rss0;
   /* The check can fail: the buffer really was resident while gathered. */
   cr_assert_gt(peak, 8 * 1024, "peak growth %ld KiB", peak);
-  cr_assert_lt(after, 4 * 1024, "RSS still %ld KiB above the baseline",
-               after);
+  cr_assert_lt(after, 4 * 1024, "RSS still %ld KiB above the baseline", after);
   free(head);
   mem_server_free(&m);
 }

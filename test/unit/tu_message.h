@@ -33,7 +33,7 @@ static inline void on_connect(ct_messenger *m, void *arg) {
 }
 
 static inline void on_message(ct_messenger *m, const ct_msg_header *h,
-                       const char *content, size_t len, void *arg) {
+                              const char *content, size_t len, void *arg) {
   side *s = arg;
   s->messages++;
   s->total_len += len;
@@ -48,8 +48,8 @@ static inline void on_message(ct_messenger *m, const ct_msg_header *h,
   }
 }
 
-static inline void on_close(ct_messenger *m, size_t alive, const ct_failure *reason,
-                     void *arg) {
+static inline void on_close(ct_messenger *m, size_t alive,
+                            const ct_failure *reason, void *arg) {
   side *s = arg;
   s->closes++;
   s->last_alive = alive;
@@ -63,7 +63,7 @@ static inline ct_msg_callbacks cbs(side *s) {
 }
 
 static inline void add_frame(char **buf, size_t *len, const char *type,
-                      const char *content, size_t clen) {
+                             const char *content, size_t clen) {
   ct_msg_header *h = ct_msg_header_new();
   ct_msg_header_set_str(h, "type", type);
   char *f;
@@ -87,7 +87,8 @@ typedef struct mem_server {
   ct_string_transport *st;
 } mem_server;
 
-static inline void mem_server_init(mem_server *m, int echo, const ct_msg_options *o) {
+static inline void mem_server_init(mem_server *m, int echo,
+                                   const ct_msg_options *o) {
   memset(m, 0, sizeof *m);
   m->clk = ct_clock_new();
   m->r = ct_reactor_new_with_clock(m->clk);
