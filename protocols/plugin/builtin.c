@@ -104,7 +104,7 @@ static int make_message_echo(ct_reactor *r, int argc, char **argv,
        "largest header in bytes (default 65536)"},
       {"max-content", CT_PLUGIN_OPT_LONG, &max_content, 0, 1073741824.0,
        "largest content in bytes (default 16777216)"},
-      {NULL}};
+      {.name = NULL}};
   int rc = ct_plugin_parse_options(opts, argc, argv, err);
   if (rc != 0)
     return rc;
