@@ -194,6 +194,35 @@ Test(message_hostile, steady_peer_is_not_dropped) {
   mem_server_free(&m);
 }
 
+Test(message_hostile, deadline_waits_while_we_stop_reading) {
+  /* Our output is above the high watermark (the peer is slow to read our
+   * replies), so we stop reading: its unfinished frame is not late. */
+  ct_msg_options o = {.write_high_water = 64, .write_low_water = 16};
+  mem_server m;
+  mem_server_init(&m, 1, &o);
+  ct_string_transport_set_backpressure(m.st, 1);
+  connect_server(&m);
+  char body[200];
+  memset(body, 'b', sizeof body);
+  char *send = NULL;
+  size_t n = 0;
+  add_frame(&send, &n, "big", body, sizeof body);
+  size_t whole = n;
+  add_frame(&send, &n, "next", NULL, 0);
+  cr_assert_eq(ct_string_transport_feed(m.st, send, whole + 3), 0);
+  cr_assert(ct_transport_reading_paused(ct_string_transport_transport(m.st)));
+  ct_clock_advance(m.clk, 100.0);
+  cr_assert_eq(stats_of(m.st).disconnecting, 0, "not dropped while paused");
+  /* The peer reads; its frame completes once it may send again. */
+  ct_string_transport_clear(m.st);
+  cr_assert_eq(ct_string_transport_feed(m.st, send + whole + 3, n - whole - 3),
+               0);
+  cr_assert_eq(m.sv.messages, 2);
+  cr_assert_eq(stats_of(m.st).disconnecting, 0);
+  free(send);
+  mem_server_free(&m);
+}
+
 Test(message_hostile, deadline_is_configurable_and_can_be_disabled) {
   ct_msg_options o = {.frame_deadline = {.timeout = 5, .min_rate = -1}};
   mem_server m;
