@@ -93,17 +93,26 @@ Test(message_hostile, valid_frame_then_junk_gets_reply_error_frame_close) {
   mem_server_free(&m);
 }
 
-Test(message_hostile, peer_not_reading_is_aborted_after_an_error) {
+/* An echo server whose peer reads nothing: watermarks 64/16 bytes, so
+ * the echo of the 200-byte frame that *send (n bytes) starts with puts
+ * the output above the high watermark. */
+static void slow_reader_server(mem_server *m, char **send, size_t *n) {
   ct_msg_options o = {.write_high_water = 64, .write_low_water = 16};
-  mem_server m;
-  mem_server_init(&m, 1, &o);
-  ct_string_transport_set_backpressure(m.st, 1);
-  connect_server(&m);
+  mem_server_init(m, 1, &o);
+  ct_string_transport_set_backpressure(m->st, 1);
+  connect_server(m);
   char body[200];
   memset(body, 'b', sizeof body);
-  char *send = NULL;
-  size_t n = 0;
-  add_frame(&send, &n, "big", body, sizeof body); /* reply > high water */
+  *send = NULL;
+  *n = 0;
+  add_frame(send, n, "big", body, sizeof body);
+}
+
+Test(message_hostile, peer_not_reading_is_aborted_after_an_error) {
+  mem_server m;
+  char *send;
+  size_t n;
+  slow_reader_server(&m, &send, &n);
   send = realloc(send, n + 6);
   memcpy(send + n, "\0\0\0\2[]", 6);
   cr_assert_eq(ct_string_transport_feed(m.st, send, n + 6), 0);
@@ -197,16 +206,10 @@ Test(message_hostile, steady_peer_is_not_dropped) {
 Test(message_hostile, deadline_waits_while_we_stop_reading) {
   /* Our output is above the high watermark (the peer is slow to read our
    * replies), so we stop reading: its unfinished frame is not late. */
-  ct_msg_options o = {.write_high_water = 64, .write_low_water = 16};
   mem_server m;
-  mem_server_init(&m, 1, &o);
-  ct_string_transport_set_backpressure(m.st, 1);
-  connect_server(&m);
-  char body[200];
-  memset(body, 'b', sizeof body);
-  char *send = NULL;
-  size_t n = 0;
-  add_frame(&send, &n, "big", body, sizeof body);
+  char *send;
+  size_t n;
+  slow_reader_server(&m, &send, &n);
   size_t whole = n;
   add_frame(&send, &n, "next", NULL, 0);
   cr_assert_eq(ct_string_transport_feed(m.st, send, whole + 3), 0);
