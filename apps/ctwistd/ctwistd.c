@@ -60,6 +60,12 @@ static void usage(FILE *out) {
           "  --daemon                detach: double fork, setsid, chdir /, "
           "stdio to /dev/null\n"
           "  --idle-timeout S        close connections idle for S seconds\n"
+          "  --frame-timeout S       a started frame (message, line...) "
+          "must complete within\n"
+          "                          S seconds (default 20; slow-loris "
+          "defence)\n"
+          "  --frame-min-rate B      ...extended by 1 s per B bytes of it "
+          "received (default 500)\n"
           "  --max-connections N     refuse connections beyond N at a time\n"
           "  --shutdown-timeout S    on SIGTERM, abort connections still "
           "open after S s (default 5)\n"
@@ -148,6 +154,19 @@ static int parse_args(ctwistd *d, int argc, char **argv) {
       if (parse_double(v, &d->idle_timeout) != 0) {
         fprintf(stderr,
                 "ctwistd: --idle-timeout: '%s' is not a positive number\n", v);
+        return EXIT_USAGE;
+      }
+    } else if ((v = opt_value(argc, argv, &i, "--frame-timeout", &missing))) {
+      if (parse_double(v, &d->frame.timeout) != 0) {
+        fprintf(stderr,
+                "ctwistd: --frame-timeout: '%s' is not a positive number\n", v);
+        return EXIT_USAGE;
+      }
+    } else if ((v = opt_value(argc, argv, &i, "--frame-min-rate", &missing))) {
+      if (parse_double(v, &d->frame.min_rate) != 0) {
+        fprintf(stderr,
+                "ctwistd: --frame-min-rate: '%s' is not a positive number\n",
+                v);
         return EXIT_USAGE;
       }
     } else if ((v = opt_value(argc, argv, &i, "--shutdown-timeout",
@@ -493,6 +512,12 @@ int ctd_make_factory(ctwistd *d) {
     return rc == CT_EINVAL ? EXIT_USAGE : EXIT_START;
   }
   ct_factory *f = d->plugin_factory;
+  if (d->frame.timeout > 0 || d->frame.min_rate > 0) {
+    d->frame_policy = ct_frame_deadline_factory_new(f, &d->frame);
+    if (d->frame_policy == NULL)
+      return EXIT_START;
+    f = ct_policy_factory_base(d->frame_policy);
+  }
   if (d->idle_timeout > 0) {
     d->idle = ct_timeout_factory_new(f, d->idle_timeout);
     if (d->idle == NULL)
@@ -546,7 +571,8 @@ static void announce(ctwistd *d) {
 void ctd_release_factory(ctwistd *d) {
   ct_policy_factory_free(d->limit);
   ct_policy_factory_free(d->idle);
-  d->limit = d->idle = NULL;
+  ct_policy_factory_free(d->frame_policy);
+  d->limit = d->idle = d->frame_policy = NULL;
   if (d->plugin_factory != NULL && d->desc->destroy != NULL)
     d->desc->destroy(d->plugin_factory);
   d->plugin_factory = NULL;

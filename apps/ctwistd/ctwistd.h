@@ -25,6 +25,7 @@ typedef struct ctwistd {
   ct_log_level level;
   int daemon;
   double idle_timeout;
+  ct_frame_deadline frame; /* --frame-timeout/--frame-min-rate; 0: default */
   long max_connections;
   double shutdown_timeout;
   int workers; /* --workers N: pre-forked processes, 0 = serve here */
@@ -43,6 +44,7 @@ typedef struct ctwistd {
   const ct_plugin_descriptor *desc;
   ct_factory *plugin_factory;
   ct_policy_factory *idle, *limit;
+  ct_policy_factory *frame_policy; /* only with --frame-* options */
   ctd_tracker tracker;
   ct_listening_port *ports[MAX_LISTEN];
   int nports;

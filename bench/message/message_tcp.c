@@ -7,8 +7,8 @@
  * flight on each: every request is one message-protocol frame, header
  * {"content-length":N} and N bytes of content (default 1024), exactly what
  * ctwist's encoder produces, so a raw echo server returns the same bytes as
- * the message echo server (ct-msg-echo) and both can be driven by the same
- * load.  A response is counted for every frame-sized chunk received back;
+ * the message echo server (ctwistd message-echo) and both can be driven by the
+ * same load.  A response is counted for every frame-sized chunk received back;
  * the first response on each connection is compared with the request.
  * After the warm-up, counts responses for SECONDS and prints
  *   "req/s <rate> responses <n> seconds <s> all <n including warm-up>".

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Message protocol benchmark (issue 5): ctwist's message echo server
-# (apps/msg/ct-msg-echo) against the raw libevent echo reference
+# (ctwistd message-echo) against the raw libevent echo reference
 # (bench/ref/ref_echo_libevent) under the same load: 1 KiB content frames
 # ({"content-length":1024} + 1024 bytes = 1051 bytes per request) over
 # loopback TCP, 50 connections with 1 and with 16 requests in flight.
@@ -21,7 +21,7 @@ SECS=${BENCH_SECONDS:-3}
 REPS=${BENCH_REPS:-3}
 CONTENT=${BENCH_CONTENT:-1024}
 LOADGEN=$B/bench/message/message_tcp
-MSG=$B/apps/msg/ct-msg-echo
+MSG=$B/apps/ctwistd/ctwistd
 RAW=$B/bench/ref/ref_echo_libevent
 for x in "$LOADGEN" "$MSG" "$RAW"; do
   if [ ! -x "$x" ]; then
@@ -45,7 +45,7 @@ start_server() {
   out=$(mktemp /tmp/ct-msg-bench.XXXXXX)
   PORT=$(free_port)
   if [ "$1" = ctwist ]; then
-    $SRV_PIN "$MSG" --quiet --listen "tcp:$PORT:interface=127.0.0.1" >"$out" 2>&1 &
+    $SRV_PIN "$MSG" --log-level error message-echo --listen "tcp:$PORT:interface=127.0.0.1" >"$out" 2>&1 &
   else
     $SRV_PIN "$RAW" "$PORT" >"$out" 2>&1 &
   fi

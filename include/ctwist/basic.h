@@ -34,10 +34,24 @@
  * Bad input (a line over the limit, a malformed netstring, a length prefix
  * over the limit) stores a `ct_failure` naming the problem (code CT_EPARSE
  * or CT_ETOOBIG), logs it at INFO level under module "basic", and closes the
- * connection with ct_transport_lose_connection() (Twisted's behaviour).  No
- * further frame is delivered.  The user's `connection_lost` then receives
- * that failure instead of the transport's clean-close reason; it can also be
- * read with the *_failure() accessors.  Other connections are untouched.
+ * connection with ct_transport_lose_connection() (Twisted's behaviour), so
+ * the replies to the frames before the bad bytes are flushed first.  Only
+ * a peer that does not read is cut short: the connection is aborted at
+ * once when its output is above the high watermark, and after
+ * CT_ERROR_CLOSE_TIMEOUT (10 s) if the flush has not finished.  No
+ * further frame is delivered.
+ *
+ * ## Slow peers (frame deadline)
+ * A frame that has started must complete in time: by default within 20 s
+ * of its first byte, plus 1 s per 500 bytes of it received
+ * (ct_frame_deadline in policies.h; each ops struct has a `frame_deadline`
+ * member, zero for the defaults, `.timeout = -1` to disable it).  A late
+ * frame fails the connection with CT_ETIMEDOUT as above.  The deadline
+ * runs on the transport's reactor clock (a fake clock in tests); a
+ * transport without a reactor has none.  The user's `connection_lost` then
+ * receives that failure instead of the transport's clean-close reason; it can
+ * also be read with the *_failure() accessors.  Other connections are
+ * untouched.
  *
  * ## Re-entrancy
  * Callbacks may write, close, pause/resume and switch modes.  After a
@@ -54,6 +68,7 @@
 #include <stdint.h>
 
 #include "ctwist/error.h"
+#include "ctwist/policies.h"
 #include "ctwist/protocol.h"
 
 #ifdef __cplusplus
@@ -82,6 +97,8 @@ typedef struct ct_basic_state {
   size_t extra_len, extra_cap;
   ct_failure *failure; /* the bad-input failure, once one happened */
   unsigned char paused, busy, raw, inited;
+  ct_frame_deadline deadline;    /* copied from the ops */
+  struct ct__frame_timer *frame; /* allocated at the first partial frame */
 } ct_basic_state;
 
 /* ================================================================== line */
@@ -126,6 +143,9 @@ typedef struct ct_line_receiver_ops {
   /** Release the protocol: NULL frees a ct_protocol_new() protocol. The
    *  receiver's own buffers are already released when this runs. */
   void (*free)(ct_line_receiver *lr);
+  /** Frame-completion deadline (zero-filled: the defaults, see
+   *  ct_frame_deadline).  For lines it covers a line in line mode. */
+  ct_frame_deadline frame_deadline;
 } ct_line_receiver_ops;
 
 /** A line receiver.  Embed it first; members are read-only. */
@@ -237,6 +257,9 @@ typedef struct ct_netstring_receiver_ops {
   /** As ct_line_receiver_ops.connection_lost. */
   void (*connection_lost)(ct_netstring_receiver *nr, const ct_failure *reason);
   void (*free)(ct_netstring_receiver *nr);
+  /** Frame-completion deadline (zero-filled: the defaults, see
+   *  ct_frame_deadline). */
+  ct_frame_deadline frame_deadline;
 } ct_netstring_receiver_ops;
 
 /**
@@ -325,6 +348,9 @@ typedef struct ct_intn_receiver_ops {
   /** As ct_line_receiver_ops.connection_lost. */
   void (*connection_lost)(ct_intn_receiver *ir, const ct_failure *reason);
   void (*free)(ct_intn_receiver *ir);
+  /** Frame-completion deadline (zero-filled: the defaults, see
+   *  ct_frame_deadline). */
+  ct_frame_deadline frame_deadline;
 } ct_intn_receiver_ops;
 
 /**

@@ -22,10 +22,26 @@
  * header that is not valid UTF-8 JSON, is not an object, has a value that
  * is neither a string nor an integer, or whose `content-length` is not a
  * non-negative integer (CT_EPROTO), fails the decoder with a ct_failure in
- * the "message" domain whose message names the problem; a messenger then
- * logs it and aborts its connection (on_close gets that failure), other
- * connections are untouched.  Limits are checked before anything is
- * buffered, so memory per connection stays below the limits.
+ * the "message" domain whose message names the problem.  A messenger then
+ * logs it and answers the peer in order: the replies to the frames that
+ * came before the bad bytes (even in the same read), then one error frame
+ * `{"type":"error","code":"EPROTO","message":"..."}` (code: the ct_err
+ * name, EPROTO, ETOOBIG, ETIMEDOUT...), then a close that flushes them
+ * (on_close gets that failure).  A peer that is not reading (output above
+ * the high watermark) is aborted instead, and one that has not read them after
+ * CT_ERROR_CLOSE_TIMEOUT (10 s) too.  Other connections are untouched.
+ *
+ * Each length is checked before anything is buffered, and the buffer of a
+ * split part grows as its bytes arrive (a header announcing 16 MiB of
+ * content reserves nothing until the content comes); buffers of 128 KiB or
+ * more are private mappings, returned to the system when their frame is
+ * done.
+ *
+ * ## Slow peers
+ * A frame that has started must complete within a deadline (default 20 s
+ * from its first byte plus 1 s per 500 bytes received; see
+ * ct_msg_options.frame_deadline and ct_frame_deadline).  A late frame is a
+ * protocol error as above, with code ETIMEDOUT.
  *
  * ## Messengers and lifetime
  * A messenger is one connection.  It is created by a server or a client,
@@ -44,6 +60,7 @@
 
 #include "ctwist/deferred.h"
 #include "ctwist/error.h"
+#include "ctwist/policies.h"
 #include "ctwist/reactor.h"
 #include "ctwist/transport.h"
 
@@ -66,11 +83,14 @@ extern "C" {
  * gives one reference, ct_msg_header_ref() adds one, ct_msg_header_free()
  * drops one.
  *
- * A header with more than one reference is shared and read-only: the
- * setters and ct_msg_header_remove() return CT_ESTATE.  Received headers
- * are always treated as shared (the decoder hands the same object out
- * again for a frame with identical header bytes, once nobody else holds
- * it): to change one, modify a ct_msg_header_copy().
+ * Read-only headers: the setters and ct_msg_header_remove() return
+ * CT_ESTATE for
+ *   - every received header (an explicit flag, whatever its size or the
+ *     number of references: the decoder hands the same object out again
+ *     for a frame with identical header bytes), and
+ *   - a header of your own while it has more than one reference (shared).
+ * To change a received header, modify a ct_msg_header_copy(), which is
+ * writable.
  */
 typedef struct ct_msg_header ct_msg_header;
 
@@ -308,6 +328,9 @@ typedef struct ct_msg_options {
   size_t write_high_water, write_low_water;
   /** Set TCP_NODELAY on TCP connections (1 recommended). */
   int no_delay;
+  /** Frame-completion deadline of each connection (zero-filled: 20 s plus
+   *  1 s per 500 bytes received, see ct_frame_deadline in policies.h). */
+  ct_frame_deadline frame_deadline;
 } ct_msg_options;
 
 /* ------------------------------------------------------------------ server */
@@ -341,6 +364,17 @@ CT_EXTERN ct_msg_server *ct_msg_server_new(ct_reactor *r,
  * the server is freed and its last connection is gone).
  */
 CT_EXTERN ct_factory *ct_msg_server_factory(ct_msg_server *s);
+
+/**
+ * The server whose factory is `f` (as returned by ct_msg_server_factory()),
+ * or NULL if `f` is not a live message server's factory.  Lets code that
+ * only kept the factory (a ctwistd plugin's destroy) free the server.
+ */
+CT_EXTERN ct_msg_server *ct_msg_server_of_factory(ct_factory *f);
+
+/** The server that accepted `m`, or NULL (a client's messenger, or the
+ *  server was freed). */
+CT_EXTERN ct_msg_server *ct_messenger_server(const ct_messenger *m);
 
 /** The bound address (port 0 resolved).  Returns 0 or CT_ECLOSED. */
 CT_EXTERN int ct_msg_server_address(const ct_msg_server *s, ct_address *out);

@@ -3,7 +3,9 @@
  * @brief Connection policies (Twisted's `twisted.protocols.policies`): idle
  *        timeouts, connection limits and bandwidth throttling.
  *
- * Two forms:
+ * Three forms:
+ *   - `ct_frame_deadline`, the frame-completion deadline (slow-loris
+ *     defence) that the framing protocols apply by default;
  *   - `ct_idle_timeout`, a helper struct a protocol embeds to get Twisted's
  *     TimeoutMixin (set_timeout, reset on traffic, a timeout callback);
  *   - policy factories, which wrap any existing factory without changing
@@ -103,6 +105,47 @@ CT_EXTERN void ct_idle_timeout_cancel(ct_idle_timeout *it);
 /** 1 while a timer is pending. */
 CT_EXTERN int ct_idle_timeout_pending(const ct_idle_timeout *it);
 
+/* ---------------------------------------------------- frame deadline */
+
+/** Default seconds a started frame may take (Apache mod_reqtimeout's
+ *  header=20). */
+#define CT_FRAME_TIMEOUT_DEFAULT 20.0
+/** Default minimum rate in bytes per second (mod_reqtimeout's MinRate=500):
+ *  each byte of a frame received extends its deadline by 1/500 s. */
+#define CT_FRAME_MIN_RATE_DEFAULT 500.0
+/** Seconds a connection closed after a protocol error may take to flush
+ *  what it is owed before it is aborted. */
+#define CT_ERROR_CLOSE_TIMEOUT 10.0
+
+/**
+ * The frame-completion deadline of a framing protocol (the slow-loris
+ * defence; nginx's client_header_timeout/client_body_timeout, Apache's
+ * mod_reqtimeout).  Once the first byte of a frame arrived, the rest of
+ * the frame must arrive within `timeout` seconds, extended by one second
+ * for every `min_rate` bytes of it received, up to `max_timeout` seconds
+ * after its first byte.  Otherwise the connection is closed with a
+ * CT_ETIMEDOUT failure naming the deadline.  While the receiver is paused
+ * (by the user or because the peer does not read its replies) the clock
+ * is stopped: a frame is only late through the peer's fault.
+ *
+ * The line, netstring and intN receivers (basic.h) and the message
+ * protocol (message.h) apply it; zero members mean the defaults, so a
+ * protocol configured with nothing is protected:
+ *   - `timeout`: 0 = CT_FRAME_TIMEOUT_DEFAULT (20 s); < 0 disables the
+ *     deadline altogether;
+ *   - `min_rate`: 0 = CT_FRAME_MIN_RATE_DEFAULT (500 B/s); < 0 = no
+ *     extension (a fixed deadline);
+ *   - `max_timeout`: 0 = no cap (the frame size limits bound the frame);
+ *     otherwise the longest a frame may take, in seconds.
+ * A trickle of one byte every 3 s of a frame that never completes is cut
+ * after ~20 s; a peer sending at 500 B/s or faster is never cut.
+ */
+typedef struct ct_frame_deadline {
+  double timeout;
+  double min_rate;
+  double max_timeout;
+} ct_frame_deadline;
+
 /* --------------------------------------------------------- policy factory */
 
 /** A factory wrapping another with a policy.  Opaque. */
@@ -155,6 +198,19 @@ CT_EXTERN ct_policy_factory *ct_timeout_factory_new(ct_factory *wrapped,
  * the errors of ct_idle_timeout_set().
  */
 CT_EXTERN int ct_timeout_set(ct_protocol *p, double seconds);
+
+/**
+ * A frame-deadline policy: every frame-aware protocol (the receivers of
+ * basic.h, the message protocol) built by `wrapped` uses `deadline`
+ * (copied; see ct_frame_deadline) instead of the deadline its own options
+ * set.  Protocols that have no frames (echo, discard) are unaffected.
+ * This is how ctwistd's --frame-timeout/--frame-min-rate reach a plugin's
+ * protocol.  Returns NULL for bad arguments (NULL, a non-finite member)
+ * or no memory.
+ */
+CT_EXTERN ct_policy_factory *
+ct_frame_deadline_factory_new(ct_factory *wrapped,
+                              const ct_frame_deadline *deadline);
 
 /**
  * Connection limits (Twisted's LimitTotalConnectionsFactory and

@@ -12,14 +12,18 @@
 
 #include "ctwist/log.h"
 #include "protocols/basic/internal.h"
+#include "protocols/common/bigbuf.h"
+#include "protocols/policies/frame.h"
 
-static int reserve(char **buf, size_t *cap, size_t need) {
+/* Grow *buf (holding `keep` bytes) to at least `need` bytes.  It grows as
+ * bytes arrive, never to a frame's announced size up front. */
+static int reserve(char **buf, size_t *cap, size_t keep, size_t need) {
   if (need <= *cap)
     return 0;
   size_t c = *cap ? *cap : 256;
   while (c < need)
     c = c > ((size_t)-1) / 2 ? need : c * 2;
-  char *nb = realloc(*buf, c);
+  char *nb = ct__bigbuf_resize(*buf, *cap, c, keep);
   if (nb == NULL)
     return CT_ENOMEM;
   *buf = nb;
@@ -38,7 +42,7 @@ static int buf_append(ct_protocol *p, ct_basic_state *st, const char *d,
     st->len -= st->off;
     st->off = 0;
   }
-  if (reserve(&st->buf, &st->cap, st->len + n) != 0) {
+  if (reserve(&st->buf, &st->cap, st->len, st->len + n) != 0) {
     ct__basic_fail(
         p, st,
         ct_failure_new(CT_ENOMEM,
@@ -58,10 +62,49 @@ static void buf_reset(ct_basic_state *st) {
   /* Give back a big buffer once it is empty: a one-off large frame must not
    * pin its memory for the rest of the connection. */
   if (st->cap > 64 * 1024) {
-    free(st->buf);
+    ct__bigbuf_free(st->buf, st->cap);
     st->buf = NULL;
     st->cap = 0;
   }
+}
+
+/* The frame deadline of one receiver: st->frame points at `ft`. */
+typedef struct basic_frame {
+  ct__frame_timer ft; /* first */
+  ct_protocol *p;
+  ct_basic_state *st;
+} basic_frame;
+
+static void frame_late(ct__frame_timer *ft, void *arg);
+
+/* The receiver's timer, allocated on first use; NULL without a reactor. */
+static ct__frame_timer *ensure_frame(ct_protocol *p, ct_basic_state *st) {
+  if (st->frame != NULL)
+    return st->frame;
+  if (p->transport == NULL || p->transport->reactor == NULL)
+    return NULL;
+  basic_frame *bf = calloc(1, sizeof *bf);
+  if (bf == NULL)
+    return NULL; /* no deadline rather than a failed connection */
+  bf->p = p;
+  bf->st = st;
+  ct__frame_timer_init(&bf->ft, p->transport, &st->deadline, frame_late, bf);
+  st->frame = &bf->ft;
+  return st->frame;
+}
+
+static void frame_late(ct__frame_timer *ft, void *arg) {
+  basic_frame *bf = arg;
+  ct_basic_state *st = bf->st;
+  ct__basic_fail(
+      bf->p, st,
+      ct_failure_new(
+          CT_ETIMEDOUT,
+          "%s: frame not completed within %g s of its "
+          "first byte (%zu bytes of it buffered; "
+          "minimum rate %g bytes/s)",
+          bf->p->ops && bf->p->ops->name ? bf->p->ops->name : "basic",
+          ft->deadline - ft->start, st->len - st->off, ft->min_rate));
 }
 
 void ct__basic_fail(ct_protocol *p, ct_basic_state *st, ct_failure *f) {
@@ -73,8 +116,19 @@ void ct__basic_fail(ct_protocol *p, ct_basic_state *st, ct_failure *f) {
   ct_log(CT_LOG_INFO, "basic", "%s: closing connection: %s",
          p->ops && p->ops->name ? p->ops->name : "protocol",
          f->message ? f->message : ct_strerror(f->code));
+  /* Flush the replies already written, unless the peer is not reading. */
   if (p->transport != NULL)
-    ct_transport_lose_connection(p->transport);
+    ct__frame_error_close(ensure_frame(p, st), p->transport);
+}
+
+/* After a chunk of `n` bytes: start, extend or stop the frame deadline. */
+static void frame_progress(ct_protocol *p, ct_basic_state *st, size_t n,
+                           int completed) {
+  int partial = st->len > st->off && !st->paused && st->failure == NULL &&
+                p->transport != NULL && !ct_transport_is_closing(p->transport);
+  if (st->frame == NULL && (!partial || ensure_frame(p, st) == NULL))
+    return;
+  ct__frame_timer_update(st->frame, n, completed, partial);
 }
 
 void ct__basic_feed(ct_protocol *p, ct_basic_state *st,
@@ -85,7 +139,8 @@ void ct__basic_feed(ct_protocol *p, ct_basic_state *st,
     /* Fed from inside one of our callbacks (set_line_mode with extra
      * bytes): these come after everything not yet parsed. */
     if (n > 0) {
-      if (reserve(&st->extra, &st->extra_cap, st->extra_len + n) != 0) {
+      if (reserve(&st->extra, &st->extra_cap, st->extra_len,
+                  st->extra_len + n) != 0) {
         ct__basic_fail(p, st, ct_failure_new(CT_ENOMEM, "out of memory"));
         return;
       }
@@ -95,6 +150,8 @@ void ct__basic_feed(ct_protocol *p, ct_basic_state *st,
     return;
   }
   st->busy = 1;
+  const size_t total = n;
+  int completed = 0;
   for (;;) {
     if (st->paused)
       goto stop;
@@ -104,6 +161,7 @@ void ct__basic_feed(ct_protocol *p, ct_basic_state *st,
       size_t hint = 0;
       size_t c = kind->parse(p, st->buf + st->off, st->len - st->off, &hint);
       st->off += c;
+      completed |= c > 0;
       if (ct__basic_stopped(p, st))
         goto stop;
       if (st->off == st->len) {
@@ -130,6 +188,7 @@ void ct__basic_feed(ct_protocol *p, ct_basic_state *st,
       size_t c = kind->parse(p, d, n, &hint);
       d += c;
       n -= c;
+      completed |= c > 0;
       if (ct__basic_stopped(p, st))
         goto stop;
       /* A partial frame: the parser validated its header, so this is
@@ -146,6 +205,7 @@ void ct__basic_feed(ct_protocol *p, ct_basic_state *st,
     st->extra_len = 0;
   }
   st->busy = 0;
+  frame_progress(p, st, total, completed);
   return;
 stop:
   if (st->paused && st->failure == NULL &&
@@ -161,6 +221,7 @@ stop:
     st->extra_len = 0;
   }
   st->busy = 0;
+  frame_progress(p, st, total, completed);
 }
 
 void ct__basic_pause(ct_protocol *p, ct_basic_state *st) {
@@ -184,9 +245,15 @@ void ct__basic_resume(ct_protocol *p, ct_basic_state *st,
     ct_transport_resume_reading(p->transport);
 }
 
+void ct__basic_stop_timer(ct_basic_state *st) {
+  ct__frame_timer_cancel(st->frame);
+}
+
 void ct__basic_release(ct_basic_state *st) {
-  free(st->buf);
-  free(st->extra);
+  ct__frame_timer_cancel(st->frame);
+  free(st->frame);
+  ct__bigbuf_free(st->buf, st->cap);
+  ct__bigbuf_free(st->extra, st->extra_cap);
   ct_failure_free(st->failure);
   memset(st, 0, sizeof *st);
 }

@@ -54,7 +54,10 @@ void ct__basic_pause(ct_protocol *p, ct_basic_state *st);
 void ct__basic_resume(ct_protocol *p, ct_basic_state *st,
                       const ct__basic_kind *kind);
 
-/* Free buffers and the failure. */
+/* Stop the frame deadline and the error-close timer (connection_lost). */
+void ct__basic_stop_timer(ct_basic_state *st);
+
+/* Free buffers, timers and the failure. */
 void ct__basic_release(ct_basic_state *st);
 
 #endif

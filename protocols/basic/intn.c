@@ -19,13 +19,15 @@ static unsigned prefix_of(const ct_protocol *p) {
 static void ensure_config(ct_intn_receiver *ir) {
   if (ir->st.inited)
     return;
+  const ct_intn_receiver_ops *ops = IOPS(&ir->base);
   if (ir->max_length == 0) {
-    const ct_intn_receiver_ops *ops = IOPS(&ir->base);
     size_t m = ops ? ops->max_length : 0;
     ir->max_length = (m == 0 || m > CT_BASIC_MAX_LENGTH_LIMIT)
                          ? CT_INTN_MAX_LENGTH_DEFAULT
                          : m;
   }
+  if (ops != NULL)
+    ir->st.deadline = ops->frame_deadline;
   ir->st.inited = 1;
 }
 
@@ -144,6 +146,7 @@ int ct_intn_receiver_proto_eof(ct_protocol *p) {
 
 void ct_intn_receiver_proto_lost(ct_protocol *p, const ct_failure *reason) {
   ct_intn_receiver *ir = IR(p);
+  ct__basic_stop_timer(&ir->st);
   if (IOPS(p)->connection_lost != NULL)
     IOPS(p)->connection_lost(ir, ir->st.failure ? ir->st.failure : reason);
 }

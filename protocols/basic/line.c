@@ -36,6 +36,8 @@ static void ensure_config(ct_line_receiver *lr) {
                          ? CT_LINE_MAX_LENGTH_DEFAULT
                          : m;
   }
+  if (ops != NULL)
+    lr->st.deadline = ops->frame_deadline;
   lr->st.inited = 1;
 }
 
@@ -230,6 +232,7 @@ int ct_line_receiver_proto_eof(ct_protocol *p) {
 
 void ct_line_receiver_proto_lost(ct_protocol *p, const ct_failure *reason) {
   ct_line_receiver *lr = LR(p);
+  ct__basic_stop_timer(&lr->st);
   const ct_line_receiver_ops *ops = LOPS(p);
   if (ops->connection_lost != NULL)
     ops->connection_lost(lr, lr->st.failure ? lr->st.failure : reason);

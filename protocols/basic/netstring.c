@@ -16,13 +16,15 @@
 static void ensure_config(ct_netstring_receiver *nr) {
   if (nr->st.inited)
     return;
+  const ct_netstring_receiver_ops *ops = NOPS(&nr->base);
   if (nr->max_length == 0) {
-    const ct_netstring_receiver_ops *ops = NOPS(&nr->base);
     size_t m = ops ? ops->max_length : 0;
     nr->max_length = (m == 0 || m > CT_BASIC_MAX_LENGTH_LIMIT)
                          ? CT_NETSTRING_MAX_LENGTH_DEFAULT
                          : m;
   }
+  if (ops != NULL)
+    nr->st.deadline = ops->frame_deadline;
   nr->st.inited = 1;
 }
 
@@ -169,6 +171,7 @@ int ct_netstring_receiver_proto_eof(ct_protocol *p) {
 void ct_netstring_receiver_proto_lost(ct_protocol *p,
                                       const ct_failure *reason) {
   ct_netstring_receiver *nr = NR(p);
+  ct__basic_stop_timer(&nr->st);
   if (NOPS(p)->connection_lost != NULL)
     NOPS(p)->connection_lost(nr, nr->st.failure ? nr->st.failure : reason);
 }

@@ -6,11 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "protocols/common/bigbuf.h"
 #include "protocols/message/internal.h"
 
 /* A gathering buffer larger than this is released after its frame, so an
  * idle connection does not keep a 16 MiB content buffer. */
 #define CT__MSG_KEEP_BUF (64u * 1024u)
+/* The first allocation for a split part: a declared length reserves no
+ * more than this before its bytes arrive; the buffer then doubles. */
+#define CT__MSG_FIRST_BUF (16u * 1024u)
 
 void ct__msg_limits_fill(ct_msg_limits *out, const ct_msg_limits *in) {
   out->max_header = CT_MSG_MAX_HEADER_DEFAULT;
@@ -35,14 +39,12 @@ void ct__msg_decoder_init(ct_msg_decoder *d, const ct_msg_limits *limits,
 }
 
 void ct__msg_decoder_clear(ct_msg_decoder *d) {
-  free(d->buf);
+  ct__bigbuf_free(d->buf, d->buf_cap);
   d->buf = NULL;
   d->buf_cap = 0;
-  if (d->header != NULL)
-    json_decref(d->header);
+  ct_msg_header_free(d->header);
   d->header = NULL;
-  if (d->cached != NULL)
-    json_decref(d->cached);
+  ct_msg_header_free(d->cached);
   d->cached = NULL;
   d->cached_len = 0;
   d->have = 0;
@@ -277,18 +279,25 @@ static const char *gather(ct_msg_decoder *d, const char **pp, const char *end,
     *pp = p + d->need;
     return p;
   }
-  if (d->buf_cap < d->need) {
-    char *nb = realloc(d->buf, d->need);
+  size_t take = d->need - d->have;
+  if (take > avail)
+    take = avail;
+  if (d->buf_cap < d->have + take) {
+    /* Grow with what arrived, never to the announced size up front: a
+     * header declaring 16 MiB must not reserve 16 MiB per connection. */
+    size_t cap = d->buf_cap ? d->buf_cap : CT__MSG_FIRST_BUF;
+    while (cap < d->have + take)
+      cap *= 2;
+    if (cap > d->need)
+      cap = d->need;
+    char *nb = ct__bigbuf_resize(d->buf, d->buf_cap, cap, d->have);
     if (nb == NULL) {
       *oom = 1;
       return NULL;
     }
     d->buf = nb;
-    d->buf_cap = d->need;
+    d->buf_cap = cap;
   }
-  size_t take = d->need - d->have;
-  if (take > avail)
-    take = avail;
   memcpy(d->buf + d->have, p, take);
   d->have += take;
   *pp = p + take;
@@ -296,13 +305,12 @@ static const char *gather(ct_msg_decoder *d, const char **pp, const char *end,
 }
 
 static void frame_done(ct_msg_decoder *d) {
-  if (d->header != NULL)
-    json_decref(d->header);
+  ct_msg_header_free(d->header);
   d->header = NULL;
   d->have = 0;
   d->state = CT__MSG_LEN;
   if (d->buf_cap > CT__MSG_KEEP_BUF) {
-    free(d->buf);
+    ct__bigbuf_free(d->buf, d->buf_cap);
     d->buf = NULL;
     d->buf_cap = 0;
   }
@@ -358,19 +366,23 @@ int ct_msg_decoder_feed(ct_msg_decoder *d, const void *data, size_t len,
       }
       ct_failure *f = NULL;
       size_t clen = 0;
-      json_t *j = NULL;
+      ct_msg_header *j = NULL;
       if (d->cached != NULL && d->cached_len == d->need &&
-          d->cached->refcount == 1 && memcmp(d->cached_raw, hp, d->need) == 0) {
-        j = json_incref(d->cached);
+          memcmp(d->cached_raw, hp, d->need) == 0) {
+        j = ct_msg_header_ref(d->cached);
         clen = d->cached_clen;
       } else {
-        j = parse_header(d, hp, d->need, &clen, &f);
-        if (j == NULL)
+        json_t *obj = parse_header(d, hp, d->need, &clen, &f);
+        if (obj == NULL)
           return fail(d, err, f);
+        /* Every received header is read-only (message.h). */
+        j = ct__msg_header_wrap(obj, 1);
+        if (j == NULL)
+          return fail(d, err,
+                      MSG_FAIL(CT_ENOMEM, "message header: out of memory"));
         if (d->need <= CT__MSG_CACHE_MAX) {
-          if (d->cached != NULL)
-            json_decref(d->cached);
-          d->cached = json_incref(j);
+          ct_msg_header_free(d->cached);
+          d->cached = ct_msg_header_ref(j);
           memcpy(d->cached_raw, hp, d->need);
           d->cached_len = d->need;
           d->cached_clen = clen;
@@ -379,8 +391,7 @@ int ct_msg_decoder_feed(ct_msg_decoder *d, const void *data, size_t len,
       d->have = 0;
       d->header = j;
       if (clen == 0) {
-        int stop =
-            d->cb != NULL ? d->cb(d->arg, ct__msg_header_of(j), NULL, 0) : 0;
+        int stop = d->cb != NULL ? d->cb(d->arg, j, NULL, 0) : 0;
         frame_done(d);
         if (stop)
           return 1;
@@ -397,9 +408,7 @@ int ct_msg_decoder_feed(ct_msg_decoder *d, const void *data, size_t len,
                                           "memory"));
         break;
       }
-      int stop = d->cb != NULL
-                     ? d->cb(d->arg, ct__msg_header_of(d->header), cp, d->need)
-                     : 0;
+      int stop = d->cb != NULL ? d->cb(d->arg, d->header, cp, d->need) : 0;
       frame_done(d);
       if (stop)
         return 1;

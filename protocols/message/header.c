@@ -120,6 +120,20 @@ static int buf_put_int(ct__msg_buf *b, long long v) {
   return buf_put(b, q, (size_t)(e - q));
 }
 
+/* Write the 4-byte big-endian length of the header that starts at
+ * b->data + start + 4 and ends at b->len. */
+static int patch_len(ct__msg_buf *b, size_t start) {
+  size_t hl = b->len - start - 4;
+  if (hl > UINT32_MAX)
+    return CT_ETOOBIG;
+  unsigned char *p = (unsigned char *)b->data + start;
+  p[0] = (unsigned char)(hl >> 24);
+  p[1] = (unsigned char)(hl >> 16);
+  p[2] = (unsigned char)(hl >> 8);
+  p[3] = (unsigned char)hl;
+  return 0;
+}
+
 int ct__msg_encode_head(const ct_msg_header *h, size_t content_len,
                         ct__msg_buf *b) {
   size_t start = b->len;
@@ -160,15 +174,24 @@ int ct__msg_encode_head(const ct_msg_header *h, size_t content_len,
   }
   if (buf_put(b, "}", 1) != 0)
     return CT_ENOMEM;
-  size_t hl = b->len - start - 4;
-  if (hl > UINT32_MAX)
-    return CT_ETOOBIG;
-  unsigned char *p = (unsigned char *)b->data + start;
-  p[0] = (unsigned char)(hl >> 24);
-  p[1] = (unsigned char)(hl >> 16);
-  p[2] = (unsigned char)(hl >> 8);
-  p[3] = (unsigned char)hl;
-  return 0;
+  return patch_len(b, start);
+}
+
+int ct__msg_encode_error(const char *code, const char *message,
+                         ct__msg_buf *b) {
+  /* The message may quote peer bytes cut at any point: keep it ASCII so
+   * the frame is valid UTF-8 JSON whatever it says. */
+  char text[1025];
+  size_t n = 0;
+  for (; message[n] != '\0' && n < sizeof text - 1; n++)
+    text[n] = (unsigned char)message[n] < 0x80 ? message[n] : '?';
+  size_t start = b->len;
+  if (buf_put(b, "\0\0\0\0{\"type\":\"error\",\"code\":", 27) != 0 ||
+      buf_put_json_string(b, code, strlen(code)) != 0 ||
+      buf_put(b, ",\"message\":", 11) != 0 ||
+      buf_put_json_string(b, text, n) != 0 || buf_put(b, "}", 1) != 0)
+    return CT_ENOMEM;
+  return patch_len(b, start);
 }
 
 int ct_msg_encode(const ct_msg_header *h, const void *content, size_t len,
@@ -193,34 +216,47 @@ int ct_msg_encode(const ct_msg_header *h, const void *content, size_t len,
 
 /* ------------------------------------------------------------------ header */
 
+ct_msg_header *ct__msg_header_wrap(json_t *j, int readonly) {
+  if (j == NULL)
+    return NULL;
+  ct_msg_header *h = malloc(sizeof *h);
+  if (h == NULL) {
+    json_decref(j);
+    return NULL;
+  }
+  h->obj = j;
+  h->refs = 1;
+  h->readonly = readonly ? 1 : 0;
+  return h;
+}
+
 ct_msg_header *ct_msg_header_new(void) {
-  json_t *o = json_object();
-  return o != NULL ? ct__msg_header_of(o) : NULL;
+  return ct__msg_header_wrap(json_object(), 0);
 }
 
 ct_msg_header *ct_msg_header_ref(ct_msg_header *h) {
   if (h != NULL)
-    json_incref(ct__msg_json(h));
+    h->refs++;
   return h;
 }
 
 void ct_msg_header_free(ct_msg_header *h) {
-  if (h != NULL)
-    json_decref(ct__msg_json(h));
+  if (h == NULL || --h->refs > 0)
+    return;
+  json_decref(h->obj);
+  free(h);
 }
 
 ct_msg_header *ct_msg_header_copy(const ct_msg_header *h) {
   if (h == NULL)
     return NULL;
-  json_t *c = json_deep_copy(ct__msg_json(h));
-  return c != NULL ? ct__msg_header_of(c) : NULL;
+  return ct__msg_header_wrap(json_deep_copy(h->obj), 0);
 }
 
-/* A header with several references is shared (for instance a received
- * header, which the decoder may hand out again for an identical frame):
- * it is read-only. */
+/* Read-only: a received header (the explicit flag), or a header with
+ * several references (shared with someone who may not expect a change). */
 static int shared(const ct_msg_header *h) {
-  return ct__msg_json(h)->refcount > 1;
+  return h->readonly || h->refs > 1;
 }
 
 static int check_key(const ct_msg_header *h, const char *key) {

@@ -7,14 +7,23 @@
 
 #include "ctwist/message.h"
 
-/* A ct_msg_header pointer is the jansson object itself: no wrapper
- * allocation per message.  These two casts are the only place that knows. */
+/* A header: a jansson object plus our own reference count and an explicit
+ * read-only flag.  Read-only-ness must not be guessed from jansson's
+ * refcount: every received header is read-only, however many references
+ * it has (message.h). */
+struct ct_msg_header {
+  json_t *obj;
+  unsigned refs;
+  unsigned char readonly;
+};
+
 static inline json_t *ct__msg_json(const ct_msg_header *h) {
-  return (json_t *)(void *)h;
+  return h->obj;
 }
-static inline ct_msg_header *ct__msg_header_of(json_t *j) {
-  return (ct_msg_header *)(void *)j;
-}
+
+/* Wrap `j` (its reference is taken over) in a header with one reference.
+ * Returns NULL (and drops `j`) if memory runs out. */
+ct_msg_header *ct__msg_header_wrap(json_t *j, int readonly);
 
 /* A growable byte buffer that starts in caller-provided (stack) storage. */
 typedef struct ct__msg_buf {
@@ -37,6 +46,12 @@ void ct__msg_buf_release(ct__msg_buf *b);
 int ct__msg_encode_head(const ct_msg_header *h, size_t content_len,
                         ct__msg_buf *b);
 
+/* Append a whole error frame, header {"type":"error","code":CODE,
+ * "message":MESSAGE} and no content (docs/message-protocol.md).  The
+ * message is cut to 1024 bytes on a UTF-8 boundary.  Returns 0 or
+ * CT_ENOMEM. */
+int ct__msg_encode_error(const char *code, const char *message, ct__msg_buf *b);
+
 /* Headers up to this size are cached by the decoder. */
 #define CT__MSG_CACHE_MAX 128
 
@@ -58,11 +73,11 @@ struct ct_msg_decoder {
   size_t need; /* size of the current part (H or C) */
   char *buf;   /* gathering buffer for a split part */
   size_t buf_cap;
-  json_t *header; /* parsed header waiting for its content */
+  ct_msg_header *header; /* parsed header waiting for its content */
   /* The last small header, kept with its text: a frame whose header bytes
-   * are identical reuses the object when nobody else holds it (pipelined
-   * traffic repeats headers), skipping the parse and its allocations. */
-  json_t *cached;
+   * are identical reuses the (read-only) object (pipelined traffic repeats
+   * headers), skipping the parse and its allocations. */
+  ct_msg_header *cached;
   size_t cached_len, cached_clen;
   char cached_raw[CT__MSG_CACHE_MAX];
 };
@@ -71,5 +86,11 @@ void ct__msg_decoder_init(ct_msg_decoder *d, const ct_msg_limits *limits,
                           ct_msg_frame_cb cb, void *arg);
 void ct__msg_decoder_clear(ct_msg_decoder *d);
 void ct__msg_limits_fill(ct_msg_limits *out, const ct_msg_limits *in);
+
+/* 1 while bytes of an unfinished frame are held (a frame has started). */
+static inline int ct__msg_decoder_partial(const ct_msg_decoder *d) {
+  return d->state == CT__MSG_HEADER || d->state == CT__MSG_CONTENT ||
+         (d->state == CT__MSG_LEN && d->have > 0);
+}
 
 #endif

@@ -18,6 +18,7 @@
 
 #include "ctwist/log.h"
 #include "protocols/message/internal.h"
+#include "protocols/policies/frame.h"
 
 /* A broadcast shares content of this size or more between its recipients
  * (one ct_bytes, a reference per connection) instead of copying it. */
@@ -44,6 +45,7 @@ struct ct_messenger {
   ct_failure *proto_err; /* the decode error reported by on_close */
   int receiving;         /* inside our own data_received */
   double turn_now;       /* the reactor time, read once per data_received */
+  ct__frame_timer frame; /* frame deadline, then the error-close deadline */
 };
 
 struct attempt {
@@ -58,6 +60,7 @@ struct hub {
   ct_client_factory cf; /* first; cf.base is the server's factory too */
   unsigned refs;
   int closed; /* the owner was freed: no more callbacks */
+  int server; /* owned by a ct_msg_server (not a client) */
   ct_reactor *r;
   ct_msg_callbacks cb;
   ct_msg_options opts;
@@ -264,6 +267,8 @@ static int on_frame(void *arg, const ct_msg_header *h, const char *content,
   return open_transport(m) == NULL ? 1 : 0;
 }
 
+static void frame_late(ct__frame_timer *ft, void *arg);
+
 static void msg_connection_made(ct_protocol *p, ct_transport *t) {
   ct_messenger *m = (ct_messenger *)p;
   hub *hb = m->hub;
@@ -274,6 +279,7 @@ static void msg_connection_made(ct_protocol *p, ct_transport *t) {
   m->recv_time = m->send_time = ct_reactor_seconds(t->reactor);
   if (hb->opts.no_delay)
     (void)ct_transport_set_tcp_nodelay(t, 1);
+  ct__frame_timer_init(&m->frame, t, &hb->opts.frame_deadline, frame_late, m);
   m->prev = hb->tail;
   m->next = NULL;
   if (hb->tail != NULL)
@@ -291,30 +297,67 @@ static void msg_connection_made(ct_protocol *p, ct_transport *t) {
     hb->cb.on_connect(m, hb->cb.arg);
 }
 
+/* The peer broke the protocol (or was too slow): it gets the replies to
+ * its valid frames (written, or gathered by the transport), then one error
+ * frame naming the problem, then the close, which flushes.  Only a peer
+ * that does not read is aborted: see ct__frame_error_close(). */
+static void protocol_error(ct_messenger *m, ct_failure *f) {
+  char what[CT_ADDRESS_STRLEN + 64];
+  snprintf(what, sizeof what, "closing connection from %s (messenger %llu)",
+           m->peer_str, (unsigned long long)m->id);
+  ct_log_failure(CT_LOG_WARN, "message", what, f);
+  ct_failure_free(m->proto_err);
+  m->proto_err = f;
+  ct_transport *t = open_transport(m);
+  if (t == NULL)
+    return;
+  char stack[512];
+  ct__msg_buf b;
+  ct__msg_buf_init(&b, stack, sizeof stack);
+  if (ct__msg_encode_error(ct_err_name(f->code),
+                           f->message ? f->message : ct_strerror(f->code),
+                           &b) == 0)
+    (void)ct_transport_write(t, b.data, b.len);
+  ct__msg_buf_release(&b);
+  ct__frame_error_close(&m->frame, t);
+}
+
+static void frame_late(ct__frame_timer *ft, void *arg) {
+  ct_messenger *m = arg;
+  protocol_error(
+      m, ct_failure_new_at(__FILE__, __LINE__, "message", CT_ETIMEDOUT, NULL,
+                           "message frame not completed within %g s of its "
+                           "first byte (%zu bytes of it buffered; minimum "
+                           "rate %g bytes/s)",
+                           ft->deadline - ft->start,
+                           ct_msg_decoder_buffered(&m->dec), ft->min_rate));
+}
+
 static void msg_data_received(ct_protocol *p, const char *data, size_t len) {
   ct_messenger *m = (ct_messenger *)p;
   if (open_transport(m) == NULL)
     return;
   ct_failure *f = NULL;
+  uint64_t frames = m->nrecv;
   m->turn_now = ct_reactor_seconds(m->base.transport->reactor);
   m->receiving = 1;
   int rc = ct_msg_decoder_feed(&m->dec, data, len, &f);
   m->receiving = 0;
-  if (rc < 0 && f != NULL) {
-    char what[CT_ADDRESS_STRLEN + 64];
-    snprintf(what, sizeof what, "closing connection from %s (messenger %llu)",
-             m->peer_str, (unsigned long long)m->id);
-    ct_log_failure(CT_LOG_WARN, "message", what, f);
-    ct_failure_free(m->proto_err);
-    m->proto_err = f;
-    ct_transport_abort(m->base.transport);
+  if (rc >= 0) {
+    ct__frame_timer_update(&m->frame, len, m->nrecv != frames,
+                           ct__msg_decoder_partial(&m->dec));
+    return;
   }
+  if (f == NULL)
+    f = ct_failure_new(rc, "message decoder failed");
+  protocol_error(m, f);
 }
 
 static void msg_connection_lost(ct_protocol *p, const ct_failure *reason) {
   ct_messenger *m = (ct_messenger *)p;
   hub *hb = m->hub;
   m->lost = 1;
+  ct__frame_timer_cancel(&m->frame);
   if (m->linked) {
     if (m->prev != NULL)
       m->prev->next = m->next;
@@ -477,7 +520,23 @@ ct_msg_server *ct_msg_server_new(ct_reactor *r, const ct_msg_callbacks *cb,
                                  const ct_msg_options *opts) {
   if (r == NULL)
     return NULL;
-  return (ct_msg_server *)hub_new(sizeof(ct_msg_server), r, cb, opts);
+  hub *hb = hub_new(sizeof(ct_msg_server), r, cb, opts);
+  if (hb != NULL)
+    hb->server = 1;
+  return (ct_msg_server *)hb;
+}
+
+ct_msg_server *ct_msg_server_of_factory(ct_factory *f) {
+  if (f == NULL || f->ops != &hub_factory_ops)
+    return NULL;
+  hub *hb = f->user;
+  return hb->server && !hb->closed ? (ct_msg_server *)hb : NULL;
+}
+
+ct_msg_server *ct_messenger_server(const ct_messenger *m) {
+  if (m == NULL || m->hub == NULL || !m->hub->server || m->hub->closed)
+    return NULL;
+  return (ct_msg_server *)m->hub;
 }
 
 ct_factory *ct_msg_server_factory(ct_msg_server *s) {

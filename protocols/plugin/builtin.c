@@ -1,5 +1,6 @@
 /*
- * builtin.c: the bundled plugins (echo, discard, chargen, daytime, qotd).
+ * builtin.c: the bundled plugins (echo, discard, chargen, daytime, qotd,
+ * message-echo).
  *
  * They go through exactly the descriptor ABI an external plugin uses, so
  * ctwistd has one code path for both, and these double as the smallest
@@ -8,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctwist/log.h"
+#include "ctwist/message.h"
 #include "ctwist/plugin.h"
 #include "ctwist/wire.h"
 
@@ -64,6 +67,69 @@ static int make_qotd(ct_reactor *r, int argc, char **argv, ct_factory **out,
   return make_wire(CT_WIRE_QOTD, quote, argc, argv, out, err);
 }
 
+/* message-echo: every message goes back to its sender (same header and
+ * content; the content-length is rewritten by the sender as always), or
+ * to every connection when its header has "broadcast": 1. */
+static void msg_echo(ct_messenger *m, const ct_msg_header *h,
+                     const char *content, size_t len, void *arg) {
+  (void)arg;
+  int64_t b = 0;
+  ct_msg_server *s = ct_messenger_server(m);
+  if (s != NULL && ct_msg_header_get_int(h, "broadcast", &b) == 0 && b != 0)
+    ct_msg_server_broadcast(s, h, content, len);
+  else
+    ct_messenger_send(m, h, content, len);
+}
+
+static void msg_echo_connect(ct_messenger *m, void *arg) {
+  (void)arg;
+  ct_log(CT_LOG_DEBUG, "message-echo", "connection %llu from %s",
+         (unsigned long long)ct_messenger_id(m), ct_messenger_peer_str(m));
+}
+
+static void msg_echo_close(ct_messenger *m, size_t alive,
+                           const ct_failure *reason, void *arg) {
+  (void)arg;
+  ct_log(CT_LOG_DEBUG, "message-echo", "connection %llu closed (%s); %zu left",
+         (unsigned long long)ct_messenger_id(m),
+         reason != NULL ? ct_err_name(reason->code) : "?", alive);
+}
+
+static int make_message_echo(ct_reactor *r, int argc, char **argv,
+                             ct_factory **out, ct_failure **err) {
+  long max_header = CT_MSG_MAX_HEADER_DEFAULT;
+  long max_content = CT_MSG_MAX_CONTENT_DEFAULT;
+  const ct_plugin_option opts[] = {
+      {"max-header", CT_PLUGIN_OPT_LONG, &max_header, 2, 4294967295.0,
+       "largest header in bytes (default 65536)"},
+      {"max-content", CT_PLUGIN_OPT_LONG, &max_content, 0, 1073741824.0,
+       "largest content in bytes (default 16777216)"},
+      {.name = NULL}};
+  int rc = ct_plugin_parse_options(opts, argc, argv, err);
+  if (rc != 0)
+    return rc;
+  ct_msg_callbacks cb = {msg_echo_connect, msg_echo, msg_echo_close, NULL,
+                         NULL};
+  /* The frame deadline keeps its production default here; ctwistd's
+   * --frame-timeout/--frame-min-rate override it through a policy. */
+  ct_msg_options o = {.limits = {(size_t)max_header, (size_t)max_content},
+                      .no_delay = 1};
+  ct_msg_server *s = r != NULL ? ct_msg_server_new(r, &cb, &o) : NULL;
+  if (s == NULL) {
+    if (err != NULL)
+      *err = ct_failure_new(r == NULL ? CT_EINVAL : CT_ENOMEM,
+                            "plugin message-echo: %s",
+                            r == NULL ? "needs a reactor" : "out of memory");
+    return r == NULL ? CT_EINVAL : CT_ENOMEM;
+  }
+  *out = ct_msg_server_factory(s);
+  return 0;
+}
+
+static void destroy_message_echo(ct_factory *f) {
+  ct_msg_server_free(ct_msg_server_of_factory(f));
+}
+
 static const ct_plugin_descriptor echo_plugin = {
     CT_PLUGIN_ABI_VERSION,
     "echo",
@@ -92,9 +158,22 @@ static const ct_plugin_descriptor qotd_plugin = {
     CT_PLUGIN_ABI_VERSION, "qotd",    "RFC 865: a quote, then close",
     "[--quote TEXT]",      make_qotd, destroy_wire};
 
-static const ct_plugin_descriptor *const builtins[] = {
-    &echo_plugin,    &discard_plugin, &chargen_plugin,
-    &daytime_plugin, &qotd_plugin,    NULL};
+static const ct_plugin_descriptor message_echo_plugin = {
+    CT_PLUGIN_ABI_VERSION,
+    "message-echo",
+    "message protocol (docs/message-protocol.md): send each message back, "
+    "or to all with \"broadcast\": 1",
+    "[--max-header N] [--max-content N]",
+    make_message_echo,
+    destroy_message_echo};
+
+static const ct_plugin_descriptor *const builtins[] = {&echo_plugin,
+                                                       &discard_plugin,
+                                                       &chargen_plugin,
+                                                       &daytime_plugin,
+                                                       &qotd_plugin,
+                                                       &message_echo_plugin,
+                                                       NULL};
 
 const ct_plugin_descriptor *const *ct_plugin_builtins(void) {
   return builtins;

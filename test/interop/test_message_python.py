@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Interop: a plain Python socket client (the one in docs/message-protocol.md)
-talks to ctwist's message echo server, apps/msg/ct-msg-echo.
+talks to ctwist's message echo server, `ctwistd message-echo`.
 
 Usage: test_message_python.py BUILD_DIR   (exit status 0 on success;
 BUILD_DIR is the build tree or its test/interop directory)
@@ -35,15 +35,39 @@ def recv(sock):
 
 
 def find_server(build_dir):
-    """apps/msg/ct-msg-echo in the build tree: ctest passes
+    """apps/ctwistd/ctwistd in the build tree: ctest passes
     BUILD/test/interop, a person may pass BUILD itself."""
     d = os.path.abspath(build_dir)
     for _ in range(4):
-        cand = os.path.join(d, "apps", "msg", "ct-msg-echo")
+        cand = os.path.join(d, "apps", "ctwistd", "ctwistd")
         if os.access(cand, os.X_OK):
             return cand
         d = os.path.dirname(d)
-    raise SystemExit("ct-msg-echo not found above %s" % build_dir)
+    raise SystemExit("ctwistd not found above %s" % build_dir)
+
+
+def read_to_eof(sock):
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def split_frames(data):
+    frames = []
+    while len(data) >= 4:
+        (hlen,) = struct.unpack(">I", data[:4])
+        header = json.loads(data[4:4 + hlen].decode("utf-8"))
+        clen = header.get("content-length", 0)
+        frames.append((header, data[4 + hlen:4 + hlen + clen]))
+        data = data[4 + hlen + clen:]
+    return frames, data
 
 
 def check(cond, what):
@@ -53,10 +77,14 @@ def check(cond, what):
 
 def main():
     build_dir = sys.argv[1] if len(sys.argv) > 1 else "build"
-    proc = subprocess.Popen([find_server(build_dir), "--quiet"],
+    proc = subprocess.Popen([find_server(build_dir), "--log-level", "error",
+                             "message-echo", "--listen",
+                             "tcp:0:interface=127.0.0.1"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
-        port = int(proc.stdout.readline())
+        line = proc.stdout.readline().decode()
+        check(line.startswith("listening on "), "ctwistd said %r" % line)
+        port = int(line.rsplit(":", 1)[1])
         check(port > 0, "server printed port %r" % port)
         a = socket.create_connection(("127.0.0.1", port), timeout=10)
         b = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -80,21 +108,30 @@ def main():
         send(b, {"broadcast": 1}, b"all")
         for s in (a, b):
             check(recv(s)[1] == b"all", "broadcast")
-        # A malformed header closes that connection only.
+        # A malformed header closes that connection only, after the reply
+        # to the valid frame sent before it in the same write and one error
+        # frame naming the problem.
         bad = socket.create_connection(("127.0.0.1", port), timeout=10)
         h = b'{"x": 1.5}'
-        bad.sendall(struct.pack(">I", len(h)) + h)
-        try:
-            closed = bad.recv(1) == b""
-        except ConnectionResetError:
-            closed = True
-        check(closed, "malformed header closes the connection")
+        ok = json.dumps({"type": "before"}).encode()
+        bad.sendall(struct.pack(">I", len(ok)) + ok +
+                    struct.pack(">I", len(h)) + h)
+        frames, rest = split_frames(read_to_eof(bad))
+        check(rest == b"", "whole frames only, then EOF")
+        check(len(frames) == 2, "reply + error frame, got %r" % (frames,))
+        check(frames[0] == ({"type": "before"}, b""), "owed reply first")
+        err = frames[1][0]
+        check(err.get("type") == "error" and err.get("code") == "EPROTO",
+              "error frame %r" % err)
+        check("only strings and integers" in err.get("message", ""),
+              "error frame names the problem: %r" % err)
         bad.close()
         send(a, {"still": "alive"})
         check(recv(a) == ({"still": "alive"}, b""), "other connection untouched")
         a.close()
         b.close()
-        print("ok: python client interoperates with ct-msg-echo on port", port)
+        print("ok: python client interoperates with ctwistd message-echo on port",
+              port)
     finally:
         proc.terminate()
         proc.wait(timeout=10)

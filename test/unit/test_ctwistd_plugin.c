@@ -177,7 +177,8 @@ Test(ctwistd_plugin, check_descriptor) {
 /* ---------------------------------------------------------------- builtins */
 
 Test(ctwistd_plugin, builtins_are_valid) {
-  const char *names[] = {"echo", "discard", "chargen", "daytime", "qotd"};
+  const char *names[] = {"echo",    "discard", "chargen",
+                         "daytime", "qotd",    "message-echo"};
   size_t n = 0;
   for (const ct_plugin_descriptor *const *d = ct_plugin_builtins(); *d; d++) {
     cr_assert_eq(ct_plugin_check(*d, NULL, NULL), 0);
@@ -186,7 +187,7 @@ Test(ctwistd_plugin, builtins_are_valid) {
     cr_assert((*d)->description != NULL && (*d)->destroy != NULL);
     n++;
   }
-  cr_assert_eq(n, 5);
+  cr_assert_eq(n, 6);
   cr_assert_null(ct_plugin_builtin("nosuch"));
   cr_assert_null(ct_plugin_builtin(NULL));
 }
@@ -236,6 +237,43 @@ Test(ctwistd_plugin, qotd_quote_option) {
                    CT_QOTD_DEFAULT_QUOTE "\r\n");
   ct_string_transport_free(st);
   ct_plugin_builtin("qotd")->destroy(f);
+}
+
+Test(ctwistd_plugin, message_echo_in_memory) {
+  ct_clock *clk = ct_clock_new();
+  ct_reactor *r = ct_reactor_new_with_clock(clk);
+  const ct_plugin_descriptor *d = ct_plugin_builtin("message-echo");
+  char *argv[] = {"message-echo", "--max-content", "100", NULL};
+  ct_factory *f = NULL;
+  ct_failure *err = NULL;
+  cr_assert_eq(d->make_factory(r, 3, argv, &f, &err), 0);
+  cr_assert(f != NULL && err == NULL);
+  ct_string_transport *st = ct_string_transport_new(r);
+  cr_assert_eq(ct_string_transport_connect(st, ct_factory_build(f, NULL)), 0);
+  ct_msg_header *h = ct_msg_header_new();
+  ct_msg_header_set_str(h, "type", "hi");
+  char *frame;
+  size_t fl;
+  cr_assert_eq(ct_msg_encode(h, "abc", 3, &frame, &fl), 0);
+  ct_string_transport_feed(st, frame, fl);
+  size_t got;
+  const char *v = ct_string_transport_value(st, &got);
+  cr_assert_eq(got, fl);
+  cr_assert_eq(memcmp(v, frame, fl), 0, "echoed");
+  free(frame);
+  /* --max-content applies: 101 bytes is a protocol error. */
+  char big[101] = {0};
+  cr_assert_eq(ct_msg_encode(h, big, sizeof big, &frame, &fl), 0);
+  ct_string_transport_feed(st, frame, fl);
+  ct_string_transport_stats stats;
+  ct_string_transport_stats_get(st, &stats);
+  cr_assert_eq(stats.lose_connection_calls, 1);
+  free(frame);
+  ct_msg_header_free(h);
+  ct_string_transport_free(st);
+  d->destroy(f);
+  ct_reactor_free(r);
+  ct_clock_free(clk);
 }
 
 Test(ctwistd_plugin, builtins_reject_unknown_options) {

@@ -343,9 +343,19 @@ static void bad_peer_case(const char *bytes, size_t n, int code,
   cr_assert_eq(ct_msg_server_broadcast(f.server, h, NULL, 0), 1);
   SPIN(f.r, f.cli.messages == 1);
   ct_msg_header_free(h);
-  /* The bad peer was disconnected. */
-  char buf[16];
-  cr_assert_leq(read(fd, buf, sizeof buf), 0);
+  /* The bad peer got one error frame naming the problem, then EOF. */
+  char buf[2048];
+  size_t got = 0;
+  ssize_t k;
+  while ((k = read(fd, buf + got, sizeof buf - 1 - got)) > 0)
+    got += (size_t)k;
+  buf[got] = 0;
+  cr_assert_geq(got, 4);
+  size_t hl = ((size_t)(unsigned char)buf[2] << 8) | (unsigned char)buf[3];
+  cr_assert_eq(got, 4 + hl, "one error frame, then EOF (%zu bytes)", got);
+  cr_assert(strstr(buf + 4, "\"type\":\"error\"") != NULL, "%s", buf + 4);
+  cr_assert(strstr(buf + 4, ct_err_name(code)) != NULL, "%s", buf + 4);
+  cr_assert(strstr(buf + 4, what) != NULL, "%s", buf + 4);
   close(fd);
   teardown(&f);
 }

@@ -276,6 +276,8 @@ def test_errors():
     fails(["--log-format", "xml", "echo", "--listen", LOCAL], "xml", status=2)
     fails(["--idle-timeout", "-1", "echo", "--listen", LOCAL],
           "--idle-timeout", status=2)
+    fails(["--frame-timeout", "0", "echo", "--listen", LOCAL],
+          "--frame-timeout", status=2)
     # the port is taken: the second one fails and names it
     srv = Server(["echo", "--listen", LOCAL])
     port = srv.addrs[0][1]
@@ -335,6 +337,19 @@ def test_idle_timeout_policy():
     s.sendall(b"a")
     assert recv_exact(s, 1) == b"a"
     assert recv_all(s) == b""  # closed once idle
+    s.close()
+    srv.stop()
+
+
+def test_message_echo_frame_timeout():
+    srv = Server(["--frame-timeout", "0.3", "message-echo", "--listen", LOCAL])
+    s = srv.connect()
+    frame = b"\0\0\0\x0f" + b'{"type":"ping"}'
+    s.sendall(frame)
+    assert recv_exact(s, len(frame)) == frame  # echoed
+    s.sendall(frame[:6])  # a frame that never completes
+    data = recv_all(s)  # an error frame, then EOF after ~0.3 s
+    assert b'"type":"error"' in data and b'"code":"ETIMEDOUT"' in data, data
     s.close()
     srv.stop()
 
