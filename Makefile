@@ -4,7 +4,7 @@ JOBS ?= 2
 CMAKE ?= cmake
 CTEST ?= ctest
 
-.PHONY: all deps build test asan asan-build demo bench fuzz soak install format lint clean
+.PHONY: all deps build test asan asan-build demo bench fuzz soak torture install format lint clean
 
 all: build
 
@@ -29,10 +29,14 @@ demo: build
 	@bash scripts/demo.sh build
 
 bench: build
+	@bash scripts/deps.sh bench
 	@bash scripts/bench.sh build
 
 soak: build
 	@bash scripts/soak.sh build $(SOAK_SECONDS)
+
+torture: build
+	@/usr/bin/python3 scripts/torture.py build
 
 fuzz: deps
 	@$(CMAKE) --preset fuzz >/dev/null

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages ctwist needs, only when something is missing.
 # Idempotent: a machine that has everything runs no apt-get at all.
+#   scripts/deps.sh          what building and testing need
+#   scripts/deps.sh bench    that, plus the benchmarks' references
 set -euo pipefail
 
 PKGS=(
@@ -11,6 +13,11 @@ PKGS=(
   clang libclang-rt-14-dev  # libFuzzer targets (make fuzz)
   valgrind strace
 )
+if [ "${1:-}" = bench ]; then
+  PKGS+=(
+    redis-server redis-tools  # bench/pipeline: redis-server and redis-benchmark
+  )
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do
