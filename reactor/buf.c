@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "ctwist/bytes.h"
 #include "ctwist/error.h"
@@ -125,6 +126,55 @@ static int seg_room(ct__buf *b) {
   return 0;
 }
 
+/* ------------------------------------------------------------- the block */
+
+static int mapped(size_t cap) {
+  return cap >= CT__BUF_MMAP;
+}
+
+static void block_free(ct__buf *b) {
+  if (b->data != NULL && !b->borrowed) {
+    if (mapped(b->cap))
+      munmap(b->data, b->cap);
+    else
+      free(b->data);
+  }
+  b->data = NULL;
+  b->cap = 0;
+  b->borrowed = 0;
+}
+
+/* Move the block to `cap` bytes, keeping data[0 .. keep). */
+static int block_resize(ct__buf *b, size_t cap, size_t keep) {
+  char *q;
+  if (b->data != NULL && !b->borrowed && mapped(b->cap) && mapped(cap)) {
+    q = mremap(b->data, b->cap, cap, MREMAP_MAYMOVE);
+    if (q == MAP_FAILED)
+      return CT_ENOMEM;
+  } else if (b->data != NULL && !b->borrowed && !mapped(b->cap) &&
+             !mapped(cap)) {
+    q = realloc(b->data, cap);
+    if (q == NULL)
+      return CT_ENOMEM;
+  } else {
+    if (mapped(cap)) {
+      q = mmap(NULL, cap, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (q == MAP_FAILED)
+        return CT_ENOMEM;
+    } else if ((q = malloc(cap)) == NULL) {
+      return CT_ENOMEM;
+    }
+    if (keep > 0)
+      memcpy(q, b->data, keep);
+    block_free(b);
+  }
+  b->data = q;
+  b->cap = cap;
+  b->borrowed = 0;
+  return 0;
+}
+
 /* ----------------------------------------------------------------- bytes */
 
 int ct__buf_reserve(ct__buf *b, size_t more) {
@@ -148,12 +198,7 @@ int ct__buf_reserve(ct__buf *b, size_t more) {
   size_t cap = b->cap ? b->cap : 256;
   while (cap < need)
     cap *= 2;
-  char *n = realloc(b->data, cap);
-  if (n == NULL)
-    return CT_ENOMEM;
-  b->data = n;
-  b->cap = cap;
-  return 0;
+  return block_resize(b, cap, b->olen);
 }
 
 char *ct__buf_tail(ct__buf *b, size_t more) {
@@ -288,7 +333,8 @@ void ct__buf_consume(ct__buf *b, size_t n) {
 int ct__buf_move(ct__buf *dst, ct__buf *src) {
   if (src->len == 0)
     return 0;
-  if (dst->len == 0 && dst->nsegs == 0 && src->nsegs == 0 && dst->cap == 0) {
+  if (dst->len == 0 && dst->nsegs == 0 && src->nsegs == 0 && dst->cap == 0 &&
+      !src->borrowed) {
     /* The common case: take the block over. */
     *dst = *src;
     memset(src, 0, sizeof *src);
@@ -320,11 +366,8 @@ void ct__buf_clear(ct__buf *b) {
 void ct__buf_shrink(ct__buf *b, size_t keep) {
   if (b->len != 0)
     return;
-  if (b->cap > keep) {
-    free(b->data);
-    b->data = NULL;
-    b->cap = 0;
-  }
+  if (b->cap > keep && !b->borrowed)
+    block_free(b);
   free(b->segs);
   b->segs = NULL;
   b->scap = 0;
@@ -332,7 +375,7 @@ void ct__buf_shrink(ct__buf *b, size_t keep) {
 
 void ct__buf_free(ct__buf *b) {
   ct__buf_clear(b);
-  free(b->data);
+  block_free(b);
   free(b->segs);
   memset(b, 0, sizeof *b);
 }

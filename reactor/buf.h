@@ -15,7 +15,12 @@
  *
  * While a buffer holds no blob it is one contiguous region (ct__buf_head()
  * and ct__buf_len() describe it), which is the common case and costs
- * nothing extra.  Once a blob is queued, the buffer keeps a small ring of
+ * nothing extra.  Blocks of CT__BUF_MMAP bytes or more are private
+ * mappings (grown with mremap, unmapped by ct__buf_shrink/free), so a
+ * buffer that held one large frame gives its memory back to the system at
+ * once; glibc would keep it (after the first large free it raises its mmap
+ * threshold, and later large buffers come from the heap and stay), and a
+ * library must not change the process's malloc settings.  Once a blob is queued, the buffer keeps a small ring of
  * segments (own-byte runs and blob slices) and ct__buf_iov() describes it
  * as iovecs for writev()/sendmsg().
  *
@@ -30,6 +35,8 @@
 
 #include <stddef.h>
 #include <sys/uio.h>
+
+#include "ctwist/bytes.h" /* struct ct_bytes's name, struct ct__buf */
 
 /* ------------------------------------------------------------------ blob */
 
@@ -58,21 +65,20 @@ void ct__blob_unref(ct__blob *b);
 
 /* ------------------------------------------------------------------- buf */
 
-typedef struct ct__bufseg {
-  ct__blob *blob; /* NULL: a run of the buffer's own bytes */
-  size_t off;     /* blob: offset in blob->data; own: offset in buf->data */
-  size_t len;
-} ct__bufseg;
-
-typedef struct ct__buf {
-  char *data;           /* own bytes: data[off .. off+olen) */
-  size_t off, olen, cap;
-  size_t len;           /* every byte queued: own bytes plus blob slices */
-  ct__bufseg *segs;     /* ring of segments; only while a blob is queued */
-  size_t shead, nsegs, scap;
-} ct__buf;
-
 #define CT__BUF_INIT {0}
+
+/* Blocks at least this large are mapped (glibc's default mmap threshold). */
+#define CT__BUF_MMAP (128u * 1024u)
+
+/* Start with the caller's storage (e.g. a stack array): no allocation until
+ * more than `cap` bytes are needed; ct__buf_free() then frees only what the
+ * buffer allocated itself. */
+static inline void ct__buf_init_storage(ct__buf *b, char *storage, size_t cap) {
+  *b = (ct__buf)CT__BUF_INIT;
+  b->data = storage;
+  b->cap = cap;
+  b->borrowed = 1;
+}
 
 static inline size_t ct__buf_len(const ct__buf *b) {
   return b->len;

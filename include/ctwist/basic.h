@@ -67,6 +67,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ctwist/bytes.h"
 #include "ctwist/error.h"
 #include "ctwist/policies.h"
 #include "ctwist/protocol.h"
@@ -91,10 +92,8 @@ extern "C" {
  * a zero-filled state is a valid fresh state.
  */
 typedef struct ct_basic_state {
-  char *buf; /* unparsed bytes carried over between chunks */
-  size_t off, len, cap;
-  char *extra; /* bytes fed re-entrantly from a callback */
-  size_t extra_len, extra_cap;
+  ct__buf carry; /* unparsed bytes carried over between chunks */
+  ct__buf extra; /* bytes fed re-entrantly from a callback */
   ct_failure *failure; /* the bad-input failure, once one happened */
   unsigned char paused, busy, raw, inited;
   ct_frame_deadline deadline;    /* copied from the ops */

@@ -39,6 +39,28 @@ CT_EXTERN const void *ct_bytes_data(const ct_bytes *b);
 /** Their length. */
 CT_EXTERN size_t ct_bytes_len(const ct_bytes *b);
 
+/* ------------------------------------------------------------ private */
+
+/*
+ * The library's byte queue (reactor/buf.h), defined here only because
+ * public structs with private members embed it (ct_basic_state).  Its
+ * members are private and may change; use no ct__ name.
+ */
+typedef struct ct__bufseg {
+  struct ct_bytes *blob; /* NULL: a run of the buffer's own bytes */
+  size_t off;            /* blob: offset in its data; own: offset in data */
+  size_t len;
+} ct__bufseg;
+
+typedef struct ct__buf {
+  char *data; /* own bytes: data[off .. off+olen) */
+  size_t off, olen, cap;
+  size_t len;       /* every byte queued: own bytes plus blob slices */
+  ct__bufseg *segs; /* ring of segments; only while a blob is queued */
+  size_t shead, nsegs, scap;
+  int borrowed; /* data is the caller's (stack) storage, not ours */
+} ct__buf;
+
 #ifdef __cplusplus
 }
 #endif

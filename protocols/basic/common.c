@@ -1,8 +1,8 @@
 /*
  * common.c: the chunk engine of the framing receivers (see internal.h).
  *
- * The unprocessed input is always, in stream order: the buffered bytes
- * st->buf[off..len), then the rest of the chunk being fed, then bytes fed
+ * The unprocessed input is always, in stream order: the carried bytes
+ * (st->carry), then the rest of the chunk being fed, then bytes fed
  * re-entrantly from a callback (st->extra).  Every path below keeps that
  * order, which is what makes arbitrary chunk boundaries invisible to the
  * user's callbacks.
@@ -12,60 +12,28 @@
 
 #include "ctwist/log.h"
 #include "protocols/basic/internal.h"
-#include "protocols/common/bigbuf.h"
+#include "reactor/buf.h"
 #include "protocols/policies/frame.h"
 
-/* Grow *buf (holding `keep` bytes) to at least `need` bytes.  It grows as
- * bytes arrive, never to a frame's announced size up front. */
-static int reserve(char **buf, size_t *cap, size_t keep, size_t need) {
-  if (need <= *cap)
+/* Append to a buffer (carry or extra); it grows as bytes arrive, never to
+ * a frame's announced size up front.  Out of memory is a failure of the
+ * connection. */
+static int buf_append(ct_protocol *p, ct_basic_state *st, ct__buf *b,
+                      const char *d, size_t n) {
+  if (ct__buf_append(b, d, n) == 0)
     return 0;
-  size_t c = *cap ? *cap : 256;
-  while (c < need)
-    c = c > ((size_t)-1) / 2 ? need : c * 2;
-  char *nb = ct__bigbuf_resize(*buf, *cap, c, keep);
-  if (nb == NULL)
-    return CT_ENOMEM;
-  *buf = nb;
-  *cap = c;
-  return 0;
-}
-
-/* Append to the carried buffer, compacting first so it never grows beyond
- * what it holds.  Out of memory is a failure of the connection. */
-static int buf_append(ct_protocol *p, ct_basic_state *st, const char *d,
-                      size_t n) {
-  if (n == 0)
-    return 0;
-  if (st->off > 0) {
-    memmove(st->buf, st->buf + st->off, st->len - st->off);
-    st->len -= st->off;
-    st->off = 0;
-  }
-  if (reserve(&st->buf, &st->cap, st->len, st->len + n) != 0) {
-    ct__basic_fail(
-        p, st,
-        ct_failure_new(CT_ENOMEM,
-                       "%s: out of memory buffering "
-                       "%zu bytes",
-                       p->ops && p->ops->name ? p->ops->name : "basic",
-                       st->len + n));
-    return CT_ENOMEM;
-  }
-  memcpy(st->buf + st->len, d, n);
-  st->len += n;
-  return 0;
+  ct__basic_fail(p, st,
+                 ct_failure_new(CT_ENOMEM, "%s: out of memory buffering %zu bytes",
+                                p->ops && p->ops->name ? p->ops->name : "basic",
+                                ct__buf_len(b) + n));
+  return CT_ENOMEM;
 }
 
 static void buf_reset(ct_basic_state *st) {
-  st->off = st->len = 0;
+  ct__buf_clear(&st->carry);
   /* Give back a big buffer once it is empty: a one-off large frame must not
    * pin its memory for the rest of the connection. */
-  if (st->cap > 64 * 1024) {
-    ct__bigbuf_free(st->buf, st->cap);
-    st->buf = NULL;
-    st->cap = 0;
-  }
+  ct__buf_shrink(&st->carry, 64 * 1024);
 }
 
 /* The frame deadline of one receiver: st->frame points at `ft`. */
@@ -104,7 +72,7 @@ static void frame_late(ct__frame_timer *ft, void *arg) {
           "first byte (%zu bytes of it buffered; "
           "minimum rate %g bytes/s)",
           bf->p->ops && bf->p->ops->name ? bf->p->ops->name : "basic",
-          ft->deadline - ft->start, st->len - st->off, ft->min_rate));
+          ft->deadline - ft->start, ct__buf_len(&st->carry), ft->min_rate));
 }
 
 void ct__basic_fail(ct_protocol *p, ct_basic_state *st, ct_failure *f) {
@@ -124,7 +92,7 @@ void ct__basic_fail(ct_protocol *p, ct_basic_state *st, ct_failure *f) {
 /* After a chunk of `n` bytes: start, extend or stop the frame deadline. */
 static void frame_progress(ct_protocol *p, ct_basic_state *st, size_t n,
                            int completed) {
-  int partial = st->len > st->off && !st->paused && st->failure == NULL &&
+  int partial = ct__buf_len(&st->carry) > 0 && !st->paused && st->failure == NULL &&
                 p->transport != NULL && !ct_transport_is_closing(p->transport);
   if (st->frame == NULL && (!partial || ensure_frame(p, st) == NULL))
     return;
@@ -138,15 +106,7 @@ void ct__basic_feed(ct_protocol *p, ct_basic_state *st,
   if (st->busy) {
     /* Fed from inside one of our callbacks (set_line_mode with extra
      * bytes): these come after everything not yet parsed. */
-    if (n > 0) {
-      if (reserve(&st->extra, &st->extra_cap, st->extra_len,
-                  st->extra_len + n) != 0) {
-        ct__basic_fail(p, st, ct_failure_new(CT_ENOMEM, "out of memory"));
-        return;
-      }
-      memcpy(st->extra + st->extra_len, d, n);
-      st->extra_len += n;
-    }
+    (void)buf_append(p, st, &st->extra, d, n);
     return;
   }
   st->busy = 1;
@@ -157,14 +117,15 @@ void ct__basic_feed(ct_protocol *p, ct_basic_state *st,
       goto stop;
     /* Phase 1: a frame started in an earlier chunk (or held while paused)
      * is completed in the buffer. */
-    while (st->len > st->off) {
+    while (ct__buf_len(&st->carry) > 0) {
       size_t hint = 0;
-      size_t c = kind->parse(p, st->buf + st->off, st->len - st->off, &hint);
-      st->off += c;
+      size_t c = kind->parse(p, ct__buf_head(&st->carry),
+                             ct__buf_len(&st->carry), &hint);
+      ct__buf_consume(&st->carry, c);
       completed |= c > 0;
       if (ct__basic_stopped(p, st))
         goto stop;
-      if (st->off == st->len) {
+      if (ct__buf_len(&st->carry) == 0) {
         buf_reset(st);
         break;
       }
@@ -172,12 +133,13 @@ void ct__basic_feed(ct_protocol *p, ct_basic_state *st,
         break;
       size_t take;
       if (kind->take != NULL)
-        take = kind->take(p, st->buf + st->off, st->len - st->off, d, n);
+        take = kind->take(p, ct__buf_head(&st->carry),
+                          ct__buf_len(&st->carry), d, n);
       else
         take = hint ? hint : 64;
       if (take > n)
         take = n;
-      if (buf_append(p, st, d, take) != 0)
+      if (buf_append(p, st, &st->carry, d, take) != 0)
         goto stop;
       d += take;
       n -= take;
@@ -193,16 +155,17 @@ void ct__basic_feed(ct_protocol *p, ct_basic_state *st,
         goto stop;
       /* A partial frame: the parser validated its header, so this is
        * bounded by the frame limit. */
-      if (buf_append(p, st, d, n) != 0)
+      if (buf_append(p, st, &st->carry, d, n) != 0)
         goto stop;
       n = 0;
     }
-    if (st->extra_len == 0)
+    if (ct__buf_len(&st->extra) == 0)
       break;
     /* Bytes fed from a callback: parse them after the rest. */
-    if (buf_append(p, st, st->extra, st->extra_len) != 0)
+    if (buf_append(p, st, &st->carry, ct__buf_head(&st->extra),
+                   ct__buf_len(&st->extra)) != 0)
       goto stop;
-    st->extra_len = 0;
+    ct__buf_clear(&st->extra);
   }
   st->busy = 0;
   frame_progress(p, st, total, completed);
@@ -211,14 +174,15 @@ stop:
   if (st->paused && st->failure == NULL &&
       !(p->transport != NULL && ct_transport_is_closing(p->transport))) {
     /* Hold everything unparsed, in order, for resume. */
-    if (buf_append(p, st, d, n) == 0 &&
-        buf_append(p, st, st->extra, st->extra_len) == 0)
-      st->extra_len = 0;
+    if (buf_append(p, st, &st->carry, d, n) == 0 &&
+        buf_append(p, st, &st->carry, ct__buf_head(&st->extra),
+                   ct__buf_len(&st->extra)) == 0)
+      ct__buf_clear(&st->extra);
   } else {
     /* Closing: nothing more will be delivered (Twisted drops the rest of
      * a packet once the transport is disconnecting). */
     buf_reset(st);
-    st->extra_len = 0;
+    ct__buf_clear(&st->extra);
   }
   st->busy = 0;
   frame_progress(p, st, total, completed);
@@ -252,8 +216,8 @@ void ct__basic_stop_timer(ct_basic_state *st) {
 void ct__basic_release(ct_basic_state *st) {
   ct__frame_timer_cancel(st->frame);
   free(st->frame);
-  ct__bigbuf_free(st->buf, st->cap);
-  ct__bigbuf_free(st->extra, st->extra_cap);
+  ct__buf_free(&st->carry);
+  ct__buf_free(&st->extra);
   ct_failure_free(st->failure);
   memset(st, 0, sizeof *st);
 }

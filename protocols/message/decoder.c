@@ -6,15 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "protocols/common/bigbuf.h"
 #include "protocols/message/internal.h"
 
 /* A gathering buffer larger than this is released after its frame, so an
  * idle connection does not keep a 16 MiB content buffer. */
 #define CT__MSG_KEEP_BUF (64u * 1024u)
-/* The first allocation for a split part: a declared length reserves no
- * more than this before its bytes arrive; the buffer then doubles. */
-#define CT__MSG_FIRST_BUF (16u * 1024u)
 
 void ct__msg_limits_fill(ct_msg_limits *out, const ct_msg_limits *in) {
   out->max_header = CT_MSG_MAX_HEADER_DEFAULT;
@@ -39,9 +35,7 @@ void ct__msg_decoder_init(ct_msg_decoder *d, const ct_msg_limits *limits,
 }
 
 void ct__msg_decoder_clear(ct_msg_decoder *d) {
-  ct__bigbuf_free(d->buf, d->buf_cap);
-  d->buf = NULL;
-  d->buf_cap = 0;
+  ct__buf_free(&d->part);
   ct_msg_header_free(d->header);
   d->header = NULL;
   ct_msg_header_free(d->cached);
@@ -282,26 +276,16 @@ static const char *gather(ct_msg_decoder *d, const char **pp, const char *end,
   size_t take = d->need - d->have;
   if (take > avail)
     take = avail;
-  if (d->buf_cap < d->have + take) {
-    /* Grow with what arrived, never to the announced size up front: a
-     * header declaring 16 MiB must not reserve 16 MiB per connection. */
-    size_t cap = d->buf_cap ? d->buf_cap : CT__MSG_FIRST_BUF;
-    while (cap < d->have + take)
-      cap *= 2;
-    if (cap > d->need)
-      cap = d->need;
-    char *nb = ct__bigbuf_resize(d->buf, d->buf_cap, cap, d->have);
-    if (nb == NULL) {
-      *oom = 1;
-      return NULL;
-    }
-    d->buf = nb;
-    d->buf_cap = cap;
+  /* The buffer grows with what arrived (by doubling), never to the
+   * announced size up front: a header declaring 16 MiB must not reserve
+   * 16 MiB per connection. */
+  if (ct__buf_append(&d->part, p, take) != 0) {
+    *oom = 1;
+    return NULL;
   }
-  memcpy(d->buf + d->have, p, take);
   d->have += take;
   *pp = p + take;
-  return d->have == d->need ? d->buf : NULL;
+  return d->have == d->need ? ct__buf_head(&d->part) : NULL;
 }
 
 static void frame_done(ct_msg_decoder *d) {
@@ -309,11 +293,9 @@ static void frame_done(ct_msg_decoder *d) {
   d->header = NULL;
   d->have = 0;
   d->state = CT__MSG_LEN;
-  if (d->buf_cap > CT__MSG_KEEP_BUF) {
-    ct__bigbuf_free(d->buf, d->buf_cap);
-    d->buf = NULL;
-    d->buf_cap = 0;
-  }
+  ct__buf_clear(&d->part);
+  /* A big buffer (mapped) goes back to the system with its frame. */
+  ct__buf_shrink(&d->part, CT__MSG_KEEP_BUF);
 }
 
 int ct_msg_decoder_feed(ct_msg_decoder *d, const void *data, size_t len,
@@ -389,6 +371,7 @@ int ct_msg_decoder_feed(ct_msg_decoder *d, const void *data, size_t len,
         }
       }
       d->have = 0;
+      ct__buf_clear(&d->part); /* the header part is parsed */
       d->header = j;
       if (clen == 0) {
         int stop = d->cb != NULL ? d->cb(d->arg, j, NULL, 0) : 0;

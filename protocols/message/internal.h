@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "ctwist/message.h"
+#include "reactor/buf.h"
 
 /* A header: a jansson object plus our own reference count and an explicit
  * read-only flag.  Read-only-ness must not be guessed from jansson's
@@ -71,8 +72,7 @@ struct ct_msg_decoder {
   unsigned char lenbuf[4];
   size_t have; /* bytes gathered for the current part */
   size_t need; /* size of the current part (H or C) */
-  char *buf;   /* gathering buffer for a split part */
-  size_t buf_cap;
+  ct__buf part; /* gathering buffer for a split part (have == its len) */
   ct_msg_header *header; /* parsed header waiting for its content */
   /* The last small header, kept with its text: a frame whose header bytes
    * are identical reuses the (read-only) object (pipelined traffic repeats

@@ -66,7 +66,7 @@ static void attach(ct_protocol *p, fuzz_result *res) {
 /* The buffer never holds more than one frame. */
 static int over_bound(ct_protocol *p, const fuzz_result *res) {
   const ct_intn_receiver *ir = &((fi *)p)->ir;
-  return !res->paused && ir->st.len - ir->st.off > ir->max_length + 4;
+  return !res->paused && ir->st.carry.len > ir->max_length + 4;
 }
 
 static void resume(ct_protocol *p) {

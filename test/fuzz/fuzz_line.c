@@ -129,7 +129,7 @@ static int over_bound(ct_protocol *p, const fuzz_result *res) {
   (void)res;
   const ct_line_receiver *lr = &((fl *)p)->lr;
   return !lr->st.paused &&
-         lr->st.len - lr->st.off >= lr->max_length + lr->delimiter_len;
+         lr->st.carry.len >= lr->max_length + lr->delimiter_len;
 }
 
 static void resume(ct_protocol *p) {

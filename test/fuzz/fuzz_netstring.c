@@ -55,7 +55,7 @@ static void attach(ct_protocol *p, fuzz_result *res) {
 /* The buffer never holds more than one frame's worth. */
 static int over_bound(ct_protocol *p, const fuzz_result *res) {
   const ct_netstring_receiver *nr = &((fn *)p)->nr;
-  return !res->paused && nr->st.len - nr->st.off > nr->max_length + 32;
+  return !res->paused && nr->st.carry.len > nr->max_length + 32;
 }
 
 static void resume(ct_protocol *p) {
