@@ -115,6 +115,7 @@ struct ct_reactor {
   int phase;        /* current shutdown phase, -1 when none */
   int phase_active; /* holds may be taken */
   int phase_triggers_done;
+  int phase_finish_queued; /* phase_finish() waits for the next turn */
   size_t holds;
   ct__trigger *triggers;
   size_t ntriggers, triggers_cap;

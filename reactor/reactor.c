@@ -299,6 +299,7 @@ int ct_reactor_run(ct_reactor *r) {
   r->running = 1;
   r->stopping = 0;
   r->phase = -1;
+  r->phase_finish_queued = 0;
   ct__signals_install_defaults(r);
   /* Startup callbacks, in registration order; those registered while
    * these run go to call_soon (the reactor counts as running now). */
@@ -334,8 +335,18 @@ int ct_reactor_iterate(ct_reactor *r) {
 
 static void phase_run(void *arg);
 
+/*
+ * The end of a phase.  The last release of a hold queues it for the next
+ * turn, and until then the phase is still active: a hold taken in between
+ * counts (phase_finish then waits for its release instead), and only one
+ * phase_finish is ever queued, so a second "last release" in that window
+ * cannot end the next phase too.
+ */
 static void phase_finish(void *arg) {
   ct_reactor *r = arg;
+  r->phase_finish_queued = 0;
+  if (r->holds > 0)
+    return; /* a hold taken since the last release: its release ends it */
   r->phase_active = 0;
   if (r->phase >= CT_PHASE_AFTER) {
     event_base_loopbreak(r->base);
@@ -437,8 +448,11 @@ void ct_phase_hold_release(ct_phase_hold *h) {
     return;
   ct_reactor *r = h->r;
   free(h);
-  if (r->holds > 0 && --r->holds == 0 && r->phase_triggers_done) {
-    if (ct__reactor_call_soon(r, phase_finish, r) != 0)
+  if (r->holds > 0 && --r->holds == 0 && r->phase_triggers_done &&
+      !r->phase_finish_queued) {
+    if (ct__reactor_call_soon(r, phase_finish, r) == 0)
+      r->phase_finish_queued = 1;
+    else
       phase_finish(r);
   }
 }
