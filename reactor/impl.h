@@ -144,11 +144,17 @@ struct ct_reactor {
   /* The read buffer shared by the stream transports (CT__READ_BUFFER_SIZE
    * bytes, allocated on first use). */
   char *read_buf;
+
+  /* Rate-limited logging: per call site windows (log_limit.c), or NULL. */
+  struct ct__log_limits *log_limits;
 };
 
 /* timers.c */
 void ct__timers_free(ct_reactor *r);
 void ct__timer_event_cb(evutil_socket_t fd, short what, void *arg);
+
+/* log_limit.c: reports open counts, then frees the table. */
+void ct__log_limits_free(ct_reactor *r);
 
 /* io.c */
 void ct__io_free(ct_reactor *r);

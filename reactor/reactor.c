@@ -236,6 +236,7 @@ void ct_reactor_free(ct_reactor *r) {
   r->closing = 1;
   pthread_mutex_unlock(&r->thread_mu);
 
+  ct__log_limits_free(r);
   ct__io_free(r);
   ct__timers_free(r);
   event_free(r->timer_ev);
