@@ -81,6 +81,7 @@ struct ct_clock {
 
 struct ct_phase_hold {
   ct_reactor *r;
+  unsigned gen; /* r->hold_gen when taken */
 };
 
 struct ct_reactor {
@@ -116,6 +117,8 @@ struct ct_reactor {
   int phase_active; /* holds may be taken */
   int phase_triggers_done;
   int phase_finish_queued; /* phase_finish() waits for the next turn */
+  int hurried;             /* ct_reactor_hurry(): holds no longer count */
+  unsigned hold_gen;       /* holds of an older generation are void */
   size_t holds;
   ct__trigger *triggers;
   size_t ntriggers, triggers_cap;

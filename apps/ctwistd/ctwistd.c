@@ -12,7 +12,8 @@
  * ADDRESS" per port (port 0 is resolved, so scripts can read it), and runs
  * the reactor.  SIGINT/SIGTERM stop it gracefully: the ports close, live
  * connections are closed after flushing their output (aborted after
- * --shutdown-timeout seconds), the pidfile is removed, and it exits 0.
+ * --shutdown-timeout seconds, or at once on a second SIGINT/SIGTERM), the
+ * pidfile is removed, and it exits 0.
  *
  * With --workers N it becomes a supervisor of N pre-forked workers sharing
  * the ports through SO_REUSEPORT (see ctd_supervise()).
@@ -426,6 +427,19 @@ static void stop_ports(ctwistd *d) {
   d->nports = 0;
 }
 
+/* Abort trigger: a second SIGINT/SIGTERM during the stop aborts the
+ * connections still flushing instead of waiting for --shutdown-timeout
+ * (the reactor then finishes its phases without waiting). */
+static void on_hurry(void *arg) {
+  ctwistd *d = arg;
+  if (d->drain_timer != NULL) {
+    ct_delayed_call_cancel(d->drain_timer);
+    d->drain_timer = NULL;
+  }
+  unsigned n = ctd_tracker_close_all(&d->tracker, 1);
+  ct_log(CT_LOG_WARN, "ctwistd", "second signal: aborted %u connection(s)", n);
+}
+
 /* Shutdown trigger (phase "before"): stop accepting, then close the live
  * connections and hold the shutdown until they are gone. */
 static void on_shutdown(void *arg) {
@@ -640,7 +654,8 @@ int ctd_serve(ctwistd *d) {
     return rc;
   if (!d->is_worker && ctd_write_pidfile(d) != 0)
     return EXIT_START;
-  if (ct_reactor_add_trigger(d->reactor, CT_PHASE_BEFORE, on_shutdown, d) < 0)
+  if (ct_reactor_add_trigger(d->reactor, CT_PHASE_BEFORE, on_shutdown, d) < 0 ||
+      ct_reactor_add_trigger(d->reactor, CT_PHASE_ABORT, on_hurry, d) < 0)
     return EXIT_START;
   stop_signals(SIG_BLOCK);
   if (ct_reactor_call_when_running(d->reactor, on_running, NULL) != 0) {
@@ -684,6 +699,10 @@ static int run(ctwistd *d) {
 }
 
 int main(int argc, char **argv) {
+  /* A server writes its log to whatever stderr it was given; a reader that
+   * went away must not kill it (the library's own socket writes never raise
+   * SIGPIPE, see reactor.h). */
+  signal(SIGPIPE, SIG_IGN);
   ctwistd d;
   memset(&d, 0, sizeof d);
   d.level = CT_LOG_INFO;

@@ -141,6 +141,84 @@ def test_echo_pidfile_graceful_stop():
     assert "stopping" in err and "stopped" in err, err
 
 
+def wait_stderr(srv, needle, secs=15):
+    """Read the server's stderr until `needle` appears (bounded)."""
+    err = b""
+    deadline = time.monotonic() + secs
+    while needle.encode() not in err:
+        left = deadline - time.monotonic()
+        assert left > 0, "%r not in stderr within %d s: %r" % (needle, secs,
+                                                               err)
+        r, _, _ = select.select([srv.proc.stderr], [], [], left)
+        if r:
+            chunk = os.read(srv.proc.stderr.fileno(), 65536)
+            assert chunk, "stderr closed before %r: %r" % (needle, err)
+            err += chunk
+    return err.decode(errors="replace")
+
+
+def tcp_queues(local_port, remote_port):
+    """(tx_queue, rx_queue) of the loopback socket local_port ->
+    remote_port from /proc/net/tcp: bytes not yet acknowledged by the peer,
+    and bytes received but not yet read by the process; None if absent."""
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            lport = int(fields[1].split(":")[1], 16)
+            rport = int(fields[2].split(":")[1], 16)
+            if lport == local_port and rport == remote_port:
+                tx, rx = fields[4].split(":")
+                return int(tx, 16), int(rx, 16)
+    return None
+
+
+def flood_until_paused(srv):
+    """Connect to an echo server and send without ever reading until the
+    server has stopped reading: the client cannot send, its own window is
+    shut with echoes waiting in the server's kernel, and input waits unread
+    in the server's socket (/proc/net/tcp).  The server then holds echoes in
+    its transport that cannot leave.  Returns the socket."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(srv.addrs[0])
+    s.setblocking(False)
+    sport, cport = srv.addrs[0][1], s.getsockname()[1]
+    chunk = b"x" * 65536
+    deadline = time.monotonic() + 30
+    while True:
+        assert time.monotonic() < deadline, "the server never paused"
+        try:
+            s.send(chunk)
+            continue
+        except BlockingIOError:
+            pass
+        server, client = tcp_queues(sport, cport), tcp_queues(cport, sport)
+        if server and client and server[0] > 0 and server[1] > 0 and \
+                client[1] > 0:
+            return s
+        select.select([], [s], [], 0.01)  # wait for room to send more
+
+
+def test_second_signal_aborts_the_graceful_stop():
+    # A client that floods an echo server and never reads keeps its
+    # connection flushing: the graceful stop would wait the whole
+    # --shutdown-timeout (an hour).
+    for workers in ([], ["--workers", "1"]):
+        srv = Server(workers + ["--shutdown-timeout", "3600", "echo",
+                                "--listen", LOCAL])
+        s = flood_until_paused(srv)
+        srv.proc.send_signal(signal.SIGTERM)
+        wait_stderr(srv, "connection(s)")  # the stop is under way
+        srv.proc.send_signal(signal.SIGTERM)
+        _, err = srv.proc.communicate(timeout=30)  # far below an hour
+        err = err.decode(errors="replace")
+        check_sanitizer(err)
+        assert srv.proc.returncode == 0, (srv.proc.returncode, err)
+        assert "aborted 1 connection(s)" in err, err
+        s.close()
+
+
 def test_sigint_stops_too():
     srv = Server(["echo", "--listen", LOCAL])
     srv.stop(signal.SIGINT)
