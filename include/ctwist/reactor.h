@@ -245,8 +245,10 @@ CT_EXTERN size_t ct_reactor_pending_calls(const ct_reactor *r);
  *  reactor using it. */
 CT_EXTERN ct_clock *ct_clock_new(void);
 
-/** Free a fake clock.  NULL is a no-op. */
-CT_EXTERN void ct_clock_free(ct_clock *c);
+/** Free a fake clock.  Returns 0 (also for NULL), or CT_EBUSY without
+ *  freeing anything while a reactor still runs on it: free the reactor
+ *  first (the reactor never silently switches to the real clock). */
+CT_EXTERN int ct_clock_free(ct_clock *c);
 
 /** The fake clock's time in seconds. */
 CT_EXTERN double ct_clock_seconds(const ct_clock *c);
