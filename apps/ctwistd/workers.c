@@ -111,6 +111,10 @@ static int spawn_worker(ctwistd *d, int slot, int ready_fd) {
     sigprocmask(SIG_SETMASK, &none, NULL);
     d->is_worker = 1;
     d->pid_written = 0; /* the supervisor's */
+    if (d->pid_fd >= 0) { /* a restarted worker must not share the lock */
+      close(d->pid_fd);
+      d->pid_fd = -1;
+    }
     if (d->ready_fd >= 0) {
       close(d->ready_fd);
       d->ready_fd = -1;
