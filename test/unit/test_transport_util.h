@@ -19,6 +19,7 @@
 #include "ctwist/reactor.h"
 #include "ctwist/testing.h"
 #include "ctwist/transport.h"
+#include "tu_wait.h"
 
 static inline double tu_now(void) {
   struct timespec ts;
@@ -39,17 +40,17 @@ static inline int tu_spin(ct_reactor *r, tu_cond_fn cond, void *arg,
       return 0;
     ct_reactor_iterate(r);
     if (++idle % 8 == 0)
-      usleep(100);
+      tu_backoff();
   }
   return 1;
 }
 
-/* Turn the loop for `n` iterations (letting pending I/O settle). */
+/* Turn the loop `n` times, without waiting: for work the test's own calls
+ * queued for later turns (closes, call_soon), never for I/O from elsewhere
+ * (wait for that with tu_spin() and a condition). */
 static inline void tu_turns(ct_reactor *r, int n) {
-  for (int i = 0; i < n; i++) {
+  for (int i = 0; i < n; i++)
     ct_reactor_iterate(r);
-    usleep(200);
-  }
 }
 
 static inline uint64_t tu_fnv(const char *p, size_t n) {
