@@ -53,6 +53,36 @@ static inline void tu_turns(ct_reactor *r, int n) {
     ct_reactor_iterate(r);
 }
 
+/* The kernel's view of a TCP transport's socket (/proc/net/tcp): 1 and
+ * *out filled, or 0 (not TCP over IPv4, or gone). */
+static inline int tu_tcp_of(ct_transport *t, tu_tcp_sock *out) {
+  ct_address host, peer;
+  if (ct_transport_get_host(t, &host) != 0 ||
+      ct_transport_get_peer(t, &peer) != 0 ||
+      host.family != CT_ADDRESS_IPV4)
+    return 0;
+  return tu_tcp_find(ct_address_port(&host), ct_address_port(&peer), out);
+}
+
+/* The peer of TCP transport `t` has read every byte `t` sent: nothing
+ * waits in t's send queue nor in the peer's receive queue. */
+static inline int tu_tcp_sent_all_read(void *t) {
+  ct_address host, peer;
+  tu_tcp_sock mine, theirs;
+  if (ct_transport_buffered(t) > 0 || ct_transport_get_host(t, &host) != 0 ||
+      ct_transport_get_peer(t, &peer) != 0)
+    return 0;
+  int hp = ct_address_port(&host), pp = ct_address_port(&peer);
+  return tu_tcp_find(hp, pp, &mine) && tu_tcp_find(pp, hp, &theirs) &&
+         mine.tx_queue == 0 && theirs.rx_queue == 0;
+}
+
+/* TCP transport `t` has bytes waiting unread in its socket. */
+static inline int tu_tcp_has_unread(void *t) {
+  tu_tcp_sock me;
+  return tu_tcp_of(t, &me) && me.rx_queue > 0;
+}
+
 static inline uint64_t tu_fnv(const char *p, size_t n) {
   uint64_t h = 1469598103934665603ULL;
   for (size_t i = 0; i < n; i++) {

@@ -21,7 +21,12 @@ static inline void tu_backoff(void) {
 }
 
 /* TCP states as /proc/net/tcp prints them. */
-enum { TU_TCP_ESTABLISHED = 1, TU_TCP_SYN_SENT = 2, TU_TCP_LISTEN = 10 };
+enum {
+  TU_TCP_ESTABLISHED = 1,
+  TU_TCP_SYN_SENT = 2,
+  TU_TCP_CLOSE_WAIT = 8,
+  TU_TCP_LISTEN = 10
+};
 
 /* A socket of /proc/net/tcp (IPv4). */
 typedef struct tu_tcp_sock {
