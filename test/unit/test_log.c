@@ -275,18 +275,22 @@ static const char hostile[] = "peer says \x1b[2J\x1b]0;owned\x07 \r\n"
                               "2026-01-01T00:00:00.000Z [crit] fake line "
                               "\xc2\x9b" "31m \xe2\x80\xae" "evil \xff\x7f end";
 
-Test(log, peer_bytes_are_escaped_in_text_lines) {
-  struct capture c;
-  cap_open(&c);
-  ct_log_observer *o =
-      ct_log_add_observer(CT_LOG_DEBUG, ct_log_text_observer, c.f);
+/* Log `hostile` through `observer` into c, and check the output is one
+ * printable line (the forged line stays inside the first). */
+static void log_hostile(struct capture *c, ct_log_observer_cb observer) {
+  cap_open(c);
+  ct_log_observer *o = ct_log_add_observer(CT_LOG_DEBUG, observer, c->f);
   ct_log(CT_LOG_WARN, "message", "bad header %s", hostile);
   ct_log_remove_observer(o);
-  fflush(c.f);
-  assert_printable(c.text);
+  fflush(c->f);
+  assert_printable(c->text);
+  cr_assert_eq(strchr(c->text, '\n'), c->text + c->len - 1, "%s", c->text);
+}
+
+Test(log, peer_bytes_are_escaped_in_text_lines) {
+  struct capture c;
+  log_hostile(&c, ct_log_text_observer);
   cr_assert_null(strchr(c.text, '\x1b'), "raw ESC in: %s", c.text);
-  /* One event, one line: the forged line stays inside the first. */
-  cr_assert_eq(strchr(c.text, '\n'), c.text + c.len - 1, "%s", c.text);
   cr_assert_not_null(strstr(c.text, "peer says \\x1b[2J\\x1b]0;owned\\x07 "
                                     "\\r\\n2026-01-01T00:00:00.000Z [crit] "
                                     "fake line \\u009b31m \\u202eevil "
@@ -297,14 +301,7 @@ Test(log, peer_bytes_are_escaped_in_text_lines) {
 
 Test(log, peer_bytes_are_escaped_in_json_lines) {
   struct capture c;
-  cap_open(&c);
-  ct_log_observer *o =
-      ct_log_add_observer(CT_LOG_DEBUG, ct_log_json_observer, c.f);
-  ct_log(CT_LOG_WARN, "message", "bad header %s", hostile);
-  ct_log_remove_observer(o);
-  fflush(c.f);
-  assert_printable(c.text);
-  cr_assert_eq(strchr(c.text, '\n'), c.text + c.len - 1, "%s", c.text);
+  log_hostile(&c, ct_log_json_observer);
   json_error_t err;
   json_t *j = json_loads(c.text, 0, &err);
   cr_assert_not_null(j, "invalid JSON: %s", c.text);

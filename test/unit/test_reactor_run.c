@@ -231,13 +231,19 @@ static void hold_then_swap(void *arg) {
   ct_reactor_call_from_thread(arg, swap_hold, arg);
 }
 
-Test(run, hold_taken_after_last_release_still_holds) {
+/* Stop with `before` as the BEFORE trigger and marks for the later
+ * phases; the trace is left in `trace`. */
+static void stop_with_before(ct_call_cb before) {
   trace[0] = 0;
-  ct_reactor_add_trigger(r, CT_PHASE_BEFORE, hold_then_swap, r);
+  ct_reactor_add_trigger(r, CT_PHASE_BEFORE, before, r);
   ct_reactor_add_trigger(r, CT_PHASE_DURING, mark, "D");
   ct_reactor_add_trigger(r, CT_PHASE_AFTER, mark, "A");
   ct_reactor_call_when_running(r, stop_now, r);
   ct_reactor_run(r);
+}
+
+Test(run, hold_taken_after_last_release_still_holds) {
+  stop_with_before(hold_then_swap);
   cr_assert_str_eq(trace, "SHsww!DA");
 }
 
@@ -257,12 +263,7 @@ static void hold_then_release_twice(void *arg) {
 }
 
 Test(run, second_last_release_in_one_turn_skips_no_phase) {
-  trace[0] = 0;
-  ct_reactor_add_trigger(r, CT_PHASE_BEFORE, hold_then_release_twice, r);
-  ct_reactor_add_trigger(r, CT_PHASE_DURING, mark, "D");
-  ct_reactor_add_trigger(r, CT_PHASE_AFTER, mark, "A");
-  ct_reactor_call_when_running(r, stop_now, r);
-  ct_reactor_run(r);
+  stop_with_before(hold_then_release_twice);
   cr_assert_str_eq(trace, "SHxDA");
 }
 
