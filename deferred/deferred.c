@@ -9,6 +9,7 @@
  * (an intrusive list through `stack_next`), and the same loop carries on
  * with the outer chain.  So neither a long chain nor deep nesting grows the
  * C stack. */
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,11 +76,20 @@ struct ct_deferred {
 
 /* ------------------------------------------------------------- lifetime */
 
+/* Deferreds alive in the process.  Relaxed atomics: only the total
+ * matters, and Deferreds may be made and freed on different threads. */
+static atomic_long live_deferreds;
+
+long ct_deferred_live(void) {
+  return atomic_load_explicit(&live_deferreds, memory_order_relaxed);
+}
+
 ct_deferred *ct_deferred_new_at(const char *file, int line,
                                 ct_canceller_cb canceller, void *arg) {
   ct_deferred *d = malloc(sizeof(*d));
   if (d == NULL)
     return NULL;
+  atomic_fetch_add_explicit(&live_deferreds, 1, memory_order_relaxed);
   d->cbs = d->inline_cbs;
   d->head = 0;
   d->count = 0;
@@ -171,6 +181,7 @@ static void destroy_one(ct_deferred *d, ct_deferred **list) {
   if (d->cbs != d->inline_cbs)
     free(d->cbs);
   free(d);
+  atomic_fetch_sub_explicit(&live_deferreds, 1, memory_order_relaxed);
 }
 
 void ct_deferred_unref(ct_deferred *d) {

@@ -1,6 +1,5 @@
 /* Immediate results, maybeDeferred, DeferredList and gatherResults. */
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,18 +117,18 @@ static void dl_fire_value(dl_state *st) {
 }
 
 static ct_failure *first_error(size_t index, ct_failure *cause) {
-  return ct_failure_wrap(
+  ct_failure *f = ct_failure_wrap(
       "ctwist", CT_EFIRST_ERROR, cause, "FirstError at index %zu: %s", index,
       cause != NULL && cause->message != NULL ? cause->message : "");
+  if (f->code == CT_EFIRST_ERROR) /* not the static out-of-memory failure */
+    f->detail = (long)index;
+  return f;
 }
 
 long ct_first_error_index(const ct_failure *f) {
-  size_t idx;
-  if (f == NULL || f->code != CT_EFIRST_ERROR || f->message == NULL)
+  if (f == NULL || f->code != CT_EFIRST_ERROR || f->detail < 0)
     return -1;
-  if (sscanf(f->message, "FirstError at index %zu", &idx) != 1)
-    return -1;
-  return (long)idx;
+  return f->detail;
 }
 
 static ct_step dl_on_value(ct_value v, void *arg) {

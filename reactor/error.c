@@ -15,7 +15,7 @@
 
 static ct_failure ct__oom_failure = {
     CT_ENOMEM, "ctwist", (char *)"out of memory while creating a failure",
-    NULL,      __FILE__, __LINE__};
+    NULL,      __FILE__, __LINE__, -1};
 
 const char *ct_strerror(int err) {
   switch (err) {
@@ -68,6 +68,7 @@ static ct_failure *failure_vnew(const char *file, int line, const char *domain,
   f->cause = cause;
   f->file = file;
   f->line = line;
+  f->detail = -1;
   return f;
 }
 
@@ -91,6 +92,7 @@ ct_failure *ct_failure_copy(const ct_failure *f) {
     *tail = c;
     if (c == &ct__oom_failure)
       break; /* out of memory: a truncated chain ending in the OOM failure */
+    c->detail = f->detail;
     tail = &c->cause;
   }
   return head;

@@ -81,6 +81,7 @@ struct ct_clock {
 
 struct ct_phase_hold {
   ct_reactor *r;
+  unsigned gen; /* r->hold_gen when taken */
 };
 
 struct ct_reactor {
@@ -114,6 +115,9 @@ struct ct_reactor {
   int phase;        /* current shutdown phase, -1 when none */
   int phase_active; /* holds may be taken */
   int phase_triggers_done;
+  int phase_finish_queued; /* phase_finish() waits for the next turn */
+  int hurried;             /* ct_reactor_hurry(): holds no longer count */
+  unsigned hold_gen;       /* holds of an older generation are void */
   size_t holds;
   ct__trigger *triggers;
   size_t ntriggers, triggers_cap;
@@ -150,11 +154,16 @@ struct ct_reactor {
   ct__flush_node flush_head;
   struct event *flush_ev;
   int flush_active;
+  /* Rate-limited logging: per call site windows (log_limit.c), or NULL. */
+  struct ct__log_limits *log_limits;
 };
 
 /* timers.c */
 void ct__timers_free(ct_reactor *r);
 void ct__timer_event_cb(evutil_socket_t fd, short what, void *arg);
+
+/* log_limit.c: reports open counts, then frees the table. */
+void ct__log_limits_free(ct_reactor *r);
 
 /* io.c */
 void ct__io_free(ct_reactor *r);

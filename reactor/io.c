@@ -154,10 +154,19 @@ static void sig_event_cb(evutil_socket_t sig, short what, void *arg) {
   w->cb(w->r, (int)sig, w->arg);
 }
 
+/* The first SIGINT/SIGTERM stops gracefully; one during that stop hurries
+ * it (aborts what it waits for and returns from run at once). */
 static void default_stop(ct_reactor *r, int signum, void *arg) {
   (void)arg;
-  ct_log(CT_LOG_INFO, "reactor", "received signal %d, shutting down", signum);
-  ct_reactor_stop(r);
+  if (ct_reactor_stop(r) == 0) {
+    ct_log(CT_LOG_INFO, "reactor", "received signal %d, shutting down",
+           signum);
+  } else if (!ct_reactor_is_hurried(r)) {
+    ct_log(CT_LOG_WARN, "reactor",
+           "received signal %d again while stopping: aborting what is left",
+           signum);
+    ct_reactor_hurry(r);
+  }
 }
 
 static int sig_install(ct_reactor *r, int signum, ct_signal_cb cb, void *arg,

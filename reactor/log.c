@@ -155,6 +155,84 @@ static size_t utf8_len(const unsigned char *p) {
   return n;
 }
 
+/* Code points that are valid UTF-8 but must not reach a terminal or a log
+ * viewer raw: the C1 controls (U+0080-U+009F; U+009B is a CSI) and the
+ * invisible direction and line-separator marks that can make a line read
+ * differently from what it contains. */
+static int unsafe_code_point(unsigned cp) {
+  return (cp >= 0x80 && cp <= 0x9F) || cp == 0x200E || cp == 0x200F ||
+         (cp >= 0x2028 && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069) ||
+         cp == 0xFEFF;
+}
+
+static unsigned utf8_decode(const unsigned char *p, size_t n) {
+  static const unsigned char first_mask[5] = {0, 0x7F, 0x1F, 0x0F, 0x07};
+  unsigned cp = p[0] & first_mask[n];
+  for (size_t i = 1; i < n; i++)
+    cp = (cp << 6) | (p[i] & 0x3F);
+  return cp;
+}
+
+/* Bytes needed to write byte sequence p escaped (0: printable, copy). */
+static size_t escaped_len(const unsigned char *p, size_t *consumed) {
+  *consumed = 1;
+  if (*p >= 0x20 && *p < 0x7F)
+    return 0;
+  if (*p == '\n' || *p == '\r' || *p == '\t')
+    return 2;
+  if (*p < 0x80)
+    return 4; /* \xNN */
+  size_t n = utf8_len(p);
+  if (n == 0)
+    return 4;
+  *consumed = n;
+  return unsafe_code_point(utf8_decode(p, n)) ? 6 : 0; /* \uNNNN */
+}
+
+/*
+ * The one place where a message becomes safe to show: every byte that is
+ * not printable -- control characters (ESC included), DEL, invalid UTF-8,
+ * C1 controls and direction marks -- is written as a visible escape
+ * (\n, \r, \t, \xNN, \uNNNN), so that bytes from a peer can neither drive the
+ * terminal that shows the log nor forge a second log line.  Printable
+ * ASCII and valid UTF-8 text are kept.  Returns `msg` itself when nothing
+ * needs escaping, else a string in `small` (if it fits) or malloc'd (NULL
+ * if memory runs out; the caller then logs a placeholder).
+ */
+static char *escape_message(const char *msg, char *small, size_t small_len) {
+  const unsigned char *p = (const unsigned char *)msg;
+  size_t need = 0, extra = 0;
+  while (*p) {
+    size_t used, e = escaped_len(p, &used);
+    need += e != 0 ? e : used;
+    extra += e;
+    p += used;
+  }
+  if (extra == 0)
+    return (char *)msg;
+  char *out = need < small_len ? small : malloc(need + 1);
+  if (out == NULL)
+    return NULL;
+  char *o = out;
+  for (p = (const unsigned char *)msg; *p;) {
+    size_t used, e = escaped_len(p, &used);
+    if (e == 0) {
+      memcpy(o, p, used);
+      o += used;
+    } else if (*p == '\n' || *p == '\r' || *p == '\t') {
+      *o++ = '\\';
+      *o++ = *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't';
+    } else if (e == 4) {
+      o += sprintf(o, "\\x%02x", *p);
+    } else {
+      o += sprintf(o, "\\u%04x", utf8_decode(p, used));
+    }
+    p += used;
+  }
+  *o = '\0';
+  return out;
+}
+
 /* Writes `s` as a JSON string literal.  Invalid UTF-8 bytes become U+FFFD,
  * so that every line is valid JSON whatever a message contains. */
 static void json_string(FILE *out, const char *s) {
@@ -252,12 +330,19 @@ void ct_log_emitv(ct_log_level level, const char *module, const char *file,
       msg = small; /* truncated is better than nothing */
   }
   va_end(copy);
+  char safe_small[1024];
+  char *safe = escape_message(msg, safe_small, sizeof(safe_small));
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  ct_log_event ev = {level, module != NULL ? module : "ctwist",
-                     msg,   file,
-                     line,  (double)ts.tv_sec + (double)ts.tv_nsec / 1e9};
+  ct_log_event ev = {level,
+                     module != NULL ? module : "ctwist",
+                     safe != NULL ? safe : "(message dropped: out of memory)",
+                     file,
+                     line,
+                     (double)ts.tv_sec + (double)ts.tv_nsec / 1e9};
   dispatch(&ev);
+  if (safe != msg && safe != safe_small)
+    free(safe);
   if (msg != small)
     free(msg);
 }
@@ -270,15 +355,45 @@ void ct_log_emit(ct_log_level level, const char *module, const char *file,
   va_end(ap);
 }
 
+/*
+ * A failure chain on one line for the log: "[domain] NAME: message; caused
+ * by: [domain] NAME: message (file.c:12)".  The head's location is left
+ * out because the event carries it (the observers print it once); the
+ * causes keep theirs.  Returns the length needed, like snprintf.
+ */
+static size_t failure_line(const ct_failure *f, char *buf, size_t len) {
+  size_t need = 0;
+  if (len > 0)
+    buf[0] = '\0';
+  for (int depth = 0; f != NULL; f = f->cause, depth++) {
+    const char *msg = f->message != NULL && f->message[0] != '\0'
+                          ? f->message
+                          : ct_strerror(f->code);
+    char *out = need < len ? buf + need : NULL;
+    size_t room = need < len ? len - need : 0;
+    int n;
+    if (depth == 0)
+      n = snprintf(out, room, "[%s] %s: %s", f->domain, ct_err_name(f->code),
+                   msg);
+    else
+      n = snprintf(out, room, "; caused by: [%s] %s: %s (%s:%d)", f->domain,
+                   ct_err_name(f->code), msg,
+                   f->file != NULL ? base_name(f->file) : "?", f->line);
+    if (n > 0)
+      need += (size_t)n;
+  }
+  return need;
+}
+
 void ct_log_failure(ct_log_level level, const char *module, const char *what,
                     const ct_failure *f) {
   char small[1024];
-  size_t need = ct_failure_format(f, small, sizeof(small));
+  size_t need = failure_line(f, small, sizeof(small));
   char *text = small;
   if (need >= sizeof(small)) {
     text = malloc(need + 1);
     if (text != NULL)
-      ct_failure_format(f, text, need + 1);
+      failure_line(f, text, need + 1);
     else
       text = small;
   }

@@ -202,8 +202,9 @@ static struct event_base *base_new(void) {
 
 static ct_reactor *reactor_new(ct_clock *clock) {
   ct_log_capture_libevent();
-  /* A write to a closed socket must be an EPIPE error, not a kill. */
-  signal(SIGPIPE, SIG_IGN);
+  /* SIGPIPE's disposition is the application's: every socket write of the
+   * library passes MSG_NOSIGNAL, so a closed peer is an EPIPE error, never
+   * a kill, whatever the disposition is (see reactor.h). */
 
   ct_reactor *r = calloc(1, sizeof(*r));
   if (r == NULL)
@@ -277,6 +278,7 @@ void ct_reactor_free(ct_reactor *r) {
   r->closing = 1;
   pthread_mutex_unlock(&r->thread_mu);
 
+  ct__log_limits_free(r);
   ct__io_free(r);
   ct__timers_free(r);
   event_free(r->timer_ev);
@@ -342,6 +344,8 @@ int ct_reactor_run(ct_reactor *r) {
   r->running = 1;
   r->stopping = 0;
   r->phase = -1;
+  r->phase_finish_queued = 0;
+  r->hurried = 0;
   ct__signals_install_defaults(r);
   /* Startup callbacks, in registration order; those registered while
    * these run go to call_soon (the reactor counts as running now). */
@@ -357,7 +361,11 @@ int ct_reactor_run(ct_reactor *r) {
   ct__signals_remove_defaults(r);
   r->running = 0;
   r->stopping = 0;
+  r->hurried = 0;
   r->phase = -1;
+  r->phase_active = 0;
+  r->hold_gen++; /* a hold still held now can never count again */
+  r->holds = 0;
   return 0;
 }
 
@@ -377,8 +385,18 @@ int ct_reactor_iterate(ct_reactor *r) {
 
 static void phase_run(void *arg);
 
+/*
+ * The end of a phase.  The last release of a hold queues it for the next
+ * turn, and until then the phase is still active: a hold taken in between
+ * counts (phase_finish then waits for its release instead), and only one
+ * phase_finish is ever queued, so a second "last release" in that window
+ * cannot end the next phase too.
+ */
 static void phase_finish(void *arg) {
   ct_reactor *r = arg;
+  r->phase_finish_queued = 0;
+  if (r->holds > 0)
+    return; /* a hold taken since the last release: its release ends it */
   r->phase_active = 0;
   if (r->phase >= CT_PHASE_AFTER) {
     event_base_loopbreak(r->base);
@@ -397,20 +415,25 @@ static void triggers_compact(ct_reactor *r) {
   r->ntriggers = j;
 }
 
+/* Run the triggers of `phase` in registration order. */
+static void triggers_run(ct_reactor *r, int phase) {
+  r->triggers_walking++;
+  /* Index loop: triggers may add or remove triggers while we walk. */
+  for (size_t i = 0; i < r->ntriggers; i++) {
+    ct__trigger t = r->triggers[i];
+    if (t.phase == phase && t.fn != NULL)
+      t.fn(t.arg);
+  }
+  if (--r->triggers_walking == 0)
+    triggers_compact(r);
+}
+
 static void phase_run(void *arg) {
   ct_reactor *r = arg;
   r->phase_active = 1;
   r->phase_triggers_done = 0;
   r->holds = 0;
-  r->triggers_walking++;
-  /* Index loop: triggers may add or remove triggers while we walk. */
-  for (size_t i = 0; i < r->ntriggers; i++) {
-    ct__trigger t = r->triggers[i];
-    if (t.phase == r->phase && t.fn != NULL)
-      t.fn(t.arg);
-  }
-  if (--r->triggers_walking == 0)
-    triggers_compact(r);
+  triggers_run(r, r->phase);
   r->phase_triggers_done = 1;
   if (r->holds == 0)
     phase_finish(r);
@@ -435,7 +458,7 @@ long ct_reactor_add_trigger(ct_reactor *r, ct_phase phase, ct_call_cb fn,
                             void *arg) {
   if (r == NULL || fn == NULL ||
       (phase != CT_PHASE_BEFORE && phase != CT_PHASE_DURING &&
-       phase != CT_PHASE_AFTER))
+       phase != CT_PHASE_AFTER && phase != CT_PHASE_ABORT))
     return CT_EINVAL;
   if (r->ntriggers == r->triggers_cap) {
     size_t cap = r->triggers_cap ? r->triggers_cap * 2 : 8;
@@ -465,12 +488,13 @@ int ct_reactor_remove_trigger(ct_reactor *r, long id) {
 }
 
 ct_phase_hold *ct_reactor_hold_phase(ct_reactor *r) {
-  if (r == NULL || !r->phase_active)
+  if (r == NULL || !r->phase_active || r->hurried)
     return NULL;
   ct_phase_hold *h = malloc(sizeof(*h));
   if (h == NULL)
     return NULL;
   h->r = r;
+  h->gen = r->hold_gen;
   r->holds++;
   return h;
 }
@@ -479,9 +503,46 @@ void ct_phase_hold_release(ct_phase_hold *h) {
   if (h == NULL)
     return;
   ct_reactor *r = h->r;
+  unsigned gen = h->gen;
   free(h);
-  if (r->holds > 0 && --r->holds == 0 && r->phase_triggers_done) {
-    if (ct__reactor_call_soon(r, phase_finish, r) != 0)
+  if (gen != r->hold_gen)
+    return; /* voided by ct_reactor_hurry() or the end of run */
+  if (r->holds > 0 && --r->holds == 0 && r->phase_triggers_done &&
+      !r->phase_finish_queued) {
+    if (ct__reactor_call_soon(r, phase_finish, r) == 0)
+      r->phase_finish_queued = 1;
+    else
       phase_finish(r);
   }
+}
+
+/*
+ * Hurry a stop in progress (a second SIGINT/SIGTERM): the CT_PHASE_ABORT
+ * triggers abort what the phases were waiting for, then every hold is
+ * voided (its later release does nothing) and no new one is granted, so
+ * the remaining phases run their triggers on the next turns without
+ * waiting and ct_reactor_run() returns.
+ */
+int ct_reactor_hurry(ct_reactor *r) {
+  if (r == NULL)
+    return CT_EINVAL;
+  if (!r->running || !r->stopping)
+    return CT_ENOTRUNNING;
+  if (r->hurried)
+    return 0;
+  r->hurried = 1;
+  triggers_run(r, CT_PHASE_ABORT);
+  r->hold_gen++;
+  r->holds = 0;
+  if (r->phase_active && r->phase_triggers_done && !r->phase_finish_queued) {
+    if (ct__reactor_call_soon(r, phase_finish, r) == 0)
+      r->phase_finish_queued = 1;
+    else
+      phase_finish(r);
+  }
+  return 0;
+}
+
+int ct_reactor_is_hurried(const ct_reactor *r) {
+  return r != NULL && r->hurried;
 }

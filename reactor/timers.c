@@ -421,12 +421,19 @@ ct_clock *ct_clock_new(void) {
   return calloc(1, sizeof(ct_clock));
 }
 
-void ct_clock_free(ct_clock *c) {
+int ct_clock_free(ct_clock *c) {
   if (c == NULL)
-    return;
-  if (c->r != NULL)
-    c->r->clock = NULL; /* misuse (freed before its reactor); stay safe */
+    return 0;
+  if (c->r != NULL) {
+    /* Freeing it would silently move the reactor to the real clock (or
+     * leave it pointing at freed memory): refuse, keep everything. */
+    ct_log(CT_LOG_ERROR, "reactor",
+           "ct_clock_free() on the clock of a live reactor: refused (free "
+           "the reactor first)");
+    return CT_EBUSY;
+  }
   free(c);
+  return 0;
 }
 
 double ct_clock_seconds(const ct_clock *c) {

@@ -172,12 +172,43 @@ static void canceller(ct_deferred *d, void *arg) {
   connector_fail(c, f);
 }
 
+/* A bad call with a reactor: its Deferred errbacks on a later turn, as
+ * every connect failure does (the caller adds callbacks first). */
+typedef struct bad_call {
+  ct_deferred *d;
+  ct_failure *f;
+} bad_call;
+
+static void bad_call_cb(void *arg) {
+  bad_call *b = arg;
+  ct_deferred_errback(b->d, b->f); /* f freed if cancelled meanwhile */
+  ct_deferred_unref(b->d);
+  free(b);
+}
+
 ct_deferred *ct_connect(ct_reactor *r, const char *endpoint,
                         ct_client_factory *cf) {
-  if (r == NULL || cf == NULL || endpoint == NULL) {
-    return ct_fail(ct_failure_new(CT_EINVAL, "ct_connect: reactor, endpoint "
-                                             "and client factory are "
-                                             "required"));
+  if (r == NULL)
+    return NULL; /* no loop to report on: a synchronous error */
+  if (cf == NULL || endpoint == NULL) {
+    bad_call *b = malloc(sizeof *b);
+    ct_deferred *d = ct_deferred_new(NULL, NULL);
+    if (b == NULL || d == NULL) {
+      free(b);
+      ct_deferred_unref(d);
+      return NULL;
+    }
+    b->d = ct_deferred_ref(d);
+    b->f = ct_failure_new(CT_EINVAL, "ct_connect: %s is required",
+                          cf == NULL ? "a client factory" : "an endpoint");
+    if (ct__reactor_call_soon(r, bad_call_cb, b) != 0) {
+      ct_failure_free(b->f);
+      ct_deferred_unref(b->d);
+      ct_deferred_unref(d);
+      free(b);
+      return NULL;
+    }
+    return d;
   }
   connector *c = calloc(1, sizeof *c);
   if (c == NULL)

@@ -12,7 +12,8 @@
  * ADDRESS" per port (port 0 is resolved, so scripts can read it), and runs
  * the reactor.  SIGINT/SIGTERM stop it gracefully: the ports close, live
  * connections are closed after flushing their output (aborted after
- * --shutdown-timeout seconds), the pidfile is removed, and it exits 0.
+ * --shutdown-timeout seconds, or at once on a second SIGINT/SIGTERM), the
+ * pidfile is removed, and it exits 0.
  *
  * With --workers N it becomes a supervisor of N pre-forked workers sharing
  * the ports through SO_REUSEPORT (see ctd_supervise()).
@@ -31,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -68,7 +70,9 @@ static void usage(FILE *out) {
           "received (default 500)\n"
           "  --max-connections N     refuse connections beyond N at a time\n"
           "  --shutdown-timeout S    on SIGTERM, abort connections still "
-          "open after S s (default 5)\n"
+          "open after S s (default 5;\n"
+          "                          a second SIGINT/SIGTERM aborts them at "
+          "once)\n"
           "  --workers N             pre-fork N worker processes sharing "
           "the tcp ports\n"
           "                          (SO_REUSEPORT); crashed workers are "
@@ -82,9 +86,13 @@ static void usage(FILE *out) {
             (*d)->usage != NULL ? (*d)->usage : "");
 }
 
-static void plugin_help(const ct_plugin_descriptor *d, FILE *out) {
-  fprintf(out, "%s: %s\nusage: ctwistd %s --listen ENDPOINT %s\n", d->name,
-          d->description != NULL ? d->description : "", d->name,
+/* The plugin's usage line, runnable as printed: a loaded plugin is named
+ * by its --plugin PATH, a bundled one by its name. */
+static void plugin_help(const ct_plugin_descriptor *d, const char *path,
+                        FILE *out) {
+  fprintf(out, "%s: %s\nusage: ctwistd %s%s --listen ENDPOINT %s\n", d->name,
+          d->description != NULL ? d->description : "",
+          path != NULL ? "--plugin " : "", path != NULL ? path : d->name,
           d->usage != NULL ? d->usage : "");
 }
 
@@ -253,30 +261,49 @@ static int parse_args(ctwistd *d, int argc, char **argv) {
 
 /* -------------------------------------------------------------- pidfile */
 
+/*
+ * The pidfile is claimed atomically: it is opened (created if needed) and
+ * locked with flock(LOCK_EX | LOCK_NB) before anything is read or written,
+ * and the lock is held until exit.  Of two ctwistd started at once, the
+ * one that loses the lock refuses to start; a pidfile left by a crashed
+ * process is unlocked and gets taken over.  A pid in an unlocked file that
+ * names a live process (another tool's pidfile) is refused too.
+ */
 int ctd_write_pidfile(ctwistd *d) {
   if (d->pidfile == NULL)
     return 0;
-  FILE *f = fopen(d->pidfile_abs, "r");
-  if (f != NULL) {
-    char buf[32] = "";
-    long pid = 0;
-    if (fgets(buf, sizeof buf, f) != NULL)
-      pid = strtol(buf, NULL, 10);
-    fclose(f);
-    if (pid > 0 && pid != (long)getpid() &&
-        (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
-      fprintf(stderr,
-              "ctwistd: pidfile %s: another process (pid %ld) is running\n",
-              d->pidfile, pid);
-      return -1;
-    }
-  }
-  f = fopen(d->pidfile_abs, "w");
-  if (f == NULL || fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f) != 0) {
+  int fd = open(d->pidfile_abs, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
     fprintf(stderr, "ctwistd: cannot write pidfile %s: %s\n", d->pidfile,
             strerror(errno));
     return -1;
   }
+  char buf[32] = "";
+  int locked = flock(fd, LOCK_EX | LOCK_NB) == 0;
+  ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+  long pid = n > 0 ? strtol(buf, NULL, 10) : 0;
+  if (!locked || (pid > 0 && pid != (long)getpid() &&
+                  (kill((pid_t)pid, 0) == 0 || errno == EPERM))) {
+    if (pid > 0)
+      fprintf(stderr,
+              "ctwistd: pidfile %s: another process (pid %ld) is running\n",
+              d->pidfile, pid);
+    else
+      fprintf(stderr,
+              "ctwistd: pidfile %s: another process is running (it holds "
+              "the lock)\n",
+              d->pidfile);
+    close(fd);
+    return -1;
+  }
+  int len = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)len, 0) != len) {
+    fprintf(stderr, "ctwistd: cannot write pidfile %s: %s\n", d->pidfile,
+            strerror(errno));
+    close(fd);
+    return -1;
+  }
+  d->pid_fd = fd; /* the lock lives as long as this descriptor */
   d->pid_written = 1;
   return 0;
 }
@@ -285,6 +312,10 @@ static void remove_pidfile(ctwistd *d) {
   if (d->pid_written)
     unlink(d->pidfile_abs);
   d->pid_written = 0;
+  if (d->pid_fd >= 0)
+    close(d->pid_fd); /* after the unlink: a new start cannot lock the old
+                         file and then see it vanish */
+  d->pid_fd = -1;
 }
 
 /* Relative paths are resolved now, before --daemon changes directory. */
@@ -445,6 +476,19 @@ static void stop_ports(ctwistd *d) {
   d->nports = 0;
 }
 
+/* Abort trigger: a second SIGINT/SIGTERM during the stop aborts the
+ * connections still flushing instead of waiting for --shutdown-timeout
+ * (the reactor then finishes its phases without waiting). */
+static void on_hurry(void *arg) {
+  ctwistd *d = arg;
+  if (d->drain_timer != NULL) {
+    ct_delayed_call_cancel(d->drain_timer);
+    d->drain_timer = NULL;
+  }
+  unsigned n = ctd_tracker_close_all(&d->tracker, 1);
+  ct_log(CT_LOG_WARN, "ctwistd", "second signal: aborted %u connection(s)", n);
+}
+
 /* Shutdown trigger (phase "before"): stop accepting, then close the live
  * connections and hold the shutdown until they are gone. */
 static void on_shutdown(void *arg) {
@@ -481,6 +525,14 @@ static int load_plugin(ctwistd *d) {
     if (d->loaded == NULL) {
       ctd_report("", err);
       ct_failure_free(err);
+      /* dlopen() searches the library path for a name without a '/', not
+       * the current directory: the usual surprise. */
+      if (strchr(d->plugin_path, '/') == NULL)
+        fprintf(stderr,
+                "ctwistd: hint: a plugin path without '/' is looked up in "
+                "the library path, not here; for a file in this directory "
+                "say --plugin ./%s\n",
+                d->plugin_path);
       return EXIT_START;
     }
     d->desc = ct_plugin_descriptor_of(d->loaded);
@@ -666,7 +718,8 @@ int ctd_serve(ctwistd *d) {
     return rc;
   if (!d->is_worker && ctd_write_pidfile(d) != 0)
     return EXIT_START;
-  if (ct_reactor_add_trigger(d->reactor, CT_PHASE_BEFORE, on_shutdown, d) < 0)
+  if (ct_reactor_add_trigger(d->reactor, CT_PHASE_BEFORE, on_shutdown, d) < 0 ||
+      ct_reactor_add_trigger(d->reactor, CT_PHASE_ABORT, on_hurry, d) < 0)
     return EXIT_START;
   stop_signals(SIG_BLOCK);
   if (ct_reactor_call_when_running(d->reactor, on_running, NULL) != 0) {
@@ -694,7 +747,7 @@ static int run(ctwistd *d) {
   d->pargv[0] = (char *)d->desc->name; /* messages name the plugin */
   for (int i = 1; i < d->pargc; i++) {
     if (strcmp(d->pargv[i], "--help") == 0) {
-      plugin_help(d->desc, stdout);
+      plugin_help(d->desc, d->plugin_path, stdout);
       return -1;
     }
   }
@@ -710,12 +763,17 @@ static int run(ctwistd *d) {
 }
 
 int main(int argc, char **argv) {
+  /* A server writes its log to whatever stderr it was given; a reader that
+   * went away must not kill it (the library's own socket writes never raise
+   * SIGPIPE, see reactor.h). */
+  signal(SIGPIPE, SIG_IGN);
   ctwistd d;
   memset(&d, 0, sizeof d);
   d.level = CT_LOG_INFO;
   d.shutdown_timeout = 5.0;
   d.ready_fd = -1;
   d.worker_ready_fd = -1;
+  d.pid_fd = -1;
   for (int i = 0; i < MAX_LISTEN; i++)
     d.reserved_fd[i] = -1;
   int rc = parse_args(&d, argc, argv);

@@ -49,6 +49,7 @@ typedef struct ctwistd {
   ct_listening_port *ports[MAX_LISTEN];
   int nports;
   int pid_written;
+  int pid_fd; /* the locked pidfile, or -1 */
   ct_phase_hold *drain_hold;
   ct_delayed_call *drain_timer;
   int ready_fd; /* --daemon: status pipe to the waiting parent, or -1 */

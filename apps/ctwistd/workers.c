@@ -111,6 +111,10 @@ static int spawn_worker(ctwistd *d, int slot, int ready_fd) {
     sigprocmask(SIG_SETMASK, &none, NULL);
     d->is_worker = 1;
     d->pid_written = 0; /* the supervisor's */
+    if (d->pid_fd >= 0) { /* a restarted worker must not share the lock */
+      close(d->pid_fd);
+      d->pid_fd = -1;
+    }
     if (d->ready_fd >= 0) {
       close(d->ready_fd);
       d->ready_fd = -1;
@@ -183,15 +187,23 @@ static int reap_workers(ctwistd *d, int restart) {
   return 0;
 }
 
-/* SIGTERM every worker and wait for all, SIGKILL after the drain time. */
-static void stop_workers(ctwistd *d) {
+static void signal_workers(ctwistd *d, int sig) {
   for (int i = 0; i < d->workers; i++)
     if (d->worker_pid[i] > 0)
-      kill(d->worker_pid[i], SIGTERM);
+      kill(d->worker_pid[i], sig);
+}
+
+/* SIGTERM every worker and wait for all, SIGKILL after the drain time.  A
+ * SIGINT/SIGTERM meanwhile is passed on: the workers' second signal, which
+ * makes them abort their connections and exit at once. */
+static void stop_workers(ctwistd *d) {
+  signal_workers(d, SIGTERM);
   double deadline = ctd_now_seconds() + d->shutdown_timeout + 5.0;
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
+  sigaddset(&chld, SIGINT);
+  sigaddset(&chld, SIGTERM);
   while (live_workers(d) > 0) {
     reap_workers(d, 0);
     if (live_workers(d) == 0)
@@ -209,7 +221,12 @@ static void stop_workers(ctwistd *d) {
     }
     struct timespec ts = {(time_t)left,
                           (long)((left - (double)(time_t)left) * 1e9)};
-    sigtimedwait(&chld, NULL, &ts);
+    int sig = sigtimedwait(&chld, NULL, &ts);
+    if (sig == SIGINT || sig == SIGTERM) {
+      ct_log(CT_LOG_WARN, "ctwistd",
+             "signal %d while stopping: workers abort their connections", sig);
+      signal_workers(d, SIGTERM);
+    }
   }
 }
 

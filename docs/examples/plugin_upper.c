@@ -112,7 +112,7 @@ static int upper_make_factory(ct_reactor *r, int argc, char **argv,
        "longest line accepted (default 1024)"},
       {"goodbye-after", CT_PLUGIN_OPT_DOUBLE, &cfg->goodbye_after, 0, 86400,
        "close after S idle seconds (default 0: never)"},
-      {NULL}};
+      {.name = NULL}};
   int rc = ct_plugin_parse_options(opts, argc, argv, err);
   if (rc != 0) {
     free(cfg);

@@ -168,7 +168,9 @@ CT_EXTERN ct_deferred *ct_gather_results_at(const char *file, int line,
 
 /**
  * The index carried by a failure produced by CT_DL_FIRE_ON_ONE_ERRBACK or
- * ct_gather_results(), or -1 if `f` is not such a failure.
+ * ct_gather_results() (or a ct_failure_copy() of one), or -1 if `f` is not
+ * such a failure.  The index is stored in the failure (`detail`), never
+ * read back from its message.
  */
 CT_EXTERN long ct_first_error_index(const ct_failure *f);
 

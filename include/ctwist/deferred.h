@@ -184,6 +184,14 @@ CT_EXTERN ct_deferred *ct_deferred_ref(ct_deferred *d);
  *  NULL is a no-op. */
 CT_EXTERN void ct_deferred_unref(ct_deferred *d);
 
+/**
+ * Number of Deferreds created and not yet freed in this process, on every
+ * thread (an atomic counter: a diagnostic, like
+ * ct_reactor_pending_calls()).  Tests compare it before and after a piece
+ * of work to prove every path freed what it made, without a leak checker.
+ */
+CT_EXTERN long ct_deferred_live(void);
+
 /* ----------------------------------------------------------------- firing */
 
 /**

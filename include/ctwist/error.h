@@ -113,6 +113,10 @@ typedef struct ct_failure {
   struct ct_failure *cause; /**< what caused this one, owned, or NULL */
   const char *file;         /**< where it was created (static string) */
   int line;
+  /** A code-specific number, -1 when none: for CT_EFIRST_ERROR, the index
+   *  of the Deferred that failed (see ct_first_error_index()).  Copied by
+   *  ct_failure_copy(). */
+  long detail;
 } ct_failure;
 
 /**

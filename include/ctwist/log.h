@@ -37,8 +37,12 @@ typedef enum ct_log_level {
 /** One log event, borrowed by observers for the duration of the call. */
 typedef struct ct_log_event {
   ct_log_level level;
-  const char *module;  /**< "reactor", "tcp", "deferred", "libevent", ... */
-  const char *message; /**< formatted text, no trailing newline */
+  const char *module; /**< "reactor", "tcp", "deferred", "libevent", ... */
+  /** Formatted text, one line, printable: every byte that is not (control
+   *  characters such as ESC, newlines, DEL, invalid UTF-8, C1 controls,
+   *  direction marks) is escaped as \n, \r, \t, \xNN or \uNNNN, so bytes
+   *  from a peer can neither drive a terminal nor forge a log line. */
+  const char *message;
   const char *file;    /**< source file, may be NULL */
   int line;
   double time; /**< wall-clock seconds since the epoch, for display */
@@ -72,8 +76,9 @@ CT_EXTERN void ct_log_text_observer(const ct_log_event *ev, void *arg);
 
 /** Observer writing one JSON object per line; `arg` is the `FILE *` (NULL:
  *  stderr).  Keys: time (ISO 8601 UTC string), level, module, message,
- *  and file, line when known.  Bytes that are not valid UTF-8 are written
- *  as U+FFFD, so every line is valid JSON. */
+ *  and file, line when known.  The message arrives escaped (see
+ *  ct_log_event); any other byte that is not valid UTF-8 is written as
+ *  U+FFFD, so every line is valid JSON. */
 CT_EXTERN void ct_log_json_observer(const ct_log_event *ev, void *arg);
 
 /** Minimum level of the default stderr observer (CT_LOG_INFO initially). */
@@ -104,9 +109,57 @@ CT_EXTERN void ct_log_emitv(ct_log_level level, const char *module,
 #define ct_log(level, module, ...)                                             \
   ct_log_emit((level), (module), __FILE__, __LINE__, __VA_ARGS__)
 
-/** Log a failure chain at `level`, prefixed with `what`. */
+/** Log a failure chain at `level`, prefixed with `what`, on one line:
+ *  "what: [domain] NAME: message; caused by: [domain] NAME: message
+ *  (file.c:9)".  The event's file and line are the failure's, so observers
+ *  print the head's location once. */
 CT_EXTERN void ct_log_failure(ct_log_level level, const char *module,
                               const char *what, const ct_failure *f);
+
+/* -------------------------------------------------- rate-limited logging */
+
+typedef struct ct_reactor ct_reactor;
+
+/**
+ * Log an event that a peer can cause at will (a bad frame, a refused
+ * connection), at most `burst` times per window per source.  The source is
+ * the call site (`file`, `line`; use the ct_log_limited() macro).  The
+ * first event of a source opens a window of `interval` seconds on `r`'s
+ * clock (10 s and 1 event by default, see ct_reactor_set_log_limit()); the
+ * events past the burst in that window are counted, not formatted, and
+ * when the window closes one event at the same level, module and site says
+ * "... and N more like this in the last 10 s".  The window is a delayed
+ * call on `r`, so a fake clock drives it; freeing the reactor reports the
+ * counts still open.  `r` NULL logs without a limit.  Reactor thread only.
+ */
+CT_EXTERN void ct_log_emit_limited(ct_reactor *r, ct_log_level level,
+                                   const char *module, const char *file,
+                                   int line, const char *fmt, ...)
+    CT_PRINTF(6, 7);
+
+/** Rate-limited ct_log(): ct_log_limited(r, CT_LOG_WARN, "tcp", "..."). */
+#define ct_log_limited(r, level, module, ...)                                  \
+  ct_log_emit_limited((r), (level), (module), __FILE__, __LINE__, __VA_ARGS__)
+
+/** ct_log_failure() under the same per-source limit; `file`, `line` name
+ *  the call site (the ct_log_failure_limited() macro records them). */
+CT_EXTERN void ct_log_failure_limited_at(const char *file, int line,
+                                         ct_reactor *r, ct_log_level level,
+                                         const char *module, const char *what,
+                                         const ct_failure *f);
+
+/** Rate-limited ct_log_failure(). */
+#define ct_log_failure_limited(r, level, module, what, f)                      \
+  ct_log_failure_limited_at(__FILE__, __LINE__, (r), (level), (module),       \
+                            (what), (f))
+
+/**
+ * Set `r`'s log rate limit: at most `burst` (>= 1) events per source per
+ * `interval` (> 0) seconds.  Applies to windows opened afterwards.
+ * Returns 0, CT_EINVAL or CT_ENOMEM.
+ */
+CT_EXTERN int ct_reactor_set_log_limit(ct_reactor *r, double interval,
+                                       unsigned burst);
 
 /**
  * Route libevent's internal log messages into ctwist's logger (module

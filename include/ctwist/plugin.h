@@ -34,10 +34,16 @@
  *
  * ## Lifetime, as ctwistd drives it
  *  1. the runner loads the plugin and checks `abi_version`;
- *  2. it calls `make_factory` once, with the reactor and the plugin's own
+ *  2. it calls `make_factory` with the reactor and the plugin's own
  *     options; the plugin parses them and either returns 0 with `*out` set,
  *     or a negative ct_err code with `*err` set to a failure naming the bad
- *     option (the runner prints it and exits non-zero);
+ *     option (the runner prints it and exits non-zero).  With `--workers N`
+ *     it runs N + 1 times: once in the parent, only to check the options
+ *     (that factory is destroyed without serving), then once in every
+ *     worker, and again when a worker is restarted.  So `make_factory`
+ *     must only parse and build: anything with side effects outside the
+ *     factory (files, connections, threads) belongs in the factory's
+ *     `start` hook, which runs only in a process that serves;
  *  3. the runner listens on every `--listen` endpoint with that factory
  *     (possibly wrapped by policy factories), runs the reactor, and on
  *     SIGINT/SIGTERM stops listening and closes the live connections;

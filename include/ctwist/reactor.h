@@ -35,11 +35,16 @@ typedef void (*ct_call_cb)(void *arg);
 
 /**
  * Create a reactor on the real monotonic clock.  While it runs, SIGINT and
- * SIGTERM stop it gracefully (the handlers are installed by
- * ct_reactor_run() and removed when it returns, as Twisted does in run());
- * SIGPIPE is ignored process-wide from creation on.  Routes libevent's log
- * into ct_log.  Returns NULL if libevent or memory fails.  Free with
- * ct_reactor_free().
+ * SIGTERM stop it gracefully, and a second one during that stop hurries it
+ * (ct_reactor_hurry()) (the handlers are installed by
+ * ct_reactor_run() and removed when it returns, as Twisted does in run()).
+ * SIGPIPE is left alone: a library does not change a process-wide signal
+ * disposition it was not asked to.  It needs none: every socket write of
+ * ctwist passes MSG_NOSIGNAL, so a peer that went away is an EPIPE failure
+ * of that connection, never a signal.  A program that itself writes to
+ * pipes or sockets with write() should ignore SIGPIPE (ctwistd does).
+ * Routes libevent's log into ct_log.  Returns NULL if libevent or memory
+ * fails.  Free with ct_reactor_free().
  */
 CT_EXTERN ct_reactor *ct_reactor_new(void);
 
@@ -117,7 +122,12 @@ CT_EXTERN void *ct_reactor_event_base(ct_reactor *r);
 typedef enum ct_phase {
   CT_PHASE_BEFORE = 0,
   CT_PHASE_DURING = 1,
-  CT_PHASE_AFTER = 2
+  CT_PHASE_AFTER = 2,
+  /** Not a phase of every stop: its triggers run only when a stop is
+   *  hurried (ct_reactor_hurry(), a second SIGINT/SIGTERM), at once, to
+   *  abort what the holds were waiting for (e.g. abort connections that
+   *  are still flushing). */
+  CT_PHASE_ABORT = 3
 } ct_phase;
 
 /**
@@ -149,8 +159,25 @@ CT_EXTERN int ct_reactor_remove_trigger(ct_reactor *r, long id);
 CT_EXTERN ct_phase_hold *ct_reactor_hold_phase(ct_reactor *r);
 
 /** Release a hold (exactly once; the hold is freed); the last release of a
- *  phase moves the shutdown on, on a later loop turn.  NULL is a no-op. */
+ *  phase moves the shutdown on, on a later loop turn.  A hold taken in the
+ *  turn between that last release and the phase's end still holds it.
+ *  Releasing a hold voided by ct_reactor_hurry() or by the end of run only
+ *  frees it.  NULL is a no-op. */
 CT_EXTERN void ct_phase_hold_release(ct_phase_hold *h);
+
+/**
+ * Hurry a stop in progress: run the CT_PHASE_ABORT triggers (now, in
+ * registration order), then stop waiting: every hold is voided, no new one
+ * is granted, the phases not yet run still run their triggers on the next
+ * loop turns, and ct_reactor_run() returns.  The default SIGINT/SIGTERM
+ * handler calls it when a second signal arrives during a graceful stop.
+ * Returns 0 (also when already hurried), CT_EINVAL, or CT_ENOTRUNNING when
+ * no stop is in progress.
+ */
+CT_EXTERN int ct_reactor_hurry(ct_reactor *r);
+
+/** 1 once the stop in progress has been hurried, else 0. */
+CT_EXTERN int ct_reactor_is_hurried(const ct_reactor *r);
 
 /* ---------------------------------------------------------- delayed calls */
 
@@ -218,8 +245,10 @@ CT_EXTERN size_t ct_reactor_pending_calls(const ct_reactor *r);
  *  reactor using it. */
 CT_EXTERN ct_clock *ct_clock_new(void);
 
-/** Free a fake clock.  NULL is a no-op. */
-CT_EXTERN void ct_clock_free(ct_clock *c);
+/** Free a fake clock.  Returns 0 (also for NULL), or CT_EBUSY without
+ *  freeing anything while a reactor still runs on it: free the reactor
+ *  first (the reactor never silently switches to the real clock). */
+CT_EXTERN int ct_clock_free(ct_clock *c);
 
 /** The fake clock's time in seconds. */
 CT_EXTERN double ct_clock_seconds(const ct_clock *c);

@@ -447,8 +447,11 @@ CT_EXTERN int ct_listening_port_fileno(const ct_listening_port *port);
  * and errno: CT_ECONNREFUSED, CT_ENETUNREACH, CT_EHOSTUNREACH,
  * CT_ETIMEDOUT, CT_EBADENDPOINT, CT_ECANCELLED (ct_deferred_cancel aborts
  * the attempt), CT_ECONNABORTED (build_protocol refused); the factory's
- * connection_failed runs first.  Returns NULL only if memory runs out.
- * `cf` is borrowed and must outlive the attempt and the connection.
+ * connection_failed runs first.  A NULL `endpoint` or `cf` is reported the
+ * same way, on a later turn, with CT_EINVAL.  Returns NULL if `r` is NULL
+ * (there is no loop to report on: nothing is ever called) or if memory
+ * runs out.  `cf` is borrowed and must outlive the attempt and the
+ * connection.
  */
 CT_EXTERN ct_deferred *ct_connect(ct_reactor *r, const char *endpoint,
                                   ct_client_factory *cf);

@@ -81,9 +81,10 @@ void ct__basic_fail(ct_protocol *p, ct_basic_state *st, ct_failure *f) {
     return;
   }
   st->failure = f;
-  ct_log(CT_LOG_INFO, "basic", "%s: closing connection: %s",
-         p->ops && p->ops->name ? p->ops->name : "protocol",
-         f->message ? f->message : ct_strerror(f->code));
+  ct_log_limited(p->transport != NULL ? p->transport->reactor : NULL,
+                 CT_LOG_INFO, "basic", "%s: closing connection: %s",
+                 p->ops && p->ops->name ? p->ops->name : "protocol",
+                 f->message ? f->message : ct_strerror(f->code));
   /* Flush the replies already written, unless the peer is not reading. */
   if (p->transport != NULL)
     ct__frame_error_close(ensure_frame(p, st), p->transport);

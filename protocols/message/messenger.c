@@ -157,10 +157,11 @@ int ct_messenger_abort(ct_messenger *m) {
 /* A send failed: the connection cannot be trusted any more.  Log, abort
  * (on_close follows on a later turn) and hand the code back. */
 static int send_failed(ct_messenger *m, int rc) {
-  ct_log(CT_LOG_WARN, "message",
-         "send to %s (messenger %llu) failed: %s; "
-         "closing the connection",
-         m->peer_str, (unsigned long long)m->id, ct_strerror(rc));
+  ct_log_limited(m->base.transport != NULL ? m->base.transport->reactor : NULL,
+                 CT_LOG_WARN, "message",
+                 "send to %s (messenger %llu) failed: %s; "
+                 "closing the connection",
+                 m->peer_str, (unsigned long long)m->id, ct_strerror(rc));
   if (!m->lost && m->base.transport != NULL &&
       !ct_transport_is_closing(m->base.transport))
     ct_transport_abort(m->base.transport);
@@ -305,7 +306,10 @@ static void protocol_error(ct_messenger *m, ct_failure *f) {
   char what[CT_ADDRESS_STRLEN + 64];
   snprintf(what, sizeof what, "closing connection from %s (messenger %llu)",
            m->peer_str, (unsigned long long)m->id);
-  ct_log_failure(CT_LOG_WARN, "message", what, f);
+  ct_log_failure_limited(m->base.transport != NULL
+                             ? m->base.transport->reactor
+                             : NULL,
+                         CT_LOG_WARN, "message", what, f);
   ct_failure_free(m->proto_err);
   m->proto_err = f;
   ct_transport *t = open_transport(m);

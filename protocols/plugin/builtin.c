@@ -15,7 +15,7 @@
 #include "ctwist/wire.h"
 
 /* No options: reject anything, naming it. */
-static const ct_plugin_option no_options[] = {{NULL}};
+static const ct_plugin_option no_options[] = {{.name = NULL}};
 
 static int make_wire(ct_wire_kind kind, const char *quote, int argc,
                      char **argv, ct_factory **out, ct_failure **err) {
@@ -60,7 +60,7 @@ static int make_qotd(ct_reactor *r, int argc, char **argv, ct_factory **out,
   const char *quote = CT_QOTD_DEFAULT_QUOTE;
   const ct_plugin_option opts[] = {
       {"quote", CT_PLUGIN_OPT_STRING, &quote, 0, 0, "the quote to send"},
-      {NULL}};
+      {.name = NULL}};
   int rc = ct_plugin_parse_options(opts, argc, argv, err);
   if (rc != 0)
     return rc;

@@ -34,7 +34,7 @@ static void table_for(opts *o) {
       {"name", CT_PLUGIN_OPT_STRING, &o->name, 0, 0, "a name"},
       {"count", CT_PLUGIN_OPT_LONG, &o->count, 1, 100, "how many"},
       {"ratio", CT_PLUGIN_OPT_DOUBLE, &o->ratio, 0, 0, "any number"},
-      {NULL}};
+      {.name = NULL}};
   memcpy(table, t, sizeof t);
 }
 

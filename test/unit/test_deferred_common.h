@@ -34,11 +34,22 @@ static inline void rec_expect_(const rec *r, const int *want, int n) {
   rec_expect_((r), (const int[]){__VA_ARGS__},                                 \
               (int)(sizeof((int[]){__VA_ARGS__}) / sizeof(int)))
 
-/* A heap-allocated int value, so LSan sees every leaked value. */
+/* Heap ints alive (made by heap_int, not yet freed): DTEST checks that a
+ * test frees every one it made, also without a leak checker. */
+static long live_heap_ints;
+
+static inline void heap_int_free(void *p) {
+  live_heap_ints--;
+  free(p);
+}
+
+/* A heap-allocated int value, so a leaked value is seen by the count (and
+ * by LSan). */
 static inline ct_value heap_int(int x) {
   int *p = malloc(sizeof(*p));
   *p = x;
-  return ct_value_of(p, free);
+  live_heap_ints++;
+  return ct_value_of(p, heap_int_free);
 }
 
 static inline int heap_get(ct_value v) {
@@ -57,7 +68,7 @@ static inline intptr_t take_int(ct_deferred *d) {
     cr_assert_fail("expected a value, got failure %s", buf);
   }
   intptr_t x;
-  if (r.value.free == free) {
+  if (r.value.free == heap_int_free || r.value.free == free) {
     x = *(int *)r.value.ptr;
   } else {
     x = ct_value_as_int(r.value);
@@ -188,12 +199,21 @@ static inline void log_capture_stop(log_capture *c) {
 }
 
 /* --- leak check per test ---
- * Criterion reports a test's result before the child process exits, so an
- * LSan report at exit would not fail the test.  Under ASan, DTEST runs
- * LSan's recoverable check after the body and fails the test on a leak. */
+ * Every DTEST counts what it made: the Deferreds alive (ct_deferred_live())
+ * and the heap ints alive must be back where they were when the body
+ * returns, so a path that forgets to free fails under `make test` too.
+ * Under ASan, LSan's recoverable check also runs after the body (Criterion
+ * reports a test's result before the child process exits, so an LSan
+ * report at exit would not fail the test). */
 extern int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
 
-static inline void check_leaks(void) {
+static inline void check_leaks(long deferreds_before, long ints_before) {
+  cr_assert_eq(ct_deferred_live(), deferreds_before,
+               "%ld Deferred(s) still alive after the test",
+               ct_deferred_live() - deferreds_before);
+  cr_assert_eq(live_heap_ints, ints_before,
+               "%ld heap value(s) still alive after the test",
+               live_heap_ints - ints_before);
   if (__lsan_do_recoverable_leak_check != NULL)
     cr_assert_eq(__lsan_do_recoverable_leak_check(), 0,
                  "LeakSanitizer found leaks (report on stderr)");
@@ -205,8 +225,10 @@ static inline void check_leaks(void) {
 #define DTEST(suite, name, ...)                                                \
   static void suite##_##name##_body(void);                                     \
   Test(suite, name, ##__VA_ARGS__) {                                           \
+    long deferreds_before_ = ct_deferred_live();                               \
+    long ints_before_ = live_heap_ints;                                        \
     suite##_##name##_body();                                                   \
-    check_leaks();                                                             \
+    check_leaks(deferreds_before_, ints_before_);                              \
   }                                                                            \
   static void suite##_##name##_body(void)
 

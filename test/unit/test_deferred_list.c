@@ -299,6 +299,32 @@ DTEST(deferred_list, bad_arguments) {
   ct_failure *f = ct_failure_new(CT_EPROTO, "FirstError at index 3");
   cr_assert_eq(ct_first_error_index(f), -1, "wrong code");
   ct_failure_free(f);
+  /* The right code and the text, but not made by a list: no index. */
+  f = ct_failure_new(CT_EFIRST_ERROR, "FirstError at index 3: fake");
+  cr_assert_eq(ct_first_error_index(f), -1, "index parsed from the text");
+  ct_failure_free(f);
+}
+
+DTEST(deferred_list, first_error_index_is_stored_not_parsed) {
+  ct_deferred *ds[3] = {ct_deferred_new(NULL, NULL),
+                        ct_deferred_new(NULL, NULL),
+                        ct_deferred_new(NULL, NULL)};
+  ct_deferred *l = ct_gather_results(ds, 3);
+  /* A cause whose text looks like another index. */
+  ct_deferred_errback(ds[2], ct_failure_new(CT_EUSER, "at index 7"));
+  ct_result r;
+  cr_assert_eq(ct_deferred_take_result(l, &r), 0);
+  cr_assert_not_null(r.failure);
+  cr_assert_eq(ct_first_error_index(r.failure), 2);
+  ct_failure *copy = ct_failure_copy(r.failure);
+  cr_assert_eq(ct_first_error_index(copy), 2, "a copy keeps the index");
+  cr_assert_eq(copy->cause->detail, -1);
+  ct_failure_free(copy);
+  ct_failure_free(r.failure);
+  ct_deferred_unref(l);
+  ct_deferred_callback(ds[0], ct_value_int(1));
+  ct_deferred_callback(ds[1], ct_value_int(2));
+  unref_all(ds, 3);
 }
 
 /* ------------------------------------------------------ cancelling lists */

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "ctwist/message.h"
+#include "tu_wait.h"
 
 #define MAXM 16
 
@@ -105,16 +106,16 @@ static ct_msg_callbacks callbacks(side *s) {
     for (int i_ = 0; i_ < 20000 && !(cond); i_++) {                            \
       ct_reactor_iterate(r);                                                   \
       if (!(cond))                                                             \
-        usleep(200);                                                           \
+        tu_backoff();                                                          \
     }                                                                          \
     cr_assert(cond, "condition never held: %s", #cond);                        \
   } while (0)
 
+/* Turns for the closes the test's own frees queued (later-turn work, no
+ * I/O from elsewhere to wait for). */
 static void drain(ct_reactor *r) {
-  for (int i = 0; i < 50; i++) {
+  for (int i = 0; i < 50; i++)
     ct_reactor_iterate(r);
-    usleep(100);
-  }
 }
 
 static ct_msg_header *hdr(const char *type) {
@@ -406,8 +407,16 @@ Test(message_net, send_after_peer_reset_closes_and_reports) {
    * turning the loop: the send fails or the close is reported later. */
   struct linger lg = {1, 0};
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  struct sockaddr_in me;
+  socklen_t ml = sizeof me;
+  getsockname(fd, (struct sockaddr *)&me, &ml);
   close(fd);
-  usleep(10000);
+  /* The reset has reached the server's socket when the kernel has dropped
+   * the connection from /proc/net/tcp (both ends gone). */
+  tu_tcp_sock ts;
+  for (int i = 0; i < 100000 && tu_tcp_find(ntohs(me.sin_port), -1, &ts); i++)
+    tu_backoff();
+  cr_assert_not(tu_tcp_find(ntohs(me.sin_port), -1, &ts), "no reset seen");
   ct_messenger *m = f.srv.conn[1];
   char chunk[1024] = {0};
   int rc = 0;

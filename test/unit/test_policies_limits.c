@@ -168,6 +168,10 @@ static int server_count(void *arg) {
   return ct_policy_factory_connections(arg) == 0;
 }
 
+static int server_has_one(void *arg) {
+  return ((tu_server_stats *)arg)->made == 1;
+}
+
 Test(limits, tcp_extra_connection_closed_at_once) {
   ct_reactor *r = ct_reactor_new();
   tu_server_stats sst = {0};
@@ -187,7 +191,7 @@ Test(limits, tcp_extra_connection_closed_at_once) {
   tu_connect(r, ep, &cf1, &r1);
   cr_assert(r1.failure == NULL);
   /* Let the server accept the first before the second arrives. */
-  tu_turns(r, 10);
+  cr_assert(tu_spin(r, server_has_one, &sst, 10));
   tu_connect(r, ep, &cf2, &r2);
   cr_assert(r2.failure == NULL); /* TCP connected, then closed by the server */
   cr_assert(tu_spin(r, tu_client_gone, &c2, 10), "extra connection kept open");

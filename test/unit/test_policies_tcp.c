@@ -72,10 +72,14 @@ Test(policies_tcp, wrapped_chargen_stays_bounded) {
   tu_want_len w = {&cst, 200000};
   cr_assert(tu_spin(R, tu_got_len, &w, 20));
   ct_transport_pause_reading(t);
-  tu_turns(R, 100);
+  /* Paused means nothing is delivered although bytes are there to read:
+   * wait until the kernel holds unread bytes for us, turn the loop, and
+   * check they stayed in the kernel. */
   size_t before = cst.last->len;
+  cr_assert(tu_spin(R, tu_tcp_has_unread, t, 20));
   tu_turns(R, 20);
   cr_assert_eq(cst.last->len, before);
+  cr_assert(tu_tcp_has_unread(t));
   ct_transport_resume_reading(t);
   w.n = before + 300000;
   cr_assert(tu_spin(R, tu_got_len, &w, 20));

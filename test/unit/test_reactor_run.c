@@ -212,6 +212,61 @@ Test(run, hold_in_after_phase_delays_run_return) {
   cr_assert_str_eq(trace, "Sa!");
 }
 
+/* The window between the release of a phase's last hold and the phase's
+ * end (queued for the next turn): a hold taken there must still hold the
+ * phase, and must not make the shutdown skip a phase when released. */
+static void swap_hold(void *arg) {
+  mark("s");
+  ct_phase_hold_release(held); /* the last hold: the phase may end... */
+  held = ct_reactor_hold_phase(arg); /* ...but a new one is taken first */
+  cr_assert_not_null(held);
+  release_turns = 0;
+  ct_reactor_call_from_thread(arg, release_later, arg);
+}
+
+static void hold_then_swap(void *arg) {
+  mark("H");
+  held = ct_reactor_hold_phase(arg);
+  cr_assert_not_null(held);
+  ct_reactor_call_from_thread(arg, swap_hold, arg);
+}
+
+/* Stop with `before` as the BEFORE trigger and marks for the later
+ * phases; the trace is left in `trace`. */
+static void stop_with_before(ct_call_cb before) {
+  trace[0] = 0;
+  ct_reactor_add_trigger(r, CT_PHASE_BEFORE, before, r);
+  ct_reactor_add_trigger(r, CT_PHASE_DURING, mark, "D");
+  ct_reactor_add_trigger(r, CT_PHASE_AFTER, mark, "A");
+  ct_reactor_call_when_running(r, stop_now, r);
+  ct_reactor_run(r);
+}
+
+Test(run, hold_taken_after_last_release_still_holds) {
+  stop_with_before(hold_then_swap);
+  cr_assert_str_eq(trace, "SHsww!DA");
+}
+
+static void release_take_release(void *arg) {
+  mark("x");
+  ct_phase_hold_release(held);
+  ct_phase_hold *again = ct_reactor_hold_phase(arg);
+  cr_assert_not_null(again);
+  ct_phase_hold_release(again);
+}
+
+static void hold_then_release_twice(void *arg) {
+  mark("H");
+  held = ct_reactor_hold_phase(arg);
+  cr_assert_not_null(held);
+  ct_reactor_call_from_thread(arg, release_take_release, arg);
+}
+
+Test(run, second_last_release_in_one_turn_skips_no_phase) {
+  stop_with_before(hold_then_release_twice);
+  cr_assert_str_eq(trace, "SHxDA");
+}
+
 static void soon_chain(void *arg) {
   int *n = arg;
   if (++*n < 5)

@@ -22,6 +22,25 @@ static void teardown(void) {
 
 TestSuite(timers, .init = setup, .fini = teardown);
 
+/* Freeing the clock of a live reactor is refused: the reactor keeps its
+ * fake time instead of silently moving to the real clock. */
+static int clock_fired;
+static void fire(void *arg) {
+  (void)arg;
+  clock_fired++;
+}
+
+Test(timers, clock_free_on_a_live_reactor_is_refused) {
+  ct_clock_advance(clk, 5.0);
+  cr_assert_not_null(ct_call_later(r, 1.0, fire, NULL));
+  cr_assert_eq(ct_clock_free(clk), CT_EBUSY);
+  cr_assert_eq(ct_reactor_seconds(r), 5.0, "still on the fake clock");
+  cr_assert_eq(clock_fired, 0);
+  cr_assert_eq(ct_clock_advance(clk, 1.0), 1);
+  cr_assert_eq(clock_fired, 1);
+  cr_assert_eq(ct_clock_free(NULL), 0);
+}
+
 /* A log of which callbacks ran, as small integers. */
 static int order[64];
 static int norder;

@@ -28,7 +28,14 @@ static int full_listener(int *port, int *fillers, int nfill) {
     fillers[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     connect(fillers[i], &a.u.sa, a.len);
   }
-  usleep(50000);
+  /* Full once the accept queue holds more than the backlog (0): the
+   * kernel shows the queue as the listener's rx_queue. */
+  tu_tcp_sock ls = {0};
+  double end = tu_now() + 10;
+  while (tu_now() < end && tu_tcp_find(*port, 0, &ls) && ls.rx_queue < 1)
+    tu_backoff();
+  cr_assert_eq(ls.state, TU_TCP_LISTEN);
+  cr_assert_geq(ls.rx_queue, 1, "the accept queue never filled");
   return lfd;
 }
 
@@ -42,10 +49,21 @@ Test(tcp_connect, timeout_on_fake_clock) {
   snprintf(ep, sizeof ep, "tcp:host=127.0.0.1:port=%d:timeout=5", port);
   tu_conn_result res;
   memset(&res, 0, sizeof res);
+  int syn0 = tu_tcp_count(-1, port, TU_TCP_SYN_SENT, NULL);
   ct_deferred *d = ct_connect(R, ep, &cf);
   ct_deferred_add_callbacks(d, tu_conn_ok, tu_conn_err, &res);
   ct_deferred_unref(d);
-  tu_turns(R, 20);
+  /* Our SYN is out and dropped by the full queue: one more socket to the
+   * port is pending in the kernel (SYN_SENT), so only the timeout can end
+   * the connect. */
+  double end = tu_now() + 10;
+  while (tu_now() < end &&
+         tu_tcp_count(-1, port, TU_TCP_SYN_SENT, NULL) <= syn0) {
+    ct_reactor_iterate(R);
+    tu_backoff();
+  }
+  cr_assert_gt(tu_tcp_count(-1, port, TU_TCP_SYN_SENT, NULL), syn0);
+  ct_reactor_iterate(R);
   cr_assert_eq(res.done, 0, "connect finished without a timeout");
   ct_clock_advance(C, 4.9);
   cr_assert_eq(res.done, 0);
@@ -92,8 +110,10 @@ static void reconnect_init(ct_client_factory *cf, tu_client_stats *cst,
 /* Turn the loop (one turn per check) until cond holds or 10 s pass. */
 static void turn_until(tu_cond_fn cond, void *arg) {
   double end = tu_now() + 10;
-  while (!cond(arg) && tu_now() < end)
-    tu_turns(R, 1);
+  while (!cond(arg) && tu_now() < end) {
+    ct_reactor_iterate(R);
+    tu_backoff();
+  }
 }
 
 static int rc_connected(void *rc) {
@@ -135,6 +155,8 @@ Test(tcp_connect, reconnect_backoff_sequence) {
                        "retry %d", i + 1);
     cr_assert_eq(ct_reconnecting_client_retries(rc), i + 1);
     ct_clock_advance(C, expect[i] - 0.01);
+    /* An attempt starts synchronously when its time comes: none yet. */
+    cr_assert_eq(ct_reconnecting_client_retries(rc), i + 1, "retried early");
     tu_turns(R, 3);
     cr_assert_eq(cst.failed, i + 1, "retried early");
     ct_clock_advance(C, 0.01);
@@ -143,6 +165,7 @@ Test(tcp_connect, reconnect_backoff_sequence) {
   /* Given up: no more attempts however long we wait. */
   cr_assert_eq(ct_reconnecting_client_retries(rc), 7);
   ct_clock_advance(C, 100);
+  cr_assert_eq(ct_reconnecting_client_retries(rc), 7, "tried again");
   tu_turns(R, 3);
   cr_assert_eq(cst.failed, 7);
   ct_reconnecting_client_free(rc);
@@ -193,7 +216,7 @@ Test(tcp_connect, reconnect_resets_on_success_and_retries_after_loss) {
   ct_reconnecting_client_stop_trying(rc);
   cr_assert(ct_reconnecting_client_protocol(rc) != NULL);
   ct_reconnecting_client_free(rc);
-  tu_turns(R, 10);
+  cr_assert(tu_spin(R, tu_server_lost, &sst, 10)); /* the abort arrived */
   cr_assert_eq(cst.lost, 1); /* detached: the proxy is gone */
   tu_server_stats_release(&sst);
   tu_stop_port(port);

@@ -151,12 +151,26 @@ Test(tcp_echo, connect_bad_endpoint) {
   }
   cr_assert_eq(cst.failed, 5);
   cr_assert_eq(cf.base.users, 0);
-  ct_deferred *d = ct_connect(R, NULL, &cf);
-  cr_assert(d != NULL && ct_deferred_is_failed(d));
-  ct_result out;
-  cr_assert_eq(ct_deferred_take_result(d, &out), 0);
-  ct_failure_free(out.failure);
-  ct_deferred_unref(d);
+  /* Bad arguments fail on a later turn too, like every connect failure
+   * (callbacks added after the call still see it). */
+  const char *eps[] = {NULL, "tcp:host=127.0.0.1:port=9"};
+  ct_client_factory *cfs[] = {&cf, NULL};
+  for (int i = 0; i < 2; i++) {
+    tu_conn_result res;
+    memset(&res, 0, sizeof res);
+    ct_deferred *d = ct_connect(R, eps[i], cfs[i]);
+    cr_assert_not_null(d);
+    cr_assert_not(ct_deferred_called(d), "failed synchronously (%d)", i);
+    ct_deferred_add_callbacks(d, tu_conn_ok, tu_conn_err, &res);
+    ct_deferred_unref(d);
+    cr_assert(tu_spin(R, tu_conn_done, &res, 10));
+    cr_assert_not_null(res.failure);
+    cr_assert_eq(res.failure->code, CT_EINVAL);
+    ct_failure_free(res.failure);
+  }
+  /* Without a reactor nothing can run later: NULL, nothing called. */
+  cr_assert_null(ct_connect(NULL, "tcp:host=127.0.0.1:port=9", &cf));
+  cr_assert_eq(cst.failed, 5);
 }
 
 Test(tcp_echo, listen_bad_endpoint_and_in_use) {

@@ -59,7 +59,7 @@ Test(tcp_read_buffer, nested_iterate_inside_data_received_is_refused) {
 
   free(msg);
   ct_transport_lose_connection(t);
-  tu_turns(R, 10);
+  cr_assert(tu_spin(R, tu_server_lost, &sst, 10));
   tu_server_stats_release(&sst);
   tu_stop_port(port);
 }
@@ -119,7 +119,7 @@ Test(tcp_read_buffer, concurrent_bulk_connections_never_mix_bytes) {
     free(data[k]);
     ct_transport_lose_connection(t[k]);
   }
-  tu_turns(R, 10);
+  cr_assert(tu_spin(R, tu_server_lost, &sst, 10));
   tu_server_stats_release(&sst);
   tu_stop_port(port);
 }

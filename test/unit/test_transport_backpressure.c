@@ -61,22 +61,25 @@ Test(transport_backpressure, never_reading_client_is_bounded) {
   memset(chunk, 'e', sizeof chunk);
   const size_t target = 100u * 1024u * 1024u;
   size_t sent = 0, max_buffered = 0;
-  int stalled = 0;
   long rss0 = rss_bytes();
-  while (sent < target && stalled < 200) {
+  /* Send until nothing more can move: the server has paused reading and
+   * the client cannot send (both explicit, no waiting for time).  Once
+   * paused, the server reads again only after its output drains, which
+   * needs the client to read: so this state is final. */
+  double end = tu_now() + 60; /* safety net only */
+  for (;;) {
+    cr_assert(tu_now() < end, "never reached a stable state");
     ssize_t n = send(fd, chunk, sizeof chunk, MSG_NOSIGNAL);
-    if (n > 0) {
+    if (n > 0)
       sent += (size_t)n;
-      stalled = 0;
-    } else {
+    else
       cr_assert(errno == EAGAIN, "send: %s", strerror(errno));
-      stalled++;
-      usleep(200);
-    }
     ct_reactor_iterate(R);
     size_t b = ct_transport_buffered(st);
     if (b > max_buffered)
       max_buffered = b;
+    if (sent >= target || (n < 0 && ct_transport_reading_paused(st)))
+      break;
   }
   long growth = rss_bytes() - rss0;
   cr_assert(sent < target, "the server kept reading everything");
@@ -88,25 +91,24 @@ Test(transport_backpressure, never_reading_client_is_bounded) {
   /* Now read everything back: the server resumes and echoes it all. */
   size_t got = 0;
   char rbuf[65536];
-  double end = tu_now() + 60;
+  end = tu_now() + 60;
   while (got < sent && tu_now() < end) {
     ssize_t n = recv(fd, rbuf, sizeof rbuf, 0);
     if (n > 0)
       got += (size_t)n;
-    else
-      usleep(100);
-    ct_reactor_iterate(R);
+    ct_reactor_iterate(R); /* the server writes what we made room for */
   }
   cr_assert_eq(got, sent);
   cr_assert(!ct_transport_reading_paused(st));
   close(fd);
-  tu_turns(R, 10);
+  cr_assert(tu_spin(R, tu_server_lost, &sst, 10));
   tu_server_stats_release(&sst);
   tu_stop_port(port);
 }
 
 /* A sink server whose reading the test controls. */
 static size_t sink_got;
+static int sink_lost;
 static ct_transport *sink_t;
 static void sink_made(ct_protocol *p, ct_transport *t) {
   (void)p;
@@ -118,12 +120,23 @@ static void sink_data(ct_protocol *p, const char *d, size_t n) {
   (void)d;
   sink_got += n;
 }
-static const ct_protocol_ops sink_ops = {
-    .name = "sink", .connection_made = sink_made, .data_received = sink_data};
+static void sink_gone(ct_protocol *p, const ct_failure *reason) {
+  (void)p;
+  (void)reason;
+  sink_lost++;
+}
+static const ct_protocol_ops sink_ops = {.name = "sink",
+                                         .connection_made = sink_made,
+                                         .data_received = sink_data,
+                                         .connection_lost = sink_gone};
 
 typedef struct prod {
   ct_transport *t;
   int paused, pauses, resumes, stops;
+  /* Contract breaches seen from inside the callbacks: a pause while the
+   * transport was below its high-water mark, a resume above its
+   * low-water mark, a write while paused. */
+  int early_pauses, early_resumes, writes_while_paused;
   size_t written, total;
   int pull;
   char chunk[16384];
@@ -134,6 +147,8 @@ static void produce(prod *p) {
     size_t n = sizeof p->chunk;
     if (n > p->total - p->written)
       n = p->total - p->written;
+    if (p->paused)
+      p->writes_while_paused++;
     cr_assert_eq(ct_transport_write(p->t, p->chunk, n), 0);
     p->written += n;
     if (p->pull)
@@ -143,11 +158,15 @@ static void produce(prod *p) {
 
 static void p_pause(void *arg) {
   prod *p = arg;
+  if (ct_transport_buffered(p->t) <= p->t->high_water)
+    p->early_pauses++;
   p->paused = 1;
   p->pauses++;
 }
 static void p_resume(void *arg) {
   prod *p = arg;
+  if (!p->pull && ct_transport_buffered(p->t) > p->t->low_water)
+    p->early_resumes++;
   p->paused = 0;
   p->resumes++;
   produce(p);
@@ -167,6 +186,9 @@ static int sink_connected(void *arg) {
   (void)arg;
   return sink_t != NULL;
 }
+static int both_lost(void *arg) {
+  return ((tu_client_stats *)arg)->lost > 0 && sink_lost > 0;
+}
 static int prod_paused(void *arg) {
   return ((prod *)arg)->pauses > 0;
 }
@@ -175,6 +197,7 @@ static void open_sink(ct_factory *sf, ct_listening_port **port,
                       ct_client_factory *cf, tu_client_stats *cst,
                       ct_transport **ct) {
   sink_got = 0;
+  sink_lost = 0;
   sink_t = NULL;
   ct_factory_init(sf, NULL, &sink_ops, sizeof(ct_protocol), NULL);
   char ep[128];
@@ -209,17 +232,21 @@ Test(transport_backpressure, push_producer_paused_and_resumed) {
   cr_assert(tu_spin(R, prod_paused, &p, 10));
   cr_assert(p.written < p.total);
   cr_assert(ct_transport_buffered(ct) > ct->high_water);
-  tu_turns(R, 20);
-  size_t before = p.written;
-  cr_assert_eq(p.written, before); /* paused means paused */
   /* Let the sink read: the producer resumes until everything is sent. */
   ct_transport_resume_reading(sink_t);
   cr_assert(tu_spin(R, sink_has, &p.total, 60), "sink got %zu", sink_got);
   cr_assert(p.resumes >= 1);
   cr_assert_eq(sink_got, p.total);
-  /* Ending the connection stops the producer once. */
+  /* Paused means paused, checked at every call rather than by watching
+   * for a while: pauses only above high water, resumes only at or below
+   * low water, and no write in between. */
+  cr_assert_eq(p.early_pauses, 0);
+  cr_assert_eq(p.early_resumes, 0);
+  cr_assert_eq(p.writes_while_paused, 0);
+  /* Ending the connection stops the producer once: by the time both ends
+   * have seen the close, every stop there will be has been delivered. */
   cr_assert_eq(ct_transport_abort(ct), 0);
-  tu_turns(R, 5);
+  cr_assert(tu_spin(R, both_lost, &cst, 10));
   cr_assert_eq(p.stops, 1);
   ct_transport_unref(ct);
   ct_transport_unref(sink_t);
@@ -247,14 +274,17 @@ Test(transport_backpressure, pull_producer) {
   cr_assert_eq(ct_transport_register_producer(ct, &prod_ops, &p, 0), 0);
   cr_assert_eq(p.resumes, 0); /* first call on a later turn */
   cr_assert(tu_spin(R, pull_done, &p, 30));
+  /* The sink has every byte, so the client's output drained after the
+   * last chunk: a still-registered producer would have been asked again
+   * by now.  Unregistered: 40 calls, no more. */
+  cr_assert_eq(ct_transport_buffered(ct), 0);
   cr_assert_eq(p.resumes, 40);
-  tu_turns(R, 5);
-  cr_assert_eq(p.resumes, 40); /* unregistered: no more calls */
   cr_assert_eq(p.stops, 0);
   ct_transport_lose_connection(ct);
+  cr_assert(tu_spin(R, both_lost, &cst, 10));
+  cr_assert_eq(p.resumes, 40);
   ct_transport_unref(ct);
   ct_transport_unref(sink_t);
-  tu_turns(R, 5);
   tu_stop_port(port);
 }
 
@@ -273,29 +303,29 @@ Test(transport_backpressure, user_pause_survives_backpressure) {
   cr_assert_eq(ct_transport_resume_reading(st), 0);
   static char chunk[65536];
   size_t sent = 0;
-  for (int i = 0; i < 400 && !ct_transport_reading_paused(st); i++) {
+  double end = tu_now() + 60; /* safety net only */
+  while (!ct_transport_reading_paused(st) && tu_now() < end) {
     ssize_t n = send(fd, chunk, sizeof chunk, MSG_NOSIGNAL);
     if (n > 0)
       sent += (size_t)n;
     ct_reactor_iterate(R);
-    usleep(100);
   }
   cr_assert(ct_transport_reading_paused(st));
   cr_assert(ct_transport_buffered(st) > 1000);
   /* User pause on top, then drain: reading must stay paused. */
   ct_transport_pause_reading(st);
   char rbuf[65536];
-  for (int i = 0; i < 2000 && ct_transport_buffered(st) > 0; i++) {
-    if (recv(fd, rbuf, sizeof rbuf, 0) <= 0)
-      usleep(100);
-    ct_reactor_iterate(R);
+  end = tu_now() + 60;
+  while (ct_transport_buffered(st) > 0 && tu_now() < end) {
+    (void)recv(fd, rbuf, sizeof rbuf, 0);
+    ct_reactor_iterate(R); /* the server flushes into the room made */
   }
   cr_assert_eq(ct_transport_buffered(st), 0);
   cr_assert(ct_transport_reading_paused(st));
   ct_transport_resume_reading(st);
   cr_assert(!ct_transport_reading_paused(st));
   close(fd);
-  tu_turns(R, 10);
+  cr_assert(tu_spin(R, tu_server_lost, &sst, 10));
   tu_server_stats_release(&sst);
   tu_stop_port(port);
 }

@@ -19,6 +19,7 @@
 #include "ctwist/reactor.h"
 #include "ctwist/testing.h"
 #include "ctwist/transport.h"
+#include "tu_wait.h"
 
 static inline double tu_now(void) {
   struct timespec ts;
@@ -39,17 +40,47 @@ static inline int tu_spin(ct_reactor *r, tu_cond_fn cond, void *arg,
       return 0;
     ct_reactor_iterate(r);
     if (++idle % 8 == 0)
-      usleep(100);
+      tu_backoff();
   }
   return 1;
 }
 
-/* Turn the loop for `n` iterations (letting pending I/O settle). */
+/* Turn the loop `n` times, without waiting: for work the test's own calls
+ * queued for later turns (closes, call_soon), never for I/O from elsewhere
+ * (wait for that with tu_spin() and a condition). */
 static inline void tu_turns(ct_reactor *r, int n) {
-  for (int i = 0; i < n; i++) {
+  for (int i = 0; i < n; i++)
     ct_reactor_iterate(r);
-    usleep(200);
-  }
+}
+
+/* The kernel's view of a TCP transport's socket (/proc/net/tcp): 1 and
+ * *out filled, or 0 (not TCP over IPv4, or gone). */
+static inline int tu_tcp_of(ct_transport *t, tu_tcp_sock *out) {
+  ct_address host, peer;
+  if (ct_transport_get_host(t, &host) != 0 ||
+      ct_transport_get_peer(t, &peer) != 0 ||
+      host.family != CT_ADDRESS_IPV4)
+    return 0;
+  return tu_tcp_find(ct_address_port(&host), ct_address_port(&peer), out);
+}
+
+/* The peer of TCP transport `t` has read every byte `t` sent: nothing
+ * waits in t's send queue nor in the peer's receive queue. */
+static inline int tu_tcp_sent_all_read(void *t) {
+  ct_address host, peer;
+  tu_tcp_sock mine, theirs;
+  if (ct_transport_buffered(t) > 0 || ct_transport_get_host(t, &host) != 0 ||
+      ct_transport_get_peer(t, &peer) != 0)
+    return 0;
+  int hp = ct_address_port(&host), pp = ct_address_port(&peer);
+  return tu_tcp_find(hp, pp, &mine) && tu_tcp_find(pp, hp, &theirs) &&
+         mine.tx_queue == 0 && theirs.rx_queue == 0;
+}
+
+/* TCP transport `t` has bytes waiting unread in its socket. */
+static inline int tu_tcp_has_unread(void *t) {
+  tu_tcp_sock me;
+  return tu_tcp_of(t, &me) && me.rx_queue > 0;
 }
 
 static inline uint64_t tu_fnv(const char *p, size_t n) {

@@ -296,12 +296,26 @@ static void env_open(tcp_env *e, ct_wire_kind kind, const char *quote) {
   e->ct = tu_connect_ok(R, ep, &e->cf, &e->cst, &e->res);
 }
 
+/* The server end of the connection (local port, remote port) has been
+ * closed by the server: it is neither established nor waiting for its
+ * application to close (CLOSE_WAIT) in /proc/net/tcp. */
+static int server_end_closed(void *arg) {
+  const int *ports = arg;
+  return tu_tcp_count(ports[0], ports[1], TU_TCP_ESTABLISHED, NULL) == 0 &&
+         tu_tcp_count(ports[0], ports[1], TU_TCP_CLOSE_WAIT, NULL) == 0;
+}
+
 static void env_close(tcp_env *e) {
   if (e->cst.last != NULL) {
-    ct_transport_lose_connection(e->cst.last->base.transport);
+    ct_address host, peer;
+    ct_transport *t = e->cst.last->base.transport;
+    cr_assert_eq(ct_transport_get_host(t, &host), 0);
+    cr_assert_eq(ct_transport_get_peer(t, &peer), 0);
+    int ports[2] = {ct_address_port(&peer), ct_address_port(&host)};
+    ct_transport_lose_connection(t);
     cr_assert(tu_spin(R, tu_client_gone, &e->cst, 10));
+    cr_assert(tu_spin(R, server_end_closed, ports, 10));
   }
-  tu_turns(R, 5); /* let the server side see the close */
   tu_stop_port(e->port);
 }
 
@@ -326,7 +340,12 @@ Test(wire_tcp, discard_drops) {
   memset(buf, 'd', sizeof buf);
   for (int i = 0; i < 8; i++)
     cr_assert_eq(ct_transport_write(e.ct, buf, sizeof buf), 0);
-  tu_turns(R, 50);
+  /* The server has read all of it, and nothing is on its way back. */
+  cr_assert(tu_spin(R, tu_tcp_sent_all_read, e.ct, 20));
+  tu_turns(R, 5);
+  tu_tcp_sock me;
+  cr_assert(tu_tcp_of(e.ct, &me));
+  cr_assert_eq(me.rx_queue, 0, "discard sent something back");
   cr_assert(e.cst.last != NULL);
   cr_assert_eq(e.cst.last->len, 0);
   cr_assert_eq(e.cst.last->lost, 0);
@@ -349,8 +368,10 @@ Test(wire_tcp, chargen_stops_when_client_stops_reading_and_resumes) {
     cr_assert_leq(ct_transport_buffered(server), CT_CHARGEN_CHUNK);
   }
   size_t before = e.cst.last->len;
+  cr_assert(tu_spin(R, tu_tcp_has_unread, e.ct, 20));
   tu_turns(R, 20);
-  cr_assert_eq(e.cst.last->len, before);
+  cr_assert_eq(e.cst.last->len, before, "delivered while paused");
+  cr_assert(tu_tcp_has_unread(e.ct));
   cr_assert_leq(ct_transport_buffered(server), CT_CHARGEN_CHUNK);
   /* Reading again: the stream continues where it stopped. */
   cr_assert_eq(ct_transport_resume_reading(e.ct), 0);

@@ -141,6 +141,88 @@ def test_echo_pidfile_graceful_stop():
     assert "stopping" in err and "stopped" in err, err
 
 
+def wait_stderr(srv, needle, secs=15):
+    """Read the server's stderr until `needle` appears (bounded)."""
+    err = b""
+    deadline = time.monotonic() + secs
+    while needle.encode() not in err:
+        left = deadline - time.monotonic()
+        assert left > 0, "%r not in stderr within %d s: %r" % (needle, secs,
+                                                               err)
+        r, _, _ = select.select([srv.proc.stderr], [], [], left)
+        if r:
+            chunk = os.read(srv.proc.stderr.fileno(), 65536)
+            assert chunk, "stderr closed before %r: %r" % (needle, err)
+            err += chunk
+    return err.decode(errors="replace")
+
+
+def tcp_queues(local_port, remote_port):
+    """(tx_queue, rx_queue) of the loopback socket local_port ->
+    remote_port from /proc/net/tcp: bytes not yet acknowledged by the peer,
+    and bytes received but not yet read by the process; None if absent."""
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            lport = int(fields[1].split(":")[1], 16)
+            rport = int(fields[2].split(":")[1], 16)
+            if lport == local_port and rport == remote_port:
+                tx, rx = fields[4].split(":")
+                return int(tx, 16), int(rx, 16)
+    return None
+
+
+def flood_until_paused(srv):
+    """Connect to an echo server and send without ever reading until the
+    server holds more echoed bytes in its own output buffer than its
+    high-water mark (256 KiB), so it has stopped reading and that output
+    cannot leave.  The amount is exact from /proc/net/tcp: what the server
+    has read and echoed (sent, less what waits in the client's send queue
+    and the server's receive queue) less what the kernel took (the server's
+    send queue and the client's receive queue).  Returns the socket."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(srv.addrs[0])
+    s.setblocking(False)
+    sport, cport = srv.addrs[0][1], s.getsockname()[1]
+    chunk = b"x" * 65536
+    sent = 0
+    deadline = time.monotonic() + 30
+    while True:
+        assert time.monotonic() < deadline, "the server never paused"
+        try:
+            sent += s.send(chunk)
+            continue
+        except BlockingIOError:
+            pass
+        server, client = tcp_queues(sport, cport), tcp_queues(cport, sport)
+        if server and client:
+            held = sent - client[0] - server[1] - server[0] - client[1]
+            if held > 256 * 1024:
+                return s
+        select.select([], [s], [], 0.01)  # wait for room to send more
+
+
+def test_second_signal_aborts_the_graceful_stop():
+    # A client that floods an echo server and never reads keeps its
+    # connection flushing: the graceful stop would wait the whole
+    # --shutdown-timeout (an hour).
+    for workers in ([], ["--workers", "1"]):
+        srv = Server(workers + ["--shutdown-timeout", "3600", "echo",
+                                "--listen", LOCAL])
+        s = flood_until_paused(srv)
+        srv.proc.send_signal(signal.SIGTERM)
+        wait_stderr(srv, "connection(s)")  # the stop is under way
+        srv.proc.send_signal(signal.SIGTERM)
+        _, err = srv.proc.communicate(timeout=30)  # far below an hour
+        err = err.decode(errors="replace")
+        check_sanitizer(err)
+        assert srv.proc.returncode == 0, (srv.proc.returncode, err)
+        assert "aborted 1 connection(s)" in err, err
+        s.close()
+
+
 def test_sigint_stops_too():
     srv = Server(["echo", "--listen", LOCAL])
     srv.stop(signal.SIGINT)
@@ -248,6 +330,20 @@ def test_plugin_help():
     p = subprocess.run([CTWISTD, "--plugin", UPPER, "--help"],
                        capture_output=True, timeout=15)
     assert p.returncode == 0 and b"--max-length" in p.stdout, p
+    # The usage line works as printed: it names the plugin by its path.
+    m = re.search(rb"usage: (ctwistd .*)\n", p.stdout)
+    assert m, p.stdout
+    words = m.group(1).decode().split()
+    assert words[1:3] == ["--plugin", UPPER], words
+    srv = Server([words[1], words[2], "--listen", LOCAL])
+    s = srv.connect()
+    s.sendall(b"ok\r\n")
+    assert recv_exact(s, 4) == b"OK\r\n"
+    s.close()
+    srv.stop()
+    p = subprocess.run([CTWISTD, "echo", "--help"], capture_output=True,
+                       timeout=15)
+    assert p.returncode == 0 and b"usage: ctwistd echo --listen" in p.stdout, p
     p = subprocess.run([CTWISTD, "--help"], capture_output=True, timeout=15)
     assert p.returncode == 0 and b"chargen" in p.stdout, p
 
@@ -260,6 +356,14 @@ def test_errors():
           "cannot load plugin", "missing.so")
     fails(["--plugin", BAD_ABI, "--listen", LOCAL], "ABI version 42",
           "supports 1")
+    # A bare file name is looked up in the library path: say so.
+    cwd = os.getcwd()
+    os.chdir(os.path.dirname(UPPER))
+    try:
+        fails(["--plugin", os.path.basename(UPPER), "--listen", LOCAL],
+              "cannot load plugin", "--plugin ./%s" % os.path.basename(UPPER))
+    finally:
+        os.chdir(cwd)
     fails(["--plugin", NO_SYMBOL, "--listen", LOCAL], "ctwist_plugin")
     fails(["echo", "--listen", LOCAL, "--bogus"],
           "unknown option '--bogus'", status=2)
@@ -291,6 +395,47 @@ def test_errors():
           "another process")
     assert os.path.exists(pidfile)
     srv.stop()
+
+
+def test_pidfile_is_locked():
+    import fcntl
+    # A pidfile locked by someone else is refused, whatever it contains
+    # (here: nothing, as a process that has just created it).
+    pidfile = os.path.join(TMP, "locked.pid")
+    with open(pidfile, "w") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        fails(["--pidfile", pidfile, "echo", "--listen", LOCAL], "pidfile",
+              "another process")
+    # A stale, unlocked pidfile of a dead process is taken over.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with open(pidfile, "w") as f:
+        f.write("%d\n" % dead.pid)
+    srv = Server(["--pidfile", pidfile, "echo", "--listen", LOCAL])
+    with open(pidfile) as f:
+        assert int(f.read()) == srv.proc.pid
+    # Several starts at once with one pidfile: exactly one runs.
+    racers = [subprocess.Popen([CTWISTD, "--pidfile", pidfile + "2", "echo",
+                                "--listen", LOCAL], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE) for _ in range(4)]
+    outs = []
+    for p in racers:
+        # The losers exit by themselves; read the winner's first line only.
+        line = p.stdout.readline()
+        outs.append((p, line))
+    winners = [p for p, line in outs if line.startswith(b"listening on")]
+    assert len(winners) == 1, [(p.poll(), line) for p, line in outs]
+    for p, line in outs:
+        if p is not winners[0]:
+            _, err = p.communicate(timeout=15)
+            assert p.returncode == 1 and b"another process" in err, err
+    with open(pidfile + "2") as f:
+        assert int(f.read()) == winners[0].pid
+    winners[0].send_signal(signal.SIGTERM)
+    winners[0].communicate(timeout=15)
+    assert winners[0].returncode == 0
+    srv.stop()
+    assert not os.path.exists(pidfile)
 
 
 def test_json_log():

@@ -27,6 +27,12 @@ pkg-config --cflags --libs ctwist
 cd "$WORK/project"
 cp "$SRC/docs/examples/plugin_upper.c" "$SRC/docs/examples/plugin_upper_test.c" .
 
+step "the code of sections 1 and 2 compiles as written, in order"
+# Each block may only use what an earlier block defined.
+sed -n '/^## 1\./,/^## 3\./p' "$SRC/docs/tutorial.md" |
+  awk '/^```c$/ {on = 1; next} /^```$/ {on = 0} on' > tutorial_plugin.c
+cc -c -std=c11 -Wall -Werror tutorial_plugin.c $(pkg-config --cflags ctwist) -o tutorial_plugin.o
+
 step "test in memory"
 cc plugin_upper_test.c plugin_upper.c $(pkg-config --cflags --libs ctwist) -o upper_test
 ./upper_test 2>/dev/null | grep -qx "all upper tests passed"

@@ -1,0 +1,77 @@
+/*
+ * Waiting in tests without sleeping on time: explicit kernel state from
+ * /proc/net/tcp, and the one back-off the condition loops share.
+ * Header-only, static functions.
+ */
+#ifndef CT_TEST_TU_WAIT_H
+#define CT_TEST_TU_WAIT_H
+
+#include <stdio.h>
+#include <unistd.h>
+
+/*
+ * The only sleep in the tests, and it synchronises nothing: a short pause
+ * between two polls of a condition (tu_spin(), SPIN) so that a loop waiting
+ * for the kernel or another process does not burn a core of a shared
+ * machine.  The condition decides the outcome; the caller's time bound is
+ * only a safety net against a hang.
+ */
+static inline void tu_backoff(void) {
+  usleep(100);
+}
+
+/* TCP states as /proc/net/tcp prints them. */
+enum {
+  TU_TCP_ESTABLISHED = 1,
+  TU_TCP_SYN_SENT = 2,
+  TU_TCP_CLOSE_WAIT = 8,
+  TU_TCP_LISTEN = 10
+};
+
+/* A socket of /proc/net/tcp (IPv4). */
+typedef struct tu_tcp_sock {
+  int state;
+  unsigned long tx_queue; /* LISTEN: the backlog; else bytes not acked */
+  unsigned long rx_queue; /* LISTEN: the accept queue; else bytes unread */
+} tu_tcp_sock;
+
+/*
+ * Count the IPv4 TCP sockets of /proc/net/tcp with local port `lport` and
+ * remote port `rport` (either -1: any) and, if `state` > 0, that state;
+ * the last one found fills *out (may be NULL).
+ */
+static inline int tu_tcp_count(int lport, int rport, int state,
+                               tu_tcp_sock *out) {
+  FILE *f = fopen("/proc/net/tcp", "r");
+  if (f == NULL)
+    return 0;
+  char line[512];
+  int found = 0;
+  if (fgets(line, sizeof line, f) == NULL) { /* the header */
+    fclose(f);
+    return 0;
+  }
+  while (fgets(line, sizeof line, f) != NULL) {
+    unsigned la, lp, ra, rp, st;
+    unsigned long tx, rx;
+    if (sscanf(line, " %*d: %x:%x %x:%x %x %lx:%lx", &la, &lp, &ra, &rp, &st,
+               &tx, &rx) != 7)
+      continue;
+    if ((lport < 0 || (int)lp == lport) && (rport < 0 || (int)rp == rport) &&
+        (state <= 0 || (int)st == state)) {
+      if (out != NULL)
+        *out = (tu_tcp_sock){(int)st, tx, rx};
+      found++;
+    }
+  }
+  fclose(f);
+  return found;
+}
+
+/* Find the socket with local port `lport` and remote port `rport` (-1:
+ * any): 1 and *out filled, or 0. */
+static inline int tu_tcp_find(int lport, int rport, tu_tcp_sock *out) {
+  return tu_tcp_count(lport, rport, 0, out) > 0;
+}
+
+#endif
