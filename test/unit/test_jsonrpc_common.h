@@ -198,7 +198,7 @@ static void rpc_fx_free(rpc_fx *fx) {
 /* --- comparing ------------------------------------------------------- */
 
 /* Responses are compared without the error's "data" (free-form text). */
-static void strip_data(json_t *j) {
+static inline void strip_data(json_t *j) {
   if (json_is_array(j)) {
     size_t i;
     json_t *v;
@@ -212,7 +212,7 @@ static void strip_data(json_t *j) {
 
 /* Equal, treating a batch (array) as a multiset: the specification lets
  * a server answer a batch's calls in any order. */
-static int json_same(json_t *a, json_t *b) {
+static inline int json_same(json_t *a, json_t *b) {
   if (!json_is_array(a) || !json_is_array(b))
     return json_equal(a, b);
   size_t n = json_array_size(a);
