@@ -214,6 +214,11 @@ typedef struct ct_rpc_client_options {
   double retry_initial;  /**< first reconnect delay (default 0.5 s) */
   double retry_max;      /**< longest reconnect delay (default 30 s) */
   int no_deadline;       /**< 1: do not send deadline-ms */
+  /** 1: when a connection attempt fails while no connection is up, the
+   *  queued calls errback at once with that failure (naming the
+   *  endpoint) instead of waiting for a later attempt: for command-line
+   *  tools.  Reconnecting goes on either way. */
+  int fail_fast;
 } ct_rpc_client_options;
 
 #define CT_RPC_TIMEOUT_DEFAULT 30.0

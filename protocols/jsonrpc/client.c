@@ -586,10 +586,24 @@ static ct_step connected(ct_value v, void *arg) {
   return ct_pass(CT_NONE);
 }
 
+static void fail_queued(ct_rpc_client *c, const cep *ep, const ct_failure *f) {
+  while (c->qhead != NULL) {
+    call *k = c->qhead;
+    dequeue(k);
+    call_finish(k, CT_NONE,
+                ct_failure_wrap("ctwist", f->code, ct_failure_copy(f),
+                                "call %s: cannot connect to %s",
+                                k->method ? k->method : "(batch)",
+                                ep->endpoint));
+  }
+}
+
 static ct_step connect_failed(ct_failure *f, void *arg) {
   cep *ep = arg;
   ep->connecting = 0;
   if (!ep->c->freeing && f->code != CT_ECANCELLED) {
+    if (ep->c->opts.fail_fast && ep->c->nlive == 0)
+      fail_queued(ep->c, ep, f);
     ct_log(CT_LOG_DEBUG, "jsonrpc", "connecting to %s failed: %s; retrying",
            ep->endpoint, f->message ? f->message : ct_strerror(f->code));
     schedule_retry(ep);

@@ -1,5 +1,6 @@
 /*
- * builtin.c: the bundled plugins (echo, discard, chargen, daytime, qotd).
+ * builtin.c: the bundled plugins (echo, discard, chargen, daytime, qotd;
+ * rpc lives in rpc.c).
  *
  * They go through exactly the descriptor ABI an external plugin uses, so
  * ctwistd has one code path for both, and these double as the smallest
@@ -10,6 +11,7 @@
 
 #include "ctwist/plugin.h"
 #include "ctwist/wire.h"
+#include "protocols/plugin/internal.h"
 
 /* No options: reject anything, naming it. */
 static const ct_plugin_option no_options[] = {{NULL}};
@@ -94,7 +96,7 @@ static const ct_plugin_descriptor qotd_plugin = {
 
 static const ct_plugin_descriptor *const builtins[] = {
     &echo_plugin,    &discard_plugin, &chargen_plugin,
-    &daytime_plugin, &qotd_plugin,    NULL};
+    &daytime_plugin, &qotd_plugin,    &ct__rpc_plugin, NULL};
 
 const ct_plugin_descriptor *const *ct_plugin_builtins(void) {
   return builtins;

@@ -113,5 +113,11 @@ Test(jsonrpc_net, call_loss_and_reconnect) {
   json_decref(n.value);
   ct_rpc_client_free(c);
   ct_rpc_server_free(s);
+  /* Let both ends finish closing (the sockets release their protocols
+   * on later loop turns) before the reactor goes. */
+  for (int i = 0; i < 5; i++) {
+    ct_call_later(n.r, 0.01, watchdog, n.r);
+    ct_reactor_run(n.r);
+  }
   ct_reactor_free(n.r);
 }
