@@ -23,6 +23,9 @@ int ct__rpc_buf_json(ct__rpc_buf *b, const json_t *j);
 /* Append `s` as a JSON string literal; CT_EINVAL if it is not UTF-8. */
 int ct__rpc_buf_str(ct__rpc_buf *b, const char *s);
 int ct__rpc_buf_int(ct__rpc_buf *b, long long v);
+/* ct__rpc_buf_json() with the common scalars written directly (NULL is
+ * the JSON null). */
+int ct__rpc_buf_value(ct__rpc_buf *b, const json_t *j);
 void ct__rpc_buf_free(ct__rpc_buf *b);
 
 /* Deepest nesting of arrays/objects in the JSON text (strings skipped);

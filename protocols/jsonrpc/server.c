@@ -145,14 +145,6 @@ static void sconn_unref(sconn *c) {
   free(c);
 }
 
-static void write_id(ct__rpc_buf *b, const json_t *id) {
-  if (id == NULL)
-    ct__rpc_buf_lit(b, "null");
-  else if (json_is_integer(id))
-    ct__rpc_buf_int(b, (long long)json_integer_value(id));
-  else
-    ct__rpc_buf_json(b, id);
-}
 
 /* Hand the reply in s->out to the connection: into its batch, or as a
  * frame of its own. */
@@ -174,9 +166,9 @@ static void reply_result(ct_rpc_server *s, sconn *c, batch *b,
   o->len = 0;
   int rc = ct__rpc_buf_lit(o, "{\"jsonrpc\":\"2.0\",\"result\":");
   if (rc == 0)
-    rc = result == NULL ? ct__rpc_buf_lit(o, "null") : ct__rpc_buf_json(o, result);
+    rc = ct__rpc_buf_value(o, result);
   if (rc == 0 && ct__rpc_buf_lit(o, ",\"id\":") == 0) {
-    write_id(o, id);
+    ct__rpc_buf_value(o, id);
     if (ct__rpc_buf_lit(o, "}") == 0) {
       emit(s, c, b);
       return;
@@ -211,7 +203,7 @@ static void reply_error(ct_rpc_server *s, sconn *c, batch *b,
     json_decref(d);
   }
   ct__rpc_buf_lit(o, "},\"id\":");
-  write_id(o, id);
+  ct__rpc_buf_value(o, id);
   if (ct__rpc_buf_lit(o, "}") != 0) {
     o->len = 0;
     ct_messenger_abort(c->m);
@@ -474,8 +466,10 @@ static void on_message(ct_messenger *m, const ct_msg_header *h,
   int64_t deadline_ms = 0;
   int has_deadline =
       ct_msg_header_get_int(h, CT_RPC_DEADLINE_KEY, &deadline_ms) == 0;
-  size_t depth = ct__rpc_depth(content, len, s->opts.max_depth);
-  if (depth > s->opts.max_depth) {
+  /* Nesting needs one bracket per level: short content cannot be too
+   * deep, and skips the scan. */
+  if (len > s->opts.max_depth &&
+      ct__rpc_depth(content, len, s->opts.max_depth) > s->opts.max_depth) {
     s->stats.served++;
     char msg[96];
     snprintf(msg, sizeof msg, "Invalid Request: nested deeper than %zu levels",

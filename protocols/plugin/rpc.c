@@ -153,7 +153,7 @@ static int make_rpc(ct_reactor *r, int argc, char **argv, ct_factory **out,
        "requests running per connection before reading pauses (1024)"},
       {"max-batch", CT_PLUGIN_OPT_LONG, &max_batch, 1, 1e6,
        "entries per batch (1000)"},
-      {NULL}};
+      {NULL, CT_PLUGIN_OPT_FLAG, NULL, 0, 0, NULL}};
   int rc = ct_plugin_parse_options(opts, argc, argv, err);
   if (rc != 0)
     return rc;
