@@ -122,12 +122,12 @@ static void cancel_now(void *arg) {
 
 /* -------------------------------------------------------------- bench */
 
-static void bench_next(app *a);
-
 typedef struct slot {
   app *a;
   double t;
 } slot;
+
+static void bench_next(app *a, slot *s);
 
 static ct_step bench_done(ct_result r, void *arg) {
   slot *s = arg;
@@ -147,24 +147,21 @@ static ct_step bench_done(ct_result r, void *arg) {
             (double)a->done / (t - a->t0));
     fflush(stderr);
   }
-  if (a->done == a->total) {
-    free(s);
+  if (a->done == a->total)
     ct_reactor_stop(a->r);
-  } else if (a->started < a->total) {
-    s->t = now();
-    a->started++;
-    ct_deferred *d = ct_rpc_call(a->c, a->method,
-                                 a->params ? json_deep_copy(a->params) : NULL);
-    ct_deferred_add_both(d, bench_done, s);
-    ct_deferred_unref(d);
-  } else {
+  if (a->started < a->total)
+    bench_next(a, s); /* the slot goes on with the next call */
+  else
     free(s);
-  }
   return ct_pass(CT_NONE);
 }
 
-static void bench_next(app *a) {
-  slot *s = malloc(sizeof *s);
+/* Start the next call in slot `s` (NULL: a new slot). */
+static void bench_next(app *a, slot *s) {
+  if (s == NULL && (s = malloc(sizeof *s)) == NULL) {
+    fprintf(stderr, "ct-rpc: out of memory\n");
+    exit(1);
+  }
   s->a = a;
   s->t = now();
   a->started++;
@@ -201,7 +198,7 @@ static void wait_connections(void *arg) {
     a->t0 = now();
     a->last_progress = a->t0;
     for (long i = 0; i < a->conc && a->started < a->total; i++)
-      bench_next(a);
+      bench_next(a, NULL);
     return;
   }
   if (now() > w->deadline) {

@@ -20,19 +20,13 @@
  *   "req/s R p50_us A p99_us B p999_us C responses N all M".
  * Plain epoll, one thread; exit status 1 on any error or wrong answer.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
+
+#include "bench_util.h"
 
 #define MAXDEPTH 64
 #define HIST_US 200000 /* latency histogram: 1 us buckets up to 200 ms */
@@ -54,9 +48,7 @@ static size_t rlen, resp_len;
 static uint64_t hist[HIST_US + 1];
 
 static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+  return bench_seconds(CLOCK_MONOTONIC);
 }
 
 static void die(const char *what) {
@@ -222,21 +214,9 @@ int main(int argc, char **argv) {
   int ep = epoll_create1(0);
   conn *cs = calloc((size_t)nconn, sizeof *cs);
   for (int i = 0; i < nconn; i++) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-      die("connect");
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    resp_len = first_response(fd, mode);
-    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0)
-      die("fcntl");
-    cs[i].fd = fd;
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &cs[i]};
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0)
-      die("epoll_ctl");
+    cs[i].fd = bench_connect_loopback(port);
+    resp_len = first_response(cs[i].fd, mode);
+    bench_epoll_watch(ep, cs[i].fd, &cs[i]);
   }
   double t0 = now();
   for (int i = 0; i < nconn; i++) {
