@@ -351,6 +351,10 @@ int main(int argc, char **argv) {
   int status = a.status < 0 ? 1 : a.status;
   ct_deferred_unref(a.d);
   ct_rpc_client_free(a.c);
+  /* The connections close on the next loop turns (output flushed, then
+   * their protocols released): turn the loop before freeing it. */
+  for (int turn = 0; turn < 20; turn++)
+    ct_reactor_iterate(a.r);
   ct_reactor_free(a.r);
   json_decref(a.params);
   free(a.lat);

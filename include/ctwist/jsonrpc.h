@@ -183,7 +183,8 @@ CT_EXTERN void ct_rpc_server_stats_get(const ct_rpc_server *s,
 
 /**
  * Stop listening, cancel every request in flight and close every
- * connection; no method or callback runs after this call.  NULL is a no-op.
+ * connection; no method or callback runs after this call.  Not from inside
+ * a method.  NULL is a no-op.
  */
 CT_EXTERN void ct_rpc_server_free(ct_rpc_server *s);
 
@@ -304,7 +305,10 @@ CT_EXTERN ct_deferred *ct_rpc_call_batch(ct_rpc_client *c,
 
 /**
  * Close every connection and stop reconnecting; pending and queued calls
- * errback with CT_ECANCELLED.  NULL is a no-op.
+ * errback with CT_ECANCELLED.  The connections finish closing on later
+ * loop turns: turn the reactor (ct_reactor_iterate()) before freeing it.
+ * Not from inside a callback of a Deferred the client is firing (stop the
+ * reactor, or free it from a ct_call_later(0) call).  NULL is a no-op.
  */
 CT_EXTERN void ct_rpc_client_free(ct_rpc_client *c);
 
