@@ -421,3 +421,73 @@ Test(jsonrpc_client, free_cancels_pending) {
   ct_deferred_unref(d);
   cl_free(&t);
 }
+
+/* Many calls answered out of order: the pending map grows and loses
+ * entries in any order, and every answer reaches its own caller. */
+Test(jsonrpc_client, many_calls_answered_out_of_order) {
+  cl_fx t;
+  ct_rpc_client_options co = {.timeout = 200};
+  cl_init(&t, NULL, &co, 0, 1);
+  enum { N = 500 };
+  static outcome o[N];
+  memset(o, 0, sizeof o);
+  for (int i = 0; i < N; i++) {
+    /* Durations 1..97 s in a scrambled order. */
+    ct_deferred *d = ct_rpc_call(t.c, "sleep", secs((double)(i * 37 % 97 + 1)));
+    watch(d, &o[i]);
+    ct_deferred_unref(d);
+  }
+  flush(&t);
+  cr_assert_eq(ct_rpc_client_pending(t.c), N);
+  for (int s = 0; s < 97; s++) {
+    ct_clock_advance(t.fx.clk, 1.0);
+    flush(&t);
+  }
+  cr_assert_eq(ct_rpc_client_pending(t.c), 0);
+  for (int i = 0; i < N; i++) {
+    cr_assert_eq(o[i].fired, 1, "call %d", i);
+    cr_assert_float_eq(json_real_value(o[i].value), (double)(i * 37 % 97 + 1),
+                       1e-9, "call %d", i);
+    outcome_done(&o[i]);
+  }
+  cl_free(&t);
+}
+
+/* What a method can ask about its request. */
+typedef struct seen {
+  int calls, notification;
+  double remaining;
+  char method[32];
+  int same_conn;
+} seen;
+
+static ct_step m_inspect(ct_rpc_request *req, json_t *params, void *arg) {
+  (void)params;
+  seen *s = arg;
+  s->calls++;
+  s->notification = ct_rpc_request_is_notification(req);
+  s->remaining = ct_rpc_request_remaining(req);
+  snprintf(s->method, sizeof s->method, "%s", ct_rpc_request_method(req));
+  s->same_conn = ct_messenger_is_open(ct_rpc_request_messenger(req));
+  return ct_pass(ct_rpc_value(json_true()));
+}
+
+Test(jsonrpc_client, request_accessors) {
+  rpc_fx fx;
+  rpc_fx_init(&fx, NULL);
+  seen s = {0};
+  cr_assert_eq(ct_rpc_server_register(fx.s, "inspect", m_inspect, &s), 0);
+  raw_connect(&fx, 0);
+  raw_send(&fx, "{\"jsonrpc\":\"2.0\",\"method\":\"inspect\",\"id\":1}", 1500);
+  cr_assert_eq(s.calls, 1);
+  cr_assert_float_eq(s.remaining, 1.5, 1e-9);
+  cr_assert_not(s.notification);
+  cr_assert_str_eq(s.method, "inspect");
+  cr_assert(s.same_conn);
+  raw_send(&fx, "{\"jsonrpc\":\"2.0\",\"method\":\"inspect\"}", -1);
+  cr_assert_eq(s.calls, 2);
+  cr_assert(s.notification);
+  cr_assert_lt(s.remaining, 0);
+  cr_assert_eq(fx.got_raw, 1);
+  rpc_fx_free(&fx);
+}
