@@ -314,7 +314,8 @@ int main(int argc, char **argv) {
     a.progress = !quiet && isatty(2);
     ct_call_later(a.r, 0, wait_connections, &w);
   } else if (notify) {
-    int rc = ct_rpc_notify(a.c, a.method, a.params ? json_incref(a.params) : NULL);
+    int rc =
+        ct_rpc_notify(a.c, a.method, a.params ? json_incref(a.params) : NULL);
     if (rc != 0) {
       fprintf(stderr, "ct-rpc: notify: %s\n", ct_strerror(rc));
       return 1;

@@ -199,8 +199,9 @@ static double pct(uint64_t total, double p) {
 
 int main(int argc, char **argv) {
   if (argc < 6) {
-    fprintf(stderr, "usage: %s ctwist|twisted|redis PORT CONNS DEPTH SECONDS "
-                    "[WARMUP]\n",
+    fprintf(stderr,
+            "usage: %s ctwist|twisted|redis PORT CONNS DEPTH SECONDS "
+            "[WARMUP]\n",
             argv[0]);
     return 2;
   }

@@ -59,13 +59,13 @@ typedef struct json_t json_t;
 
 /** JSON-RPC error codes: the specification's and the two extensions'. */
 enum {
-  CT_RPC_PARSE_ERROR = -32700,      /**< unparsable JSON */
-  CT_RPC_INVALID_REQUEST = -32600,  /**< not a valid request object */
-  CT_RPC_METHOD_NOT_FOUND = -32601, /**< no such method */
-  CT_RPC_INVALID_PARAMS = -32602,   /**< params the method cannot use */
-  CT_RPC_INTERNAL_ERROR = -32603,   /**< the method failed unexpectedly */
+  CT_RPC_PARSE_ERROR = -32700,       /**< unparsable JSON */
+  CT_RPC_INVALID_REQUEST = -32600,   /**< not a valid request object */
+  CT_RPC_METHOD_NOT_FOUND = -32601,  /**< no such method */
+  CT_RPC_INVALID_PARAMS = -32602,    /**< params the method cannot use */
+  CT_RPC_INTERNAL_ERROR = -32603,    /**< the method failed unexpectedly */
   CT_RPC_DEADLINE_EXCEEDED = -32001, /**< the header's deadline passed */
-  CT_RPC_REQUEST_CANCELLED = -32800 /**< cancelled by rpc.cancel */
+  CT_RPC_REQUEST_CANCELLED = -32800  /**< cancelled by rpc.cancel */
 };
 
 /** The header key carrying a call's deadline (milliseconds from receipt). */
@@ -150,9 +150,10 @@ CT_EXTERN ct_rpc_server *ct_rpc_server_new(ct_reactor *r,
  * A server listening on `endpoint` (see ct_listen()).  Returns NULL with
  * `*err` (if non-NULL) set on failure.
  */
-CT_EXTERN ct_rpc_server *
-ct_rpc_server_listen(ct_reactor *r, const char *endpoint,
-                     const ct_rpc_server_options *opts, ct_failure **err);
+CT_EXTERN ct_rpc_server *ct_rpc_server_listen(ct_reactor *r,
+                                              const char *endpoint,
+                                              const ct_rpc_server_options *opts,
+                                              ct_failure **err);
 
 /** The factory building this server's connections (borrowed). */
 CT_EXTERN ct_factory *ct_rpc_server_factory(ct_rpc_server *s);
@@ -170,10 +171,10 @@ CT_EXTERN int ct_rpc_server_register(ct_rpc_server *s, const char *name,
 
 /** Counters of a server. */
 typedef struct ct_rpc_server_stats {
-  uint64_t served;    /**< requests answered (notifications included) */
-  uint64_t inflight;  /**< async requests running now */
-  uint64_t cancelled; /**< cancelled by rpc.cancel, deadline or loss */
-  uint64_t errors;    /**< error responses sent */
+  uint64_t served;      /**< requests answered (notifications included) */
+  uint64_t inflight;    /**< async requests running now */
+  uint64_t cancelled;   /**< cancelled by rpc.cancel, deadline or loss */
+  uint64_t errors;      /**< error responses sent */
   uint64_t connections; /**< live connections */
 } ct_rpc_server_stats;
 
@@ -208,13 +209,13 @@ CT_EXTERN double ct_rpc_request_remaining(const ct_rpc_request *req);
 
 /** Options of a client; zero members mean the defaults. */
 typedef struct ct_rpc_client_options {
-  ct_msg_options msg;    /**< the message protocol's limits and watermarks */
-  double timeout;        /**< per-call timeout in seconds (default 30) */
-  size_t max_queued;     /**< calls held while no connection is up
-                              (default 10000; over it: CT_EQUEUEFULL) */
-  double retry_initial;  /**< first reconnect delay (default 0.5 s) */
-  double retry_max;      /**< longest reconnect delay (default 30 s) */
-  int no_deadline;       /**< 1: do not send deadline-ms */
+  ct_msg_options msg;   /**< the message protocol's limits and watermarks */
+  double timeout;       /**< per-call timeout in seconds (default 30) */
+  size_t max_queued;    /**< calls held while no connection is up
+                             (default 10000; over it: CT_EQUEUEFULL) */
+  double retry_initial; /**< first reconnect delay (default 0.5 s) */
+  double retry_max;     /**< longest reconnect delay (default 30 s) */
+  int no_deadline;      /**< 1: do not send deadline-ms */
   /** 1: when a connection attempt fails while no connection is up, the
    *  queued calls errback at once with that failure (naming the
    *  endpoint) instead of waiting for a later attempt: for command-line
@@ -271,9 +272,8 @@ CT_EXTERN ct_deferred *ct_rpc_call(ct_rpc_client *c, const char *method,
 
 /** ct_rpc_call() with its own timeout in seconds (<= 0: none, and no
  *  deadline is sent). */
-CT_EXTERN ct_deferred *ct_rpc_call_timeout(ct_rpc_client *c,
-                                           const char *method, json_t *params,
-                                           double timeout);
+CT_EXTERN ct_deferred *ct_rpc_call_timeout(ct_rpc_client *c, const char *method,
+                                           json_t *params, double timeout);
 
 /**
  * Send a notification (no answer).  `params` is taken over.  Returns 0,
@@ -300,8 +300,7 @@ typedef struct ct_rpc_batch_entry {
  * once it is sent.
  */
 CT_EXTERN ct_deferred *ct_rpc_call_batch(ct_rpc_client *c,
-                                         ct_rpc_batch_entry *entries,
-                                         size_t n);
+                                         ct_rpc_batch_entry *entries, size_t n);
 
 /**
  * Close every connection and stop reconnecting; pending and queued calls

@@ -168,9 +168,8 @@ static void call_timed_out(void *arg) {
   ct_rpc_client *c = k->c;
   cconn *conn = k->conn;
   const char *where = conn != NULL ? conn_name(conn) : "(no connection)";
-  ct_failure *f =
-      ct_failure_new(CT_ETIMEDOUT, "call %s to %s timed out",
-                     k->method ? k->method : "(batch)", where);
+  ct_failure *f = ct_failure_new(CT_ETIMEDOUT, "call %s to %s timed out",
+                                 k->method ? k->method : "(batch)", where);
   call_detach(k);
   /* Without a deadline the server does not know: tell it. */
   if (conn != NULL && c->opts.no_deadline)
@@ -363,8 +362,7 @@ ct_deferred *ct_rpc_call_timeout(ct_rpc_client *c, const char *method,
   return dispatch_ret(c, k);
 }
 
-ct_deferred *ct_rpc_call(ct_rpc_client *c, const char *method,
-                         json_t *params) {
+ct_deferred *ct_rpc_call(ct_rpc_client *c, const char *method, json_t *params) {
   return ct_rpc_call_timeout(c, method, params, c ? c->opts.timeout : 0);
 }
 

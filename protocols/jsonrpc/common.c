@@ -22,8 +22,8 @@ ct_failure *ct_rpc_error_new_at(const char *file, int line, int code,
     char *text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(data);
     if (text != NULL) {
-      cause = ct_failure_new_at(file, line, CT_RPC_DATA_DOMAIN, CT_EUSER,
-                                NULL, "%s", text);
+      cause = ct_failure_new_at(file, line, CT_RPC_DATA_DOMAIN, CT_EUSER, NULL,
+                                "%s", text);
       free(text);
     }
   }
@@ -111,8 +111,8 @@ int ct__rpc_buf_int(ct__rpc_buf *b, long long v) {
     return CT_ENOMEM;
   char tmp[24];
   size_t n = 0;
-  unsigned long long u = v < 0 ? 0ull - (unsigned long long)v
-                               : (unsigned long long)v;
+  unsigned long long u =
+      v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
   do {
     tmp[n++] = (char)('0' + u % 10);
     u /= 10;

@@ -45,7 +45,7 @@ typedef struct ct__rpc_idmap {
   struct ct__rpc_slot {
     uint64_t key; /* 0: empty (ids start at 1) */
     void *val;
-  } *slots;
+  } * slots;
   size_t cap, count;
 } ct__rpc_idmap;
 

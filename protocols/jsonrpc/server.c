@@ -145,7 +145,6 @@ static void sconn_unref(sconn *c) {
   free(c);
 }
 
-
 /* Hand the reply in s->out to the connection: into its batch, or as a
  * frame of its own. */
 static void emit(ct_rpc_server *s, sconn *c, batch *b) {
@@ -160,8 +159,8 @@ static void emit(ct_rpc_server *s, sconn *c, batch *b) {
   ct_messenger_send(c->m, s->hdr, s->out.data, s->out.len);
 }
 
-static void reply_result(ct_rpc_server *s, sconn *c, batch *b,
-                         const json_t *id, const json_t *result) {
+static void reply_result(ct_rpc_server *s, sconn *c, batch *b, const json_t *id,
+                         const json_t *result) {
   ct__rpc_buf *o = &s->out;
   o->len = 0;
   int rc = ct__rpc_buf_lit(o, "{\"jsonrpc\":\"2.0\",\"result\":");
@@ -180,9 +179,8 @@ static void reply_result(ct_rpc_server *s, sconn *c, batch *b,
   ct_messenger_abort(c->m);
 }
 
-static void reply_error(ct_rpc_server *s, sconn *c, batch *b,
-                        const json_t *id, int code, const char *msg,
-                        const char *data_json) {
+static void reply_error(ct_rpc_server *s, sconn *c, batch *b, const json_t *id,
+                        int code, const char *msg, const char *data_json) {
   ct__rpc_buf *o = &s->out;
   o->len = 0;
   s->stats.errors++;
@@ -287,7 +285,8 @@ static ct_step areq_done(ct_result r, void *arg) {
         reply_failure(s, c, a->b, a->id, "(async)", r.failure);
       else
         reply_result(s, c, a->b, a->id, ct_rpc_value_json(r.value));
-    } else if (r.failure != NULL && a->why == 0 && !ct_rpc_is_error(r.failure)) {
+    } else if (r.failure != NULL && a->why == 0 &&
+               !ct_rpc_is_error(r.failure)) {
       ct_log_failure(CT_LOG_ERROR, "jsonrpc", "notification failed", r.failure);
     }
     if (c->paused && c->inflight < s->opts.max_inflight)
@@ -370,7 +369,7 @@ static int valid_id(const json_t *id) {
 
 /* rpc.cancel: cancel the request with the given id in flight on `c`. */
 static int cancel_request(sconn *c, const json_t *params) {
-  const json_t *id = json_is_object(params) ? json_object_get(params, "id")
+  const json_t *id = json_is_object(params)  ? json_object_get(params, "id")
                      : json_is_array(params) ? json_array_get(params, 0)
                                              : NULL;
   if (id == NULL)
@@ -448,8 +447,7 @@ static void handle_entry(ct_rpc_server *s, sconn *c, json_t *e, batch *b,
   case CT_STEP_WAIT:
     if (st.wait == NULL) {
       if (!notification)
-        reply_error(s, c, b, id, CT_RPC_INTERNAL_ERROR, "Internal error",
-                    NULL);
+        reply_error(s, c, b, id, CT_RPC_INTERNAL_ERROR, "Internal error", NULL);
       break;
     }
     start_async(&rq, c, b, notification ? NULL : id, st.wait);
@@ -478,7 +476,8 @@ static void on_message(ct_messenger *m, const ct_msg_header *h,
     return;
   }
   json_error_t jerr;
-  json_t *root = json_loadb(content ? content : "", len, JSON_DECODE_ANY, &jerr);
+  json_t *root =
+      json_loadb(content ? content : "", len, JSON_DECODE_ANY, &jerr);
   if (root == NULL) {
     s->stats.served++;
     json_t *data = json_string(jerr.text); /* may fail: no data then */

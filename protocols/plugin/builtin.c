@@ -95,9 +95,13 @@ static const ct_plugin_descriptor qotd_plugin = {
     CT_PLUGIN_ABI_VERSION, "qotd",    "RFC 865: a quote, then close",
     "[--quote TEXT]",      make_qotd, destroy_wire};
 
-static const ct_plugin_descriptor *const builtins[] = {
-    &echo_plugin,    &discard_plugin, &chargen_plugin,
-    &daytime_plugin, &qotd_plugin,    &ct__rpc_plugin, NULL};
+static const ct_plugin_descriptor *const builtins[] = {&echo_plugin,
+                                                       &discard_plugin,
+                                                       &chargen_plugin,
+                                                       &daytime_plugin,
+                                                       &qotd_plugin,
+                                                       &ct__rpc_plugin,
+                                                       NULL};
 
 const ct_plugin_descriptor *const *ct_plugin_builtins(void) {
   return builtins;

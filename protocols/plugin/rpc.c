@@ -46,8 +46,8 @@ static ct_step m_add(ct_rpc_request *req, json_t *params, void *arg) {
   if (!json_is_number(a) || !json_is_number(b))
     return ct_raise(bad_params("add needs two numbers, [a, b]"));
   if (json_is_integer(a) && json_is_integer(b))
-    return ct_pass(
-        ct_rpc_value(json_integer(json_integer_value(a) + json_integer_value(b))));
+    return ct_pass(ct_rpc_value(
+        json_integer(json_integer_value(a) + json_integer_value(b))));
   return ct_pass(
       ct_rpc_value(json_real(json_number_value(a) + json_number_value(b))));
 }
@@ -110,7 +110,8 @@ static ct_step m_fib(ct_rpc_request *req, json_t *params, void *arg) {
   if (!json_is_integer(n) || json_integer_value(n) < 0 ||
       json_integer_value(n) > svc->max_fib)
     return ct_raise(ct_rpc_error_new(
-        CT_RPC_INVALID_PARAMS, json_pack("{sI}", "max", (json_int_t)svc->max_fib),
+        CT_RPC_INVALID_PARAMS,
+        json_pack("{sI}", "max", (json_int_t)svc->max_fib),
         "Invalid params: fib needs an integer n in [0, %ld]", svc->max_fib));
   return ct_pass(ct_rpc_value(json_integer(fib((long)json_integer_value(n)))));
 }
@@ -124,7 +125,8 @@ static ct_step m_stats(ct_rpc_request *req, json_t *params, void *arg) {
       "{sIsIsIsIsIsf}", "served", (json_int_t)st.served, "in_flight",
       (json_int_t)st.inflight, "cancelled", (json_int_t)st.cancelled, "errors",
       (json_int_t)st.errors, "connections", (json_int_t)st.connections,
-      "uptime", ct_reactor_seconds(ct_rpc_request_reactor(req)) - svc->started)));
+      "uptime",
+      ct_reactor_seconds(ct_rpc_request_reactor(req)) - svc->started)));
 }
 
 static ct_protocol *build(ct_factory *f, const ct_address *peer) {
@@ -175,8 +177,11 @@ static int make_rpc(ct_reactor *r, int argc, char **argv, ct_factory **out,
   static const struct {
     const char *name;
     ct_rpc_method_cb fn;
-  } methods[] = {{"add", m_add},     {"echo", m_echo},  {"sleep", m_sleep},
-                 {"fib", m_fib},     {"stats", m_stats}};
+  } methods[] = {{"add", m_add},
+                 {"echo", m_echo},
+                 {"sleep", m_sleep},
+                 {"fib", m_fib},
+                 {"stats", m_stats}};
   for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
     if (ct_rpc_server_register(svc->s, methods[i].name, methods[i].fn, svc) !=
         0) {

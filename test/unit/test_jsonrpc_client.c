@@ -194,9 +194,9 @@ Test(jsonrpc_client, cancel_answers_32800) {
            -1);
   cr_assert_eq(fx.got_raw, 1);
   cr_assert_eq(fx.sleeps_cancelled, 1);
-  json_t *want = json_pack("{s:s,s:{s:i,s:s},s:s}", "jsonrpc", "2.0", "error",
-                           "code", -32800, "message", "request cancelled",
-                           "id", "a");
+  json_t *want =
+      json_pack("{s:s,s:{s:i,s:s},s:s}", "jsonrpc", "2.0", "error", "code",
+                -32800, "message", "request cancelled", "id", "a");
   cr_assert(json_equal(json_array_get(fx.got, 0), want));
   json_decref(want);
   rpc_fx_free(&fx);
@@ -379,8 +379,8 @@ Test(jsonrpc_client, calls_spread_over_connections) {
   cl_fx t;
   cl_init(&t, NULL, NULL, 0, 1);
   ct_pump_options po = {.clock = t.fx.clk};
-  ct_pump *p2 = ct_pump_connect_factories(
-      t.fx.r, ct_rpc_server_factory(t.fx.s), ct_rpc_client_factory(t.c), &po);
+  ct_pump *p2 = ct_pump_connect_factories(t.fx.r, ct_rpc_server_factory(t.fx.s),
+                                          ct_rpc_client_factory(t.c), &po);
   cr_assert_eq(ct_rpc_client_connections(t.c), 2);
   outcome o[4] = {{0}};
   for (int i = 0; i < 4; i++) {
@@ -388,7 +388,8 @@ Test(jsonrpc_client, calls_spread_over_connections) {
     watch(d, &o[i]);
     ct_deferred_unref(d);
   }
-  size_t before1 = ct_pump_delivered(t.pump, 1), before2 = ct_pump_delivered(p2, 1);
+  size_t before1 = ct_pump_delivered(t.pump, 1),
+         before2 = ct_pump_delivered(p2, 1);
   flush(&t);
   cr_assert_geq(ct_pump_flush(p2), 0);
   cr_assert_gt(ct_pump_delivered(t.pump, 1), before1);

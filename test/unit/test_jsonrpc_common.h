@@ -41,8 +41,8 @@ static ct_step m_subtract(ct_rpc_request *req, json_t *params, void *arg) {
     b = json_object_get(params, "subtrahend");
   }
   if (!json_is_number(a) || !json_is_number(b))
-    return ct_raise(ct_rpc_error_new(CT_RPC_INVALID_PARAMS, NULL,
-                                     "Invalid params"));
+    return ct_raise(
+        ct_rpc_error_new(CT_RPC_INVALID_PARAMS, NULL, "Invalid params"));
   return ct_pass(ct_rpc_value(
       json_integer((json_int_t)(json_number_value(a) - json_number_value(b)))));
 }
@@ -125,8 +125,8 @@ static ct_step m_sleep(ct_rpc_request *req, json_t *params, void *arg) {
   sl->fx = fx;
   sl->secs = json_number_value(json_array_get(params, 0));
   sl->d = ct_deferred_new(sleeper_cancel, sl);
-  sl->dc = ct_call_later(ct_rpc_request_reactor(req), sl->secs, sleeper_fire,
-                         sl);
+  sl->dc =
+      ct_call_later(ct_rpc_request_reactor(req), sl->secs, sleeper_fire, sl);
   return ct_wait(ct_deferred_ref(sl->d));
 }
 

@@ -13,8 +13,9 @@ typedef struct example {
 } example;
 
 static const example spec[] = {
-    {"positional params", "{\"jsonrpc\": \"2.0\", \"method\": \"subtract\", "
-                          "\"params\": [42, 23], \"id\": 1}",
+    {"positional params",
+     "{\"jsonrpc\": \"2.0\", \"method\": \"subtract\", "
+     "\"params\": [42, 23], \"id\": 1}",
      "{\"jsonrpc\": \"2.0\", \"result\": 19, \"id\": 1}"},
     {"positional params reversed",
      "{\"jsonrpc\": \"2.0\", \"method\": \"subtract\", \"params\": [23, 42], "
@@ -31,8 +32,9 @@ static const example spec[] = {
     {"notification",
      "{\"jsonrpc\": \"2.0\", \"method\": \"update\", \"params\": [1,2,3,4,5]}",
      NULL},
-    {"notification without params", "{\"jsonrpc\": \"2.0\", \"method\": "
-                                    "\"foobar\"}",
+    {"notification without params",
+     "{\"jsonrpc\": \"2.0\", \"method\": "
+     "\"foobar\"}",
      NULL},
     {"non-existent method",
      "{\"jsonrpc\": \"2.0\", \"method\": \"foobar\", \"id\": \"1\"}",
@@ -98,19 +100,23 @@ static const example edges[] = {
      "{\"jsonrpc\": \"2.0\", \"method\": \"sum\", \"params\": [1], \"id\": "
      "null}",
      "{\"jsonrpc\": \"2.0\", \"result\": 1, \"id\": null}"},
-    {"params a string", "{\"jsonrpc\": \"2.0\", \"method\": \"sum\", "
-                        "\"params\": \"bar\", \"id\": 7}",
+    {"params a string",
+     "{\"jsonrpc\": \"2.0\", \"method\": \"sum\", "
+     "\"params\": \"bar\", \"id\": 7}",
      ERR(-32600, "7")},
-    {"params a number", "{\"jsonrpc\": \"2.0\", \"method\": \"sum\", "
-                        "\"params\": 3, \"id\": 8}",
+    {"params a number",
+     "{\"jsonrpc\": \"2.0\", \"method\": \"sum\", "
+     "\"params\": 3, \"id\": 8}",
      ERR(-32600, "8")},
-    {"wrong version", "{\"jsonrpc\": \"1.0\", \"method\": \"sum\", "
-                      "\"params\": [1], \"id\": 9}",
+    {"wrong version",
+     "{\"jsonrpc\": \"1.0\", \"method\": \"sum\", "
+     "\"params\": [1], \"id\": 9}",
      ERR(-32600, "9")},
     {"no version", "{\"method\": \"sum\", \"params\": [1], \"id\": 10}",
      ERR(-32600, "10")},
-    {"id an object", "{\"jsonrpc\": \"2.0\", \"method\": \"sum\", "
-                     "\"params\": [1], \"id\": {}}",
+    {"id an object",
+     "{\"jsonrpc\": \"2.0\", \"method\": \"sum\", "
+     "\"params\": [1], \"id\": {}}",
      ERR(-32600, "null")},
     {"a bare number", "1", ERR(-32600, "null")},
     {"a bare string", "\"x\"", ERR(-32600, "null")},
@@ -123,17 +129,20 @@ static const example edges[] = {
      "{\"jsonrpc\": \"2.0\", \"method\": \"fail\", \"id\": 12}",
      "{\"jsonrpc\": \"2.0\", \"error\": {\"code\": -32603, \"message\": "
      "\"Internal error\"}, \"id\": 12}"},
-    {"application error", "{\"jsonrpc\": \"2.0\", \"method\": \"apperr\", "
-                          "\"id\": 13}",
+    {"application error",
+     "{\"jsonrpc\": \"2.0\", \"method\": \"apperr\", "
+     "\"id\": 13}",
      "{\"jsonrpc\": \"2.0\", \"error\": {\"code\": -32000, \"message\": "
      "\"application error\"}, \"id\": 13}"},
-    {"reserved rpc. names", "{\"jsonrpc\": \"2.0\", \"method\": "
-                            "\"rpc.nope\", \"id\": 14}",
+    {"reserved rpc. names",
+     "{\"jsonrpc\": \"2.0\", \"method\": "
+     "\"rpc.nope\", \"id\": 14}",
      "{\"jsonrpc\": \"2.0\", \"error\": {\"code\": -32601, \"message\": "
      "\"Method not found\"}, \"id\": 14}"},
-    {"rpc.cancel of nothing", "{\"jsonrpc\": \"2.0\", \"method\": "
-                              "\"rpc.cancel\", \"params\": {\"id\": 99}, "
-                              "\"id\": 15}",
+    {"rpc.cancel of nothing",
+     "{\"jsonrpc\": \"2.0\", \"method\": "
+     "\"rpc.cancel\", \"params\": {\"id\": 99}, "
+     "\"id\": 15}",
      "{\"jsonrpc\": \"2.0\", \"result\": false, \"id\": 15}"},
     {"nesting over the limit",
      "{\"jsonrpc\": \"2.0\", \"method\": \"sum\", \"params\": [[[[[[[[[[1]]]]]"
@@ -143,8 +152,9 @@ static const example edges[] = {
     {"batch over the limit", "[1,2,3,4,5]",
      "{\"jsonrpc\": \"2.0\", \"error\": {\"code\": -32600, \"message\": "
      "\"Invalid Request: batch of 5 is over 4\"}, \"id\": null}"},
-    {"still serving", "{\"jsonrpc\": \"2.0\", \"method\": \"sum\", "
-                      "\"params\": [2, 3], \"id\": 17}",
+    {"still serving",
+     "{\"jsonrpc\": \"2.0\", \"method\": \"sum\", "
+     "\"params\": [2, 3], \"id\": 17}",
      "{\"jsonrpc\": \"2.0\", \"result\": 5, \"id\": 17}"},
 };
 
@@ -199,12 +209,12 @@ Test(jsonrpc_conformance, error_data) {
   rpc_fx fx;
   rpc_fx_init(&fx, NULL);
   raw_connect(&fx, 0);
-  raw_send(&fx, "{\"jsonrpc\": \"2.0\", \"method\": \"apperr\", \"id\": 1}", -1);
+  raw_send(&fx, "{\"jsonrpc\": \"2.0\", \"method\": \"apperr\", \"id\": 1}",
+           -1);
   raw_send(&fx, "{oops", -1);
   cr_assert_eq(fx.got_raw, 2);
-  json_t *data =
-      json_object_get(json_object_get(json_array_get(fx.got, 0), "error"),
-                      "data");
+  json_t *data = json_object_get(
+      json_object_get(json_array_get(fx.got, 0), "error"), "data");
   cr_assert_str_eq(json_string_value(json_object_get(data, "why")), "because");
   data = json_object_get(json_object_get(json_array_get(fx.got, 1), "error"),
                          "data");
@@ -221,8 +231,7 @@ Test(jsonrpc_conformance, error_data) {
 Test(jsonrpc_conformance, register_rules) {
   rpc_fx fx;
   rpc_fx_init(&fx, NULL);
-  cr_assert_eq(ct_rpc_server_register(fx.s, "rpc.mine", m_sum, &fx),
-               CT_EINVAL);
+  cr_assert_eq(ct_rpc_server_register(fx.s, "rpc.mine", m_sum, &fx), CT_EINVAL);
   cr_assert_eq(ct_rpc_server_register(fx.s, "sum", m_get_data, &fx), 0);
   for (int i = 0; i < 40; i++) { /* grow the table */
     char name[16];
@@ -235,9 +244,9 @@ Test(jsonrpc_conformance, register_rules) {
            "{\"jsonrpc\": \"2.0\", \"method\": \"m39\", \"params\": [4], "
            "\"id\": 2}",
            -1);
-  json_t *want = json_pack("[{s:s,s:[si],s:i},{s:s,s:i,s:i}]", "jsonrpc",
-                           "2.0", "result", "hello", 5, "id", 1, "jsonrpc",
-                           "2.0", "result", 4, "id", 2);
+  json_t *want =
+      json_pack("[{s:s,s:[si],s:i},{s:s,s:i,s:i}]", "jsonrpc", "2.0", "result",
+                "hello", 5, "id", 1, "jsonrpc", "2.0", "result", 4, "id", 2);
   cr_assert(json_equal(fx.got, want));
   json_decref(want);
   rpc_fx_free(&fx);

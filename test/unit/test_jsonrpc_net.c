@@ -41,9 +41,9 @@ static void watchdog(void *arg) {
 static ct_step m_add(ct_rpc_request *req, json_t *params, void *arg) {
   (void)req;
   (void)arg;
-  return ct_pass(ct_rpc_value(json_integer(
-      json_integer_value(json_array_get(params, 0)) +
-      json_integer_value(json_array_get(params, 1)))));
+  return ct_pass(ct_rpc_value(
+      json_integer(json_integer_value(json_array_get(params, 0)) +
+                   json_integer_value(json_array_get(params, 1)))));
 }
 
 static ct_rpc_server *serve(ct_reactor *r, const char *ep) {

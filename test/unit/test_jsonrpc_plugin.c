@@ -28,8 +28,8 @@ static void plug_init(plug *p, int argc, char **argv) {
   cr_assert_eq(p->d->make_factory(p->r, argc, argv, &p->f, &err), 0);
   p->c = ct_rpc_client_new(p->r, NULL);
   ct_pump_options po = {.clock = p->clk};
-  p->pump = ct_pump_connect_factories(p->r, p->f, ct_rpc_client_factory(p->c),
-                                      &po);
+  p->pump =
+      ct_pump_connect_factories(p->r, p->f, ct_rpc_client_factory(p->c), &po);
   cr_assert_not_null(p->pump);
 }
 
@@ -116,8 +116,7 @@ Test(jsonrpc_plugin, demo_methods) {
   cr_assert_eq(json_integer_value(json_object_get(st, "in_flight")), 0);
   cr_assert_eq(json_integer_value(json_object_get(st, "connections")), 1);
   cr_assert_geq(json_integer_value(json_object_get(st, "served")), 10);
-  cr_assert_float_eq(json_real_value(json_object_get(st, "uptime")), 3.0,
-                     1e-9);
+  cr_assert_float_eq(json_real_value(json_object_get(st, "uptime")), 3.0, 1e-9);
   json_decref(st);
   plug_free(&p);
 }
