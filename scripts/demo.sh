@@ -11,19 +11,20 @@ echo "== 1. timed tasks (ct-demo)"
 
 echo
 echo "== 2. echo round trip over TCP (ct-echo-server + ct-echo)"
+# wait_line FILE PATTERN WHAT: wait (bounded) for a server's line.
+wait_line() {
+  for _ in $(seq 1 100); do
+    grep -q "$2" "$1" && return 0
+    sleep 0.05
+  done
+  echo "demo: $3 did not start" >&2
+  exit 1
+}
 out=$(mktemp)
 "$bin/echo/ct-echo-server" --listen tcp:0:interface=127.0.0.1 >"$out" &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; rm -f "$out"' EXIT
-# Wait (bounded) for the server to report its address.
-for _ in $(seq 1 100); do
-  grep -q '^ready' "$out" && break
-  sleep 0.05
-done
-if ! grep -q '^ready' "$out"; then
-  echo "demo: the echo server did not start" >&2
-  exit 1
-fi
+wait_line "$out" '^ready' "the echo server"
 addr=$(sed -n 's/^listening on //p' "$out")
 port=${addr##*:}
 echo "server listening on $addr (pid $server)"
@@ -38,14 +39,7 @@ rpcout=$(mktemp)
 "$bin/ctwistd/ctwistd" --log-level warn rpc --listen tcp:0:interface=127.0.0.1 >"$rpcout" &
 rpcd=$!
 trap 'kill "$server" "$rpcd" 2>/dev/null || true; rm -f "$out" "$rpcout"' EXIT
-for _ in $(seq 1 100); do
-  grep -q '^listening on' "$rpcout" && break
-  sleep 0.05
-done
-if ! grep -q '^listening on' "$rpcout"; then
-  echo "demo: ctwistd rpc did not start" >&2
-  exit 1
-fi
+wait_line "$rpcout" '^listening on' "ctwistd rpc"
 raddr=$(sed -n 's/^listening on //p' "$rpcout" | head -1)
 rpc="$bin/rpc/ct-rpc --connect tcp:127.0.0.1:${raddr##*:}"
 echo "ctwistd rpc listening on $raddr (pid $rpcd)"

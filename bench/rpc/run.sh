@@ -29,17 +29,10 @@ for x in "$LOAD" "$CTWISTD"; do
   [ -x "$x" ] || { echo "rpc bench: $x not built" >&2; exit 1; }
 done
 for x in redis-server redis-benchmark; do
-  command -v $x >/dev/null || { echo "rpc bench: $x missing (scripts/deps.sh bench)" >&2; exit 1; }
+  command -v $x >/dev/null || { echo "rpc bench: $x missing (scripts/deps.sh)" >&2; exit 1; }
 done
-if command -v taskset >/dev/null 2>&1; then
-  SRV_PIN="taskset -c 1"; CLI_PIN="taskset -c 0"
-else
-  SRV_PIN=""; CLI_PIN=""
-fi
-
-free_port() {
-  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# SRV_PIN, CLI_PIN, free_port, median
+. "$(dirname "$0")/../bench_lib.sh"
 
 wait_port() {
   for _ in $(seq 1 200); do
@@ -77,7 +70,6 @@ stop_server() {
   wait "$PID" 2>/dev/null
 }
 
-median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print 0; else print a[int((NR+1)/2)]}'; }
 
 declare -A RPS P50 P99 CPU RAT last
 SERVERS="ctwist ctwist2 twisted redis"
