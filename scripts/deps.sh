@@ -10,6 +10,7 @@ PKGS=(
   libevent-dev libssl-dev libjansson-dev libcriterion-dev
   libuv1-dev            # bench/ref: the libuv echo reference
   python3-twisted       # interop tests and bench references
+  redis-server redis-tools  # bench/rpc: the redis-server reference
   clang libclang-rt-14-dev  # libFuzzer targets (make fuzz)
   valgrind strace
 )

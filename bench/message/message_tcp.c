@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #define MAXDEPTH 64
 
 typedef struct conn {
@@ -107,20 +109,8 @@ int main(int argc, char **argv) {
   int ep = epoll_create1(0);
   conn *cs = calloc((size_t)nconn, sizeof *cs);
   for (int i = 0; i < nconn; i++) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-      die("connect");
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0)
-      die("fcntl");
-    cs[i].fd = fd;
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &cs[i]};
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0)
-      die("epoll_ctl");
+    cs[i].fd = bench_connect_loopback(port);
+    bench_epoll_watch(ep, cs[i].fd, &cs[i]);
   }
   for (int i = 0; i < nconn; i++) {
     cs[i].out_rem = flen * (size_t)depth;

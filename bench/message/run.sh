@@ -29,15 +29,8 @@ for x in "$LOADGEN" "$MSG" "$RAW"; do
     exit 1
   fi
 done
-if command -v taskset >/dev/null 2>&1; then
-  SRV_PIN="taskset -c 1"; CLI_PIN="taskset -c 0"
-else
-  SRV_PIN=""; CLI_PIN=""
-fi
-
-free_port() {
-  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# SRV_PIN, CLI_PIN, free_port, median
+. "$(dirname "$0")/../bench_lib.sh"
 
 # start_server NAME -> sets PID and PORT
 start_server() {
@@ -62,7 +55,6 @@ stop_server() {
   wait "$PID" 2>/dev/null
 }
 
-median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print 0; else print a[int((NR+1)/2)]}'; }
 
 declare -A RES RAT last CPU
 SHAPES="50x1 50x16"

@@ -19,6 +19,7 @@
 #include "ctwist/udp.h"
 #include "ctwist/basic.h"
 #include "ctwist/message.h"
+#include "ctwist/jsonrpc.h"
 #include "ctwist/wire.h"
 #include "ctwist/policies.h"
 #include "ctwist/plugin.h"

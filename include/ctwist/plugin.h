@@ -181,8 +181,9 @@ CT_EXTERN void ct_plugin_print_options(const ct_plugin_option *opts, FILE *out);
 
 /**
  * The bundled plugins, in a NULL-terminated array (borrowed, static):
- * echo, discard, chargen, daytime, qotd (option `--quote TEXT`), and
- * message-echo (the message protocol, message.h).  They
+ * echo, discard, chargen, daytime, qotd (option `--quote TEXT`),
+ * message-echo (the message protocol, message.h) and rpc (JSON-RPC demo
+ * methods, docs/rpc.md).  They
  * wrap the factories of wire.h through the same descriptor ABI as
  * external plugins.
  */

@@ -1,6 +1,6 @@
 /*
  * builtin.c: the bundled plugins (echo, discard, chargen, daytime, qotd,
- * message-echo).
+ * message-echo; rpc lives in rpc.c).
  *
  * They go through exactly the descriptor ABI an external plugin uses, so
  * ctwistd has one code path for both, and these double as the smallest
@@ -13,6 +13,7 @@
 #include "ctwist/message.h"
 #include "ctwist/plugin.h"
 #include "ctwist/wire.h"
+#include "protocols/plugin/internal.h"
 
 /* No options: reject anything, naming it. */
 static const ct_plugin_option no_options[] = {{.name = NULL}};
@@ -173,6 +174,7 @@ static const ct_plugin_descriptor *const builtins[] = {&echo_plugin,
                                                        &daytime_plugin,
                                                        &qotd_plugin,
                                                        &message_echo_plugin,
+                                                       &ct__rpc_plugin,
                                                        NULL};
 
 const ct_plugin_descriptor *const *ct_plugin_builtins(void) {

@@ -1,0 +1,688 @@
+/* The JSON-RPC 2.0 server: a method table over a message server.
+ *
+ * A request runs at once.  A method that answers synchronously costs no
+ * allocation here: its reply is written into the server's reusable buffer
+ * and sent (gathered with the other replies of the same read by the
+ * messenger).  Only an async method (ct_wait) gets an `areq`, which keeps
+ * the request's id, its Deferred, its deadline timer and its place in the
+ * connection's in-flight list (for rpc.cancel and connection loss).
+ *
+ * Lifetime.  A connection (`sconn`) is referenced by its open messenger,
+ * by each async request and by each unfinished batch, so replies finishing
+ * after the connection closed find a closed sconn instead of freed
+ * memory. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctwist/log.h"
+#include "protocols/jsonrpc/internal.h"
+
+typedef struct sconn sconn;
+typedef struct areq areq;
+typedef struct batch batch;
+
+typedef struct method {
+  char *name; /* NULL: empty slot */
+  ct_rpc_method_cb fn;
+  void *arg;
+} method;
+
+struct ct_rpc_server {
+  ct_reactor *r;
+  ct_rpc_server_options opts;
+  ct_msg_server *ms;
+  method *methods;
+  size_t mcap, mcount;
+  ct_msg_header *hdr;
+  ct__rpc_buf out; /* one reply at a time is written here */
+  ct_rpc_server_stats stats;
+  sconn *conns; /* live connections (for ct_rpc_server_free) */
+};
+
+struct sconn {
+  ct_rpc_server *s; /* NULL once the server is freed */
+  ct_messenger *m;
+  unsigned refs;
+  int closed, paused;
+  size_t inflight;
+  areq *head;
+  sconn *prev, *next;
+};
+
+struct areq {
+  sconn *c;
+  areq *prev, *next;
+  json_t *id; /* owned; NULL for a notification */
+  ct_deferred *d;
+  ct_delayed_call *timer;
+  int why; /* 0, or the error code the server cancelled it with */
+  batch *b;
+};
+
+struct batch {
+  sconn *c;
+  size_t pending;
+  ct__rpc_buf out; /* replies so far, comma-separated */
+};
+
+struct ct_rpc_request {
+  ct_rpc_server *s;
+  sconn *c;
+  const char *method;
+  int notification;
+  double deadline; /* absolute reactor time, or < 0 */
+};
+
+/* --------------------------------------------------------- method table */
+
+static size_t name_hash(const char *s) {
+  size_t h = 1469598103934665603ull;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+static method *method_find(const ct_rpc_server *s, const char *name) {
+  if (s->mcap == 0)
+    return NULL;
+  size_t j = name_hash(name) & (s->mcap - 1);
+  while (s->methods[j].name != NULL) {
+    if (strcmp(s->methods[j].name, name) == 0)
+      return &s->methods[j];
+    j = (j + 1) & (s->mcap - 1);
+  }
+  return NULL;
+}
+
+static int method_grow(ct_rpc_server *s) {
+  size_t cap = s->mcap ? s->mcap * 2 : 16;
+  method *t = calloc(cap, sizeof *t);
+  if (t == NULL)
+    return CT_ENOMEM;
+  for (size_t i = 0; i < s->mcap; i++) {
+    if (s->methods[i].name == NULL)
+      continue;
+    size_t j = name_hash(s->methods[i].name) & (cap - 1);
+    while (t[j].name != NULL)
+      j = (j + 1) & (cap - 1);
+    t[j] = s->methods[i];
+  }
+  free(s->methods);
+  s->methods = t;
+  s->mcap = cap;
+  return 0;
+}
+
+int ct_rpc_server_register(ct_rpc_server *s, const char *name,
+                           ct_rpc_method_cb fn, void *arg) {
+  if (s == NULL || name == NULL || fn == NULL || strncmp(name, "rpc.", 4) == 0)
+    return CT_EINVAL;
+  method *m = method_find(s, name);
+  if (m != NULL) {
+    m->fn = fn;
+    m->arg = arg;
+    return 0;
+  }
+  if ((s->mcount + 1) * 2 > s->mcap && method_grow(s) != 0)
+    return CT_ENOMEM;
+  char *copy = strdup(name);
+  if (copy == NULL)
+    return CT_ENOMEM;
+  size_t j = name_hash(name) & (s->mcap - 1);
+  while (s->methods[j].name != NULL)
+    j = (j + 1) & (s->mcap - 1);
+  s->methods[j] = (method){copy, fn, arg};
+  s->mcount++;
+  return 0;
+}
+
+/* ------------------------------------------------------------- replies */
+
+static void sconn_unref(sconn *c) {
+  if (--c->refs > 0)
+    return;
+  ct_messenger_unref(c->m);
+  free(c);
+}
+
+/* Hand the reply in s->out to the connection: into its batch, or as a
+ * frame of its own. */
+static void emit(ct_rpc_server *s, sconn *c, batch *b) {
+  if (s->out.len == 0 || c->closed)
+    return;
+  if (b != NULL) {
+    if ((b->out.len > 1 && ct__rpc_buf_lit(&b->out, ",") != 0) ||
+        ct__rpc_buf_add(&b->out, s->out.data, s->out.len) != 0)
+      ct_messenger_abort(c->m); /* out of memory: the batch cannot finish */
+    return;
+  }
+  ct_messenger_send(c->m, s->hdr, s->out.data, s->out.len);
+}
+
+static void reply_result(ct_rpc_server *s, sconn *c, batch *b, const json_t *id,
+                         const json_t *result) {
+  ct__rpc_buf *o = &s->out;
+  o->len = 0;
+  int rc = ct__rpc_buf_lit(o, "{\"jsonrpc\":\"2.0\",\"result\":");
+  if (rc == 0)
+    rc = ct__rpc_buf_value(o, result);
+  if (rc == 0 && ct__rpc_buf_lit(o, ",\"id\":") == 0) {
+    ct__rpc_buf_value(o, id);
+    if (ct__rpc_buf_lit(o, "}") == 0) {
+      emit(s, c, b);
+      return;
+    }
+  }
+  o->len = 0;
+  ct_log(CT_LOG_ERROR, "jsonrpc", "cannot serialise a result for %s",
+         ct_messenger_peer_str(c->m));
+  ct_messenger_abort(c->m);
+}
+
+static void reply_error(ct_rpc_server *s, sconn *c, batch *b, const json_t *id,
+                        int code, const char *msg, const char *data_json) {
+  ct__rpc_buf *o = &s->out;
+  o->len = 0;
+  s->stats.errors++;
+  ct__rpc_buf_lit(o, "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":");
+  ct__rpc_buf_int(o, code);
+  ct__rpc_buf_lit(o, ",\"message\":");
+  if (ct__rpc_buf_str(o, msg) != 0)
+    ct__rpc_buf_lit(o, "\"(message is not UTF-8)\"");
+  if (data_json != NULL) {
+    /* Data text comes from a failure anyone could have built: only valid
+     * JSON is passed through, anything else is sent as a string. */
+    json_t *d = json_loads(data_json, JSON_DECODE_ANY, NULL);
+    ct__rpc_buf_lit(o, ",\"data\":");
+    if (d != NULL)
+      ct__rpc_buf_json(o, d);
+    else if (ct__rpc_buf_str(o, data_json) != 0)
+      ct__rpc_buf_lit(o, "null");
+    json_decref(d);
+  }
+  ct__rpc_buf_lit(o, "},\"id\":");
+  ct__rpc_buf_value(o, id);
+  if (ct__rpc_buf_lit(o, "}") != 0) {
+    o->len = 0;
+    ct_messenger_abort(c->m);
+    return;
+  }
+  emit(s, c, b);
+}
+
+/* Answer a method's failure: its own JSON-RPC error, or -32603 (logged). */
+static void reply_failure(ct_rpc_server *s, sconn *c, batch *b,
+                          const json_t *id, const char *name,
+                          const ct_failure *f) {
+  if (ct_rpc_is_error(f)) {
+    reply_error(s, c, b, id, f->code, f->message ? f->message : "error",
+                ct_rpc_error_data(f));
+    return;
+  }
+  char what[160];
+  snprintf(what, sizeof what, "method %s (from %s) failed", name,
+           ct_messenger_peer_str(c->m));
+  ct_log_failure(CT_LOG_ERROR, "jsonrpc", what, f);
+  reply_error(s, c, b, id, CT_RPC_INTERNAL_ERROR, "Internal error", NULL);
+}
+
+static void batch_release(ct_rpc_server *s, batch *b) {
+  if (--b->pending > 0)
+    return;
+  sconn *c = b->c;
+  /* Only notifications (or nothing left to say): no reply at all. */
+  if (b->out.len > 1 && !c->closed && s != NULL &&
+      ct__rpc_buf_lit(&b->out, "]") == 0) {
+    ct_messenger_send(c->m, s->hdr, b->out.data, b->out.len);
+  }
+  ct__rpc_buf_free(&b->out);
+  free(b);
+  sconn_unref(c);
+}
+
+/* ------------------------------------------------------ async requests */
+
+static void set_paused(sconn *c, int pause) {
+  ct_transport *t = ct_messenger_transport(c->m);
+  if (t == NULL || c->paused == pause)
+    return;
+  c->paused = pause;
+  if (pause)
+    ct_transport_pause_reading(t);
+  else
+    ct_transport_resume_reading(t);
+}
+
+static void areq_unlink(areq *a) {
+  sconn *c = a->c;
+  if (a->prev != NULL)
+    a->prev->next = a->next;
+  else
+    c->head = a->next;
+  if (a->next != NULL)
+    a->next->prev = a->prev;
+  c->inflight--;
+  if (c->s != NULL)
+    c->s->stats.inflight--;
+}
+
+static ct_step areq_done(ct_result r, void *arg) {
+  areq *a = arg;
+  sconn *c = a->c;
+  ct_rpc_server *s = c->s;
+  if (a->timer != NULL) {
+    ct_delayed_call_cancel(a->timer);
+    ct_delayed_call_unref(a->timer);
+  }
+  areq_unlink(a);
+  if (s != NULL && !c->closed) {
+    if (a->id != NULL) {
+      if (r.failure != NULL && a->why == CT_RPC_REQUEST_CANCELLED)
+        reply_error(s, c, a->b, a->id, a->why, "request cancelled", NULL);
+      else if (r.failure != NULL && a->why == CT_RPC_DEADLINE_EXCEEDED)
+        reply_error(s, c, a->b, a->id, a->why, "deadline exceeded", NULL);
+      else if (r.failure != NULL)
+        reply_failure(s, c, a->b, a->id, "(async)", r.failure);
+      else
+        reply_result(s, c, a->b, a->id, ct_rpc_value_json(r.value));
+    } else if (r.failure != NULL && a->why == 0 &&
+               !ct_rpc_is_error(r.failure)) {
+      ct_log_failure(CT_LOG_ERROR, "jsonrpc", "notification failed", r.failure);
+    }
+    if (c->paused && c->inflight < s->opts.max_inflight)
+      set_paused(c, 0);
+  }
+  if (r.failure != NULL)
+    ct_failure_free(r.failure);
+  else
+    ct_value_free(r.value);
+  if (a->b != NULL)
+    batch_release(s, a->b);
+  json_decref(a->id);
+  ct_deferred_unref(a->d);
+  free(a);
+  sconn_unref(c);
+  return ct_pass(CT_NONE);
+}
+
+static void areq_cancel(areq *a, int why) {
+  if (a->why != 0)
+    return;
+  a->why = why;
+  if (a->c->s != NULL)
+    a->c->s->stats.cancelled++;
+  ct_deferred *d = ct_deferred_ref(a->d);
+  ct_deferred_cancel(d); /* areq_done may run (and free a) in here */
+  ct_deferred_unref(d);
+}
+
+static void on_deadline(void *arg) {
+  areq_cancel(arg, CT_RPC_DEADLINE_EXCEEDED);
+}
+
+static void start_async(ct_rpc_request *rq, sconn *c, batch *b,
+                        const json_t *id, ct_deferred *d) {
+  ct_rpc_server *s = rq->s;
+  areq *a = calloc(1, sizeof *a);
+  if (a == NULL) {
+    ct_deferred_cancel(d);
+    ct_deferred_unref(d);
+    if (id != NULL)
+      reply_error(s, c, b, id, CT_RPC_INTERNAL_ERROR, "out of memory", NULL);
+    return;
+  }
+  a->c = c;
+  c->refs++;
+  a->d = d;
+  a->id = id != NULL ? json_incref((json_t *)id) : NULL;
+  if (b != NULL) {
+    a->b = b;
+    b->pending++;
+  }
+  a->next = c->head;
+  if (c->head != NULL)
+    c->head->prev = a;
+  c->head = a;
+  c->inflight++;
+  s->stats.inflight++;
+  if (c->inflight >= s->opts.max_inflight)
+    set_paused(c, 1);
+  if (rq->deadline >= 0) {
+    double left = rq->deadline - ct_reactor_seconds(s->r);
+    a->timer = ct_call_later(s->r, left > 0 ? left : 0, on_deadline, a);
+    if (a->timer != NULL)
+      ct_delayed_call_ref(a->timer);
+  }
+  if (ct_deferred_add_both(d, areq_done, a) != 0) {
+    /* Cannot follow the Deferred: treat as failed at once. */
+    ct_result r = {CT_NONE, ct_failure_new(CT_ENOMEM, "out of memory")};
+    ct_deferred_cancel(d);
+    areq_done(r, a);
+  }
+}
+
+/* -------------------------------------------------------------- requests */
+
+static int valid_id(const json_t *id) {
+  return json_is_string(id) || json_is_number(id) || json_is_null(id);
+}
+
+/* rpc.cancel: cancel the request with the given id in flight on `c`. */
+static int cancel_request(sconn *c, const json_t *params) {
+  const json_t *id = json_is_object(params)  ? json_object_get(params, "id")
+                     : json_is_array(params) ? json_array_get(params, 0)
+                                             : NULL;
+  if (id == NULL)
+    return 0;
+  for (areq *a = c->head; a != NULL; a = a->next) {
+    if (a->id != NULL && a->why == 0 && json_equal(a->id, (json_t *)id)) {
+      areq_cancel(a, CT_RPC_REQUEST_CANCELLED);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static void handle_entry(ct_rpc_server *s, sconn *c, json_t *e, batch *b,
+                         int has_deadline, int64_t deadline_ms) {
+  s->stats.served++;
+  json_t *id = json_object_get(e, "id"); /* NULL for non-objects too */
+  int notification = json_is_object(e) && id == NULL;
+  json_t *ver = json_object_get(e, "jsonrpc");
+  json_t *mname = json_object_get(e, "method");
+  json_t *params = json_object_get(e, "params");
+  if (!json_is_object(e) || !json_is_string(ver) ||
+      strcmp(json_string_value(ver), "2.0") != 0 || !json_is_string(mname) ||
+      (params != NULL && !json_is_array(params) && !json_is_object(params)) ||
+      (id != NULL && !valid_id(id))) {
+    reply_error(s, c, b, valid_id(id) ? id : NULL, CT_RPC_INVALID_REQUEST,
+                "Invalid Request", NULL);
+    return;
+  }
+  const char *name = json_string_value(mname);
+  if (strncmp(name, "rpc.", 4) == 0) {
+    if (strcmp(name, "rpc.cancel") == 0) {
+      int found = cancel_request(c, params);
+      if (!notification)
+        reply_result(s, c, b, id, found ? json_true() : json_false());
+    } else if (!notification) {
+      reply_error(s, c, b, id, CT_RPC_METHOD_NOT_FOUND, "Method not found",
+                  NULL);
+    }
+    return;
+  }
+  method *m = method_find(s, name);
+  if (m == NULL) {
+    if (!notification)
+      reply_error(s, c, b, id, CT_RPC_METHOD_NOT_FOUND, "Method not found",
+                  NULL);
+    return;
+  }
+  if (has_deadline && deadline_ms <= 0) {
+    s->stats.cancelled++;
+    if (!notification)
+      reply_error(s, c, b, id, CT_RPC_DEADLINE_EXCEEDED, "deadline exceeded",
+                  NULL);
+    return;
+  }
+  ct_rpc_request rq = {s, c, name, notification,
+                       has_deadline ? ct_reactor_seconds(s->r) +
+                                          (double)deadline_ms / 1000.0
+                                    : -1.0};
+  ct_step st = m->fn(&rq, params, m->arg);
+  switch (st.kind) {
+  case CT_STEP_VALUE:
+    if (!notification)
+      reply_result(s, c, b, id, ct_rpc_value_json(st.value));
+    ct_value_free(st.value);
+    break;
+  case CT_STEP_FAILURE:
+    if (!notification)
+      reply_failure(s, c, b, id, name, st.failure);
+    else if (!ct_rpc_is_error(st.failure))
+      ct_log_failure(CT_LOG_ERROR, "jsonrpc", "notification failed",
+                     st.failure);
+    ct_failure_free(st.failure);
+    break;
+  case CT_STEP_WAIT:
+    if (st.wait == NULL) {
+      if (!notification)
+        reply_error(s, c, b, id, CT_RPC_INTERNAL_ERROR, "Internal error", NULL);
+      break;
+    }
+    start_async(&rq, c, b, notification ? NULL : id, st.wait);
+    break;
+  }
+}
+
+static void on_message(ct_messenger *m, const ct_msg_header *h,
+                       const char *content, size_t len, void *arg) {
+  ct_rpc_server *s = arg;
+  sconn *c = ct_messenger_user(m);
+  if (c == NULL || c->closed)
+    return;
+  int64_t deadline_ms = 0;
+  int has_deadline =
+      ct_msg_header_get_int(h, CT_RPC_DEADLINE_KEY, &deadline_ms) == 0;
+  /* Nesting needs one bracket per level: short content cannot be too
+   * deep, and skips the scan. */
+  if (len > s->opts.max_depth &&
+      ct__rpc_depth(content, len, s->opts.max_depth) > s->opts.max_depth) {
+    s->stats.served++;
+    char msg[96];
+    snprintf(msg, sizeof msg, "Invalid Request: nested deeper than %zu levels",
+             s->opts.max_depth);
+    reply_error(s, c, NULL, NULL, CT_RPC_INVALID_REQUEST, msg, NULL);
+    return;
+  }
+  json_error_t jerr;
+  json_t *root =
+      json_loadb(content ? content : "", len, JSON_DECODE_ANY, &jerr);
+  if (root == NULL) {
+    s->stats.served++;
+    json_t *data = json_string(jerr.text); /* may fail: no data then */
+    char *dj = data ? json_dumps(data, JSON_ENCODE_ANY) : NULL;
+    reply_error(s, c, NULL, NULL, CT_RPC_PARSE_ERROR, "Parse error", dj);
+    free(dj);
+    json_decref(data);
+    return;
+  }
+  if (!json_is_array(root)) {
+    handle_entry(s, c, root, NULL, has_deadline, deadline_ms);
+    json_decref(root);
+    return;
+  }
+  size_t n = json_array_size(root);
+  if (n == 0 || n > s->opts.max_batch) {
+    s->stats.served++;
+    char msg[96];
+    if (n == 0)
+      snprintf(msg, sizeof msg, "Invalid Request");
+    else
+      snprintf(msg, sizeof msg, "Invalid Request: batch of %zu is over %zu", n,
+               s->opts.max_batch);
+    reply_error(s, c, NULL, NULL, CT_RPC_INVALID_REQUEST, msg, NULL);
+    json_decref(root);
+    return;
+  }
+  batch *b = calloc(1, sizeof *b);
+  if (b == NULL || ct__rpc_buf_lit(&b->out, "[") != 0) {
+    free(b);
+    json_decref(root);
+    ct_messenger_abort(m);
+    return;
+  }
+  b->c = c;
+  c->refs++;
+  b->pending = 1; /* held until every entry has started */
+  for (size_t i = 0; i < n && !c->closed; i++)
+    handle_entry(s, c, json_array_get(root, i), b, has_deadline, deadline_ms);
+  json_decref(root);
+  batch_release(s, b);
+}
+
+/* ---------------------------------------------------------- connections */
+
+static void on_connect(ct_messenger *m, void *arg) {
+  ct_rpc_server *s = arg;
+  sconn *c = calloc(1, sizeof *c);
+  if (c == NULL) {
+    ct_log(CT_LOG_ERROR, "jsonrpc", "out of memory accepting %s",
+           ct_messenger_peer_str(m));
+    ct_messenger_abort(m);
+    return;
+  }
+  c->s = s;
+  c->m = ct_messenger_ref(m);
+  c->refs = 1; /* the open connection's */
+  c->next = s->conns;
+  if (s->conns != NULL)
+    s->conns->prev = c;
+  s->conns = c;
+  s->stats.connections++;
+  ct_messenger_set_user(m, c);
+}
+
+/* The connection ends: whatever it had in flight is cancelled (nobody is
+ * left to read the answers), so methods stop their work. */
+static void sconn_close(sconn *c) {
+  ct_rpc_server *s = c->s;
+  c->closed = 1;
+  for (areq *a = c->head, *next; a != NULL; a = next) {
+    next = a->next;
+    areq_cancel(a, CT_RPC_REQUEST_CANCELLED);
+  }
+  if (c->prev != NULL)
+    c->prev->next = c->next;
+  else
+    s->conns = c->next;
+  if (c->next != NULL)
+    c->next->prev = c->prev;
+  s->stats.connections--;
+  ct_messenger_set_user(c->m, NULL);
+  sconn_unref(c);
+}
+
+static void on_close(ct_messenger *m, size_t alive, const ct_failure *reason,
+                     void *arg) {
+  (void)alive;
+  (void)reason;
+  (void)arg;
+  sconn *c = ct_messenger_user(m);
+  if (c != NULL)
+    sconn_close(c);
+}
+
+/* -------------------------------------------------------------- server */
+
+static ct_rpc_server *server_alloc(ct_reactor *r,
+                                   const ct_rpc_server_options *opts) {
+  ct_rpc_server *s = calloc(1, sizeof *s);
+  if (s == NULL)
+    return NULL;
+  s->r = r;
+  if (opts != NULL)
+    s->opts = *opts;
+  if (s->opts.max_batch == 0)
+    s->opts.max_batch = CT_RPC_MAX_BATCH_DEFAULT;
+  if (s->opts.max_depth == 0)
+    s->opts.max_depth = CT_RPC_MAX_DEPTH_DEFAULT;
+  if (s->opts.max_inflight == 0)
+    s->opts.max_inflight = CT_RPC_MAX_INFLIGHT_DEFAULT;
+  s->hdr = ct__rpc_header(-1);
+  if (s->hdr == NULL) {
+    free(s);
+    return NULL;
+  }
+  return s;
+}
+
+static ct_msg_callbacks server_callbacks(ct_rpc_server *s) {
+  ct_msg_callbacks cb = {on_connect, on_message, on_close, NULL, s};
+  return cb;
+}
+
+ct_rpc_server *ct_rpc_server_new(ct_reactor *r,
+                                 const ct_rpc_server_options *opts) {
+  ct_rpc_server *s = server_alloc(r, opts);
+  if (s == NULL)
+    return NULL;
+  ct_msg_callbacks cb = server_callbacks(s);
+  s->ms = ct_msg_server_new(r, &cb, &s->opts.msg);
+  if (s->ms == NULL) {
+    ct_rpc_server_free(s);
+    return NULL;
+  }
+  return s;
+}
+
+ct_rpc_server *ct_rpc_server_listen(ct_reactor *r, const char *endpoint,
+                                    const ct_rpc_server_options *opts,
+                                    ct_failure **err) {
+  ct_rpc_server *s = server_alloc(r, opts);
+  if (s == NULL) {
+    if (err != NULL)
+      *err = ct_failure_new(CT_ENOMEM, "out of memory");
+    return NULL;
+  }
+  ct_msg_callbacks cb = server_callbacks(s);
+  s->ms = ct_msg_server_listen(r, endpoint, &cb, &s->opts.msg, err);
+  if (s->ms == NULL) {
+    ct_rpc_server_free(s);
+    return NULL;
+  }
+  return s;
+}
+
+ct_factory *ct_rpc_server_factory(ct_rpc_server *s) {
+  return s ? ct_msg_server_factory(s->ms) : NULL;
+}
+
+int ct_rpc_server_port(const ct_rpc_server *s) {
+  return s ? ct_msg_server_port(s->ms) : -1;
+}
+
+void ct_rpc_server_stats_get(const ct_rpc_server *s, ct_rpc_server_stats *out) {
+  if (s != NULL && out != NULL)
+    *out = s->stats;
+}
+
+void ct_rpc_server_free(ct_rpc_server *s) {
+  if (s == NULL)
+    return;
+  while (s->conns != NULL) {
+    sconn *c = s->conns;
+    c->refs++; /* keep it while it is detached from the server */
+    sconn_close(c);
+    c->s = NULL;
+    sconn_unref(c);
+  }
+  ct_msg_server_free(s->ms);
+  for (size_t i = 0; i < s->mcap; i++)
+    free(s->methods[i].name);
+  free(s->methods);
+  ct_msg_header_free(s->hdr);
+  ct__rpc_buf_free(&s->out);
+  free(s);
+}
+
+/* ------------------------------------------------------------- requests */
+
+ct_reactor *ct_rpc_request_reactor(const ct_rpc_request *req) {
+  return req->s->r;
+}
+const char *ct_rpc_request_method(const ct_rpc_request *req) {
+  return req->method;
+}
+ct_messenger *ct_rpc_request_messenger(const ct_rpc_request *req) {
+  return req->c->m;
+}
+int ct_rpc_request_is_notification(const ct_rpc_request *req) {
+  return req->notification;
+}
+double ct_rpc_request_remaining(const ct_rpc_request *req) {
+  if (req->deadline < 0)
+    return -1.0;
+  double left = req->deadline - ct_reactor_seconds(req->s->r);
+  return left > 0 ? left : 0.0;
+}
