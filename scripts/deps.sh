@@ -6,6 +6,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config
   libevent-dev libssl-dev libjansson-dev libcriterion-dev
+  libhttp-parser-dev    # protocols/http
   libuv1-dev            # bench/ref: the libuv echo reference
   python3-twisted       # interop tests and bench references
   clang libclang-rt-14-dev  # libFuzzer targets (make fuzz)
