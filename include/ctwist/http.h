@@ -303,6 +303,14 @@ CT_EXTERN int ct_http_site_set_server_name(ct_http_site *s, const char *name);
  */
 CT_EXTERN ct_factory *ct_http_site_factory(ct_http_site *s);
 
+/** The user's pointer (NULL until set); for whoever owns the site, e.g. a
+ *  plugin finding its state from the factory with ct_http_site_of(). */
+CT_EXTERN void ct_http_site_set_user(ct_http_site *s, void *user);
+CT_EXTERN void *ct_http_site_user(const ct_http_site *s);
+/** The site whose ct_http_site_factory() is `f` (NULL for other
+ *  factories). */
+CT_EXTERN ct_http_site *ct_http_site_of(ct_factory *f);
+
 /** Requests answered so far (for tests and stats). */
 CT_EXTERN unsigned long ct_http_site_requests(const ct_http_site *s);
 

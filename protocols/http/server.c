@@ -52,6 +52,7 @@ struct ct_http_site {
   FILE *access_log;
   char *server_name;
   unsigned long requests;
+  void *user;
   /* The Date header, formatted once per second. */
   time_t date_sec;
   char date[32];
@@ -1256,6 +1257,19 @@ int ct_http_site_set_server_name(ct_http_site *s, const char *name) {
 
 ct_factory *ct_http_site_factory(ct_http_site *s) {
   return s == NULL ? NULL : &s->factory;
+}
+
+void ct_http_site_set_user(ct_http_site *s, void *user) {
+  if (s != NULL)
+    s->user = user;
+}
+
+void *ct_http_site_user(const ct_http_site *s) {
+  return s == NULL ? NULL : s->user;
+}
+
+ct_http_site *ct_http_site_of(ct_factory *f) {
+  return f != NULL && f->protocol_ops == &http_ops ? f->user : NULL;
 }
 
 unsigned long ct_http_site_requests(const ct_http_site *s) {
