@@ -311,6 +311,9 @@ CT_EXTERN void *ct_http_site_user(const ct_http_site *s);
  *  factories). */
 CT_EXTERN ct_http_site *ct_http_site_of(ct_factory *f);
 
+/** Live connections of the site's factory (for tests and stats). */
+CT_EXTERN size_t ct_http_site_connections(const ct_http_site *s);
+
 /** Requests answered so far (for tests and stats). */
 CT_EXTERN unsigned long ct_http_site_requests(const ct_http_site *s);
 
@@ -382,6 +385,106 @@ CT_EXTERN void *ct_http_request_json(const ct_http_request *req,
 /** A JSON error reply `{"error": message}` with `status`. */
 CT_EXTERN ct_http_response *ct_http_response_json_error(int status,
                                                         const char *message);
+
+/* ----------------------------------------------------------------- client */
+
+/**
+ * An HTTP/1.1 client with a keep-alive connection pool (urllib2, Twisted's
+ * Agent with an HTTPConnectionPool).  Requests to the same host:port reuse
+ * idle connections; each request has a timeout on the reactor's clock;
+ * redirects are followed up to a limit; chunked and close-delimited
+ * responses are read; a body can be streamed to a sink instead of being
+ * buffered.  `https` URLs fail with CT_ENOSYS until ctwist has TLS.
+ * Host names are resolved by ct_connect() (getaddrinfo, which blocks).
+ */
+typedef struct ct_http_client ct_http_client;
+
+/** Client options; zero-fill for the defaults. */
+typedef struct ct_http_client_options {
+  int max_redirects;          /**< [5]; -1: do not follow redirects */
+  double timeout;             /**< [30 s] per request, redirects included */
+  size_t max_body;            /**< [64 MiB] buffered response body */
+  unsigned max_idle_per_host; /**< [4] idle connections kept per host */
+  double idle_timeout;        /**< [60 s] an idle connection is closed */
+  /** Proxy URL "http://host:port".  NULL: from the environment
+   *  (`http_proxy`, then `HTTP_PROXY`; hosts in `no_proxy` go direct);
+   *  "": no proxy. */
+  const char *proxy;
+} ct_http_client_options;
+
+/** A response, owned by whoever holds the Deferred's value. */
+typedef struct ct_http_client_response {
+  int status;
+  char *reason;
+  int version_minor;
+  ct_http_headers headers;
+  char *body; /**< NUL-terminated; empty when a sink took the body */
+  size_t body_len;
+  char *url;     /**< the URL that answered (after redirects) */
+  int redirects; /**< redirects followed */
+} ct_http_client_response;
+
+/** Free a response.  NULL is a no-op. */
+CT_EXTERN void ct_http_client_response_free(ct_http_client_response *r);
+
+/**
+ * Where a streamed response body goes (for large downloads): `data` gets
+ * each piece of the (dechunked) body as it arrives (borrowed for the
+ * call); returning non-zero stops the request, which fails with that code.
+ */
+typedef struct ct_http_body_sink {
+  int (*data)(void *arg, const char *d, size_t len);
+  void *arg;
+} ct_http_body_sink;
+
+/** One request (for ct_http_client_request_ex()). */
+typedef struct ct_http_client_request_options {
+  const char *method;             /**< "GET" when NULL */
+  const char *url;                /**< "http://host[:port]/path?query" */
+  const ct_http_headers *headers; /**< extra headers (copied), or NULL */
+  const void *body;               /**< request body (copied), or NULL */
+  size_t body_len;
+  double timeout;            /**< 0: the client's */
+  const ct_http_body_sink *sink; /**< NULL: buffer the body */
+} ct_http_client_request_options;
+
+/** A client on `r` (borrowed).  `o` is copied (NULL: defaults).  Returns
+ *  NULL if memory runs out. */
+CT_EXTERN ct_http_client *ct_http_client_new(ct_reactor *r,
+                                             const ct_http_client_options *o);
+
+/**
+ * Free the client: idle connections are closed, requests in flight fail
+ * with CT_ECANCELLED (their Deferreds fire during the call).  NULL: no-op.
+ */
+CT_EXTERN void ct_http_client_free(ct_http_client *c);
+
+/**
+ * Send a request.  Returns a Deferred (one reference for the caller) that
+ * fires with `ct_value_of(response, ...)` (a ct_http_client_response,
+ * freed by the value's destructor) for any status, or fails: CT_EINVAL
+ * (bad URL), CT_ENOSYS (https), CT_ECONNREFUSED and other connect errors,
+ * CT_ETIMEDOUT, CT_ETOOBIG (body over max_body, or too many redirects),
+ * CT_EPROTO (malformed response), CT_ECONNLOST (closed mid-response),
+ * CT_ECANCELLED (ct_deferred_cancel() aborts the request).  303, and 301/
+ * 302 after a POST, are followed with GET and no body; 307/308 repeat the
+ * method and body.  A request on a reused connection that the server had
+ * closed is retried once on a new one.  NULL only if memory runs out.
+ */
+CT_EXTERN ct_deferred *
+ct_http_client_request_ex(ct_http_client *c,
+                          const ct_http_client_request_options *o);
+
+/** ct_http_client_request_ex() with the common arguments. */
+CT_EXTERN ct_deferred *ct_http_client_request(ct_http_client *c,
+                                              const char *method,
+                                              const char *url,
+                                              const ct_http_headers *headers,
+                                              const void *body,
+                                              size_t body_len);
+
+/** Open connections (idle and busy), for tests and stats. */
+CT_EXTERN size_t ct_http_client_connections(const ct_http_client *c);
 
 /* ------------------------------------------------------------------ utils */
 

@@ -52,6 +52,7 @@ struct ct_http_site {
   FILE *access_log;
   char *server_name;
   unsigned long requests;
+  size_t live; /* connections between connection_made and _lost */
   void *user;
   /* The Date header, formatted once per second. */
   time_t date_sec;
@@ -1100,6 +1101,7 @@ static void conn_made(ct_protocol *p, ct_transport *t) {
   conn *c = (conn *)p;
   (void)t;
   c->site = p->factory->user;
+  c->site->live++;
   http_parser_init(&c->parser, HTTP_REQUEST);
   c->parser.data = c;
   c->header_started = -1;
@@ -1123,14 +1125,43 @@ static void conn_data(ct_protocol *p, const char *data, size_t len) {
   feed(c, data, len);
 }
 
+/* Forget the queued slots from the first one not answered yet (all of
+ * them once the connection is lost): their handlers' Deferreds are
+ * cancelled, and on_reply frees those slots. */
+static void drop_unanswered(conn *c) {
+  slot *prev = NULL, *s = c->head;
+  while (s != NULL && s->ready && !c->lost) {
+    prev = s;
+    s = s->next;
+  }
+  if (prev != NULL)
+    prev->next = NULL;
+  else
+    c->head = NULL;
+  c->tail = prev;
+  while (s != NULL) {
+    slot *next = s->next;
+    c->queued--;
+    s->c = NULL;
+    s->next = NULL;
+    if (s->d != NULL)
+      ct_deferred_cancel(s->d);
+    else
+      slot_free(s);
+    s = next;
+  }
+}
+
 static int conn_eof(ct_protocol *p) {
   conn *c = (conn *)p;
-  /* The peer will send nothing more: answer what is owed, then close. */
+  /* The client is gone (HTTP clients do not half-close): what is already
+   * answered still goes out, in order; unanswered handlers are cancelled,
+   * as for a lost connection (nginx's default, and Twisted's). */
   c->closing = 1;
-  if (c->cur != NULL && !c->cur->queued) {
+  if (c->cur != NULL && !c->cur->queued)
     slot_free(c->cur);
-    c->cur = NULL;
-  }
+  c->cur = NULL;
+  drop_unanswered(c);
   return c->head != NULL;
 }
 
@@ -1138,6 +1169,7 @@ static void conn_lost(ct_protocol *p, const ct_failure *reason) {
   conn *c = (conn *)p;
   (void)reason;
   c->lost = 1;
+  c->site->live--;
   if (c->timer != NULL) {
     ct_delayed_call_cancel(c->timer);
     ct_delayed_call_unref(c->timer);
@@ -1146,17 +1178,7 @@ static void conn_lost(ct_protocol *p, const ct_failure *reason) {
   if (c->cur != NULL && !c->cur->queued)
     slot_free(c->cur);
   c->cur = NULL;
-  slot *s = c->head;
-  c->head = c->tail = NULL;
-  while (s != NULL) {
-    slot *next = s->next;
-    s->c = NULL;
-    if (s->d != NULL)
-      ct_deferred_cancel(s->d); /* on_reply frees the slot when it fires */
-    else
-      slot_free(s);
-    s = next;
-  }
+  drop_unanswered(c);
   c->streaming = 0;
 }
 
@@ -1270,6 +1292,10 @@ void *ct_http_site_user(const ct_http_site *s) {
 
 ct_http_site *ct_http_site_of(ct_factory *f) {
   return f != NULL && f->protocol_ops == &http_ops ? f->user : NULL;
+}
+
+size_t ct_http_site_connections(const ct_http_site *s) {
+  return s == NULL ? 0 : s->live;
 }
 
 unsigned long ct_http_site_requests(const ct_http_site *s) {
