@@ -68,6 +68,7 @@ struct creq {
   ct_deferred *connecting;
   int reused, got_bytes;
   ct_http_client_response *resp;
+  int discard_body; /* a redirect that will be followed */
   int failed_code; /* set by a parser callback that stopped it */
   const char *failed_what;
 };
@@ -291,6 +292,15 @@ static int on_header_value(http_parser *p, const char *at, size_t len) {
   return grow(k, &k->value, at, len);
 }
 
+/* 1 if `r` is a redirect that the client follows (or refuses as one too
+ * many): its body is of no interest. */
+static int is_followed_redirect(const creq *q, const ct_http_client_response *r) {
+  int st = r->status;
+  return (st == 301 || st == 302 || st == 303 || st == 307 || st == 308) &&
+         ct_http_headers_get(&r->headers, "Location") != NULL &&
+         q->client->o.max_redirects >= 0;
+}
+
 static int on_headers_complete(http_parser *p) {
   cconn *k = p->data;
   ct_http_client_response *r = k->req->resp;
@@ -302,6 +312,7 @@ static int on_headers_complete(http_parser *p) {
     return -1;
   r->status = p->status_code;
   r->version_minor = p->http_minor;
+  k->req->discard_body = is_followed_redirect(k->req, r);
   return k->head ? 1 : 0; /* a HEAD response has no body */
 }
 
@@ -309,7 +320,7 @@ static int on_body(http_parser *p, const char *at, size_t len) {
   cconn *k = p->data;
   creq *q = k->req;
   ct_http_client_response *r = q->resp;
-  if (r->status >= 100 && r->status < 200)
+  if ((r->status >= 100 && r->status < 200) || q->discard_body)
     return 0;
   if (q->has_sink) {
     int rc = q->sink.data(q->sink.arg, at, len);
@@ -393,8 +404,7 @@ static void response_done(cconn *k) {
   int st = r->status;
   const char *loc = ct_http_headers_get(&r->headers, "Location");
   ct_http_client *c = q->client;
-  if ((st == 301 || st == 302 || st == 303 || st == 307 || st == 308) &&
-      loc != NULL && c->o.max_redirects >= 0) {
+  if (is_followed_redirect(q, r)) {
     if (q->redirects >= c->o.max_redirects) {
       ct_http_client_response_free(r);
       creq_fail(q, CT_ETOOBIG, "%s %s: %s", "too many redirects");
