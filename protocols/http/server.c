@@ -36,29 +36,6 @@
  * download cannot starve the other connections of this reactor. */
 #define HTTP_CHUNKS_PER_TURN 8
 
-typedef struct route {
-  char *prefix;
-  size_t len;
-  ct_http_handler_cb fn;
-  void *arg;
-} route;
-
-struct ct_http_site {
-  ct_factory factory;
-  ct_reactor *reactor;
-  ct_http_limits limits;
-  route *routes;
-  size_t nroutes;
-  FILE *access_log;
-  char *server_name;
-  unsigned long requests;
-  size_t live; /* connections between connection_made and _lost */
-  void *user;
-  /* The Date header, formatted once per second. */
-  time_t date_sec;
-  char date[32];
-};
-
 typedef struct conn conn;
 
 typedef struct slot {
@@ -144,23 +121,6 @@ static void slot_enqueue(conn *c, slot *s) {
   c->tail = s;
   c->queued++;
   c->idle_since = -1;
-}
-
-/* ------------------------------------------------------------------ limits */
-
-static void limits_fill(ct_http_limits *l) {
-  if (l->max_header_line == 0)
-    l->max_header_line = 8 * 1024;
-  if (l->max_header_total == 0)
-    l->max_header_total = 64 * 1024;
-  if (l->max_body == 0)
-    l->max_body = 16u * 1024 * 1024;
-  if (!(l->header_timeout > 0))
-    l->header_timeout = 20;
-  if (!(l->idle_timeout > 0))
-    l->idle_timeout = 75;
-  if (l->max_pipeline == 0)
-    l->max_pipeline = 16;
 }
 
 /* ------------------------------------------------------------ parser glue */
@@ -414,18 +374,6 @@ static ct_step on_reply(ct_result r, void *arg) {
   return ct_pass(CT_NONE);
 }
 
-static const route *find_route(const ct_http_site *site, const char *path) {
-  /* Routes are kept longest prefix first. */
-  for (size_t i = 0; i < site->nroutes; i++) {
-    const route *rt = &site->routes[i];
-    if (rt->len == 1 ||
-        (strncmp(path, rt->prefix, rt->len) == 0 &&
-         (path[rt->len] == 0 || path[rt->len] == '/')))
-      return rt;
-  }
-  return NULL;
-}
-
 static void dispatch(conn *c, slot *s) {
   ct_http_request *q = &s->req;
   if (q->body == NULL) {
@@ -435,7 +383,7 @@ static void dispatch(conn *c, slot *s) {
       return;
     }
   }
-  const route *rt = find_route(c->site, q->path);
+  const ct__http_route *rt = ct__http_find_route(c->site, q->path);
   if (rt == NULL) {
     slot_ready(s, ct_http_response_error(404, "no such resource"));
     return;
@@ -592,160 +540,6 @@ static void conn_fail(conn *c, int status, const char *detail) {
 
 /* -------------------------------------------------------------- responses */
 
-static const char *site_date(ct_http_site *site) {
-  time_t now = time(NULL);
-  if (now != site->date_sec) {
-    site->date_sec = now;
-    ct_http_format_date((int64_t)now, site->date);
-  }
-  return site->date;
-}
-
-/* The weak comparison of If-None-Match against an ETag. */
-static int etag_matches(const char *inm, const char *etag) {
-  if (strcmp(inm, "*") == 0)
-    return 1;
-  const char *e = etag;
-  if (strncmp(e, "W/", 2) == 0)
-    e += 2;
-  size_t el = strlen(e);
-  const char *p = inm;
-  while (*p) {
-    while (*p == ' ' || *p == ',' || *p == '\t')
-      p++;
-    if (strncmp(p, "W/", 2) == 0)
-      p += 2;
-    size_t n = strcspn(p, ",");
-    while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-      n--;
-    if (n == el && memcmp(p, e, n) == 0)
-      return 1;
-    p += strcspn(p, ",");
-  }
-  return 0;
-}
-
-/* 304 when a validator matches (RFC 9110 13.2.2: If-None-Match first). */
-static int not_modified(const ct_http_request *q, const ct_http_response *r) {
-  const char *inm = ct_http_headers_get(&q->headers, "If-None-Match");
-  const char *etag = ct_http_headers_get(&r->headers, "ETag");
-  if (inm != NULL)
-    return etag != NULL && etag_matches(inm, etag);
-  const char *ims = ct_http_headers_get(&q->headers, "If-Modified-Since");
-  const char *lm = ct_http_headers_get(&r->headers, "Last-Modified");
-  int64_t a, b;
-  return ims != NULL && lm != NULL && ct_http_parse_date(ims, &a) == 0 &&
-         ct_http_parse_date(lm, &b) == 0 && b <= a;
-}
-
-/* Parse "bytes=a-b" / "bytes=a-" / "bytes=-n" against `size`: 1 with
- * [*first, *last] set, 0 to ignore the header (malformed or several
- * ranges), -1 when unsatisfiable. */
-static int parse_range(const char *h, uint64_t size, uint64_t *first,
-                       uint64_t *last) {
-  if (strncasecmp(h, "bytes=", 6) != 0 || strchr(h, ',') != NULL)
-    return 0;
-  const char *p = h + 6;
-  char *end;
-  while (*p == ' ')
-    p++;
-  if (*p == '-') {
-    if (p[1] < '0' || p[1] > '9')
-      return 0;
-    errno = 0;
-    unsigned long long n = strtoull(p + 1, &end, 10);
-    if (*end != 0 || errno != 0)
-      return 0;
-    if (n == 0 || size == 0)
-      return -1;
-    *first = n >= size ? 0 : size - n;
-    *last = size - 1;
-    return 1;
-  }
-  if (*p < '0' || *p > '9')
-    return 0;
-  errno = 0;
-  unsigned long long a = strtoull(p, &end, 10);
-  if (*end != '-' || errno != 0)
-    return 0;
-  p = end + 1;
-  unsigned long long b = size ? size - 1 : 0;
-  if (*p != 0) {
-    if (*p < '0' || *p > '9')
-      return 0;
-    b = strtoull(p, &end, 10);
-    if (*end != 0 || errno != 0 || b < a)
-      return 0;
-  }
-  if (a >= size)
-    return -1;
-  if (b >= size)
-    b = size - 1;
-  *first = a;
-  *last = b;
-  return 1;
-}
-
-/* The body's length when known, else -1. */
-static int64_t body_length(const ct_http_response *r) {
-  switch (r->body_kind) {
-  case CT_HTTP_BODY_NONE:
-    return 0;
-  case CT_HTTP_BODY_MEMORY:
-    return (int64_t)r->data_len;
-  case CT_HTTP_BODY_FILE:
-    return (int64_t)r->file_length;
-  case CT_HTTP_BODY_SOURCE:
-    return r->source_length;
-  }
-  return -1;
-}
-
-/* Conditional GET and Range, applied to a 200 answer to GET/HEAD. */
-static void apply_conditionals(slot *s) {
-  ct_http_response *r = s->resp;
-  const ct_http_request *q = &s->req;
-  if (r->status != 200 || (strcmp(q->method, "GET") != 0 && !s->head_only))
-    return;
-  if (not_modified(q, r)) {
-    r->status = 304;
-    ct__http_response_drop_body(r);
-    ct_http_headers_remove(&r->headers, "Content-Length");
-    return;
-  }
-  const char *range = ct_http_headers_get(&q->headers, "Range");
-  int64_t size = body_length(r);
-  if (range == NULL || size < 0 || r->body_kind == CT_HTTP_BODY_SOURCE)
-    return;
-  uint64_t first = 0, last = 0;
-  int rc = parse_range(range, (uint64_t)size, &first, &last);
-  char cr[96];
-  if (rc < 0) {
-    ct_http_response *e = ct_http_response_error(416, "range not satisfiable");
-    if (e == NULL)
-      return;
-    snprintf(cr, sizeof cr, "bytes */%lld", (long long)size);
-    ct_http_headers_set(&e->headers, "Content-Range", cr);
-    ct_http_response_free(r);
-    s->resp = e;
-    return;
-  }
-  if (rc == 0)
-    return;
-  snprintf(cr, sizeof cr, "bytes %llu-%llu/%lld", (unsigned long long)first,
-           (unsigned long long)last, (long long)size);
-  ct_http_headers_set(&r->headers, "Content-Range", cr);
-  r->status = 206;
-  uint64_t n = last - first + 1;
-  if (r->body_kind == CT_HTTP_BODY_MEMORY) {
-    memmove(r->data, r->data + first, n);
-    r->data_len = n;
-  } else {
-    r->file_offset += (off_t)first;
-    r->file_length = n;
-  }
-}
-
 static int no_body_status(int status) {
   return (status >= 100 && status < 200) || status == 204 || status == 304;
 }
@@ -766,7 +560,7 @@ static int format_head(conn *c, slot *s, ct__http_buf *b, int64_t len) {
     rc = ct__http_buf_printf(b, "%s: %s\r\n", h->name, h->value);
   }
   if (rc == 0 && ct_http_headers_get(&r->headers, "Date") == NULL)
-    rc = ct__http_buf_printf(b, "Date: %s\r\n", site_date(site));
+    rc = ct__http_buf_printf(b, "Date: %s\r\n", ct__http_site_date(site));
   if (rc == 0 && site->server_name != NULL &&
       ct_http_headers_get(&r->headers, "Server") == NULL)
     rc = ct__http_buf_printf(b, "Server: %s\r\n", site->server_name);
@@ -785,49 +579,6 @@ static int format_head(conn *c, slot *s, ct__http_buf *b, int64_t len) {
   return rc;
 }
 
-/* Common Log Format; the request line's bytes are escaped. */
-static void access_log(conn *c, slot *s) {
-  FILE *out = c->site->access_log;
-  if (out == NULL)
-    return;
-  char host[CT_ADDRESS_STRLEN] = "-";
-  if (s->req.peer.family == CT_ADDRESS_IPV4 ||
-      s->req.peer.family == CT_ADDRESS_IPV6) {
-    ct_address_format(&s->req.peer, host, sizeof host);
-    /* Drop the port: CLF has the host only. */
-    char *colon = strrchr(host, ':');
-    if (colon != NULL)
-      *colon = 0;
-    if (host[0] == '[') {
-      memmove(host, host + 1, strlen(host));
-      host[strlen(host) - 1] = 0;
-    }
-  }
-  char when[64];
-  time_t now = time(NULL);
-  struct tm tm;
-  localtime_r(&now, &tm);
-  strftime(when, sizeof when, "%d/%b/%Y:%H:%M:%S %z", &tm);
-  char target[1024];
-  size_t o = 0;
-  for (const char *p = s->req.target ? s->req.target : "-";
-       *p && o + 5 < sizeof target; p++) {
-    unsigned char ch = (unsigned char)*p;
-    if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\')
-      o += (size_t)snprintf(target + o, sizeof target - o, "\\x%02x", ch);
-    else
-      target[o++] = (char)ch;
-  }
-  target[o] = 0;
-  char bytes[32] = "-";
-  if (s->sent > 0)
-    snprintf(bytes, sizeof bytes, "%llu", (unsigned long long)s->sent);
-  fprintf(out, "%s - - [%s] \"%s %s HTTP/%d.%d\" %d %s\n", host, when,
-          s->req.method, target, s->req.version_major, s->req.version_minor,
-          s->status, bytes);
-  fflush(out);
-}
-
 /* The head slot is fully written: log it, pop it, maybe close. */
 static void finish_head(conn *c) {
   slot *s = c->head;
@@ -836,7 +587,7 @@ static void finish_head(conn *c) {
     c->tail = NULL;
   c->queued--;
   c->site->requests++;
-  access_log(c, s);
+  ct__http_access_log(c->site, &s->req, s->status, s->sent);
   int close_after = s->close_after;
   slot_free(s);
   if (close_after) {
@@ -959,11 +710,11 @@ static void write_head(conn *c) {
       return;
     }
   }
-  apply_conditionals(s);
+  ct__http_apply_conditionals(&s->req, &s->resp);
   r = s->resp;
   if (no_body_status(r->status))
     ct__http_response_drop_body(r);
-  int64_t len = body_length(r);
+  int64_t len = ct__http_body_length(r);
   c->chunked = 0;
   if (len < 0) {
     if (s->req.version_minor >= 1)
@@ -1192,7 +943,7 @@ static void conn_free(ct_protocol *p) {
   free(c);
 }
 
-static const ct_protocol_ops http_ops = {
+const ct_protocol_ops ct__http_server_ops = {
     .name = "http",
     .flags = CT_PROTOCOL_PAUSE_READING_ON_HIGH_WATER,
     .connection_made = conn_made,
@@ -1202,112 +953,4 @@ static const ct_protocol_ops http_ops = {
     .free = conn_free,
 };
 
-/* ------------------------------------------------------------------- site */
-
-ct_http_site *ct_http_site_new(ct_reactor *r) {
-  if (r == NULL)
-    return NULL;
-  ct_http_site *s = calloc(1, sizeof *s);
-  if (s == NULL)
-    return NULL;
-  s->reactor = r;
-  limits_fill(&s->limits);
-  s->server_name = strdup("ctwist");
-  if (s->server_name == NULL) {
-    free(s);
-    return NULL;
-  }
-  ct_factory_init(&s->factory, NULL, &http_ops, sizeof(conn), s);
-  return s;
-}
-
-int ct_http_site_route(ct_http_site *s, const char *prefix,
-                       ct_http_handler_cb fn, void *arg) {
-  if (s == NULL || prefix == NULL || prefix[0] != '/' || fn == NULL)
-    return CT_EINVAL;
-  size_t len = strlen(prefix);
-  while (len > 1 && prefix[len - 1] == '/')
-    len--; /* "/api/" routes like "/api" */
-  route *rs = realloc(s->routes, (s->nroutes + 1) * sizeof *rs);
-  if (rs == NULL)
-    return CT_ENOMEM;
-  s->routes = rs;
-  char *copy = strndup(prefix, len);
-  if (copy == NULL)
-    return CT_ENOMEM;
-  /* Keep the array sorted longest prefix first (insertion). */
-  size_t i = s->nroutes;
-  while (i > 0 && rs[i - 1].len < len) {
-    rs[i] = rs[i - 1];
-    i--;
-  }
-  rs[i] = (route){copy, len, fn, arg};
-  s->nroutes++;
-  return 0;
-}
-
-void ct_http_site_set_limits(ct_http_site *s, const ct_http_limits *limits) {
-  if (s == NULL)
-    return;
-  if (limits != NULL)
-    s->limits = *limits;
-  else
-    memset(&s->limits, 0, sizeof s->limits);
-  limits_fill(&s->limits);
-}
-
-void ct_http_site_get_limits(const ct_http_site *s, ct_http_limits *out) {
-  if (s != NULL && out != NULL)
-    *out = s->limits;
-}
-
-void ct_http_site_set_access_log(ct_http_site *s, FILE *out) {
-  if (s != NULL)
-    s->access_log = out;
-}
-
-int ct_http_site_set_server_name(ct_http_site *s, const char *name) {
-  if (s == NULL)
-    return CT_EINVAL;
-  char *copy = NULL;
-  if (name != NULL && (copy = strdup(name)) == NULL)
-    return CT_ENOMEM;
-  free(s->server_name);
-  s->server_name = copy;
-  return 0;
-}
-
-ct_factory *ct_http_site_factory(ct_http_site *s) {
-  return s == NULL ? NULL : &s->factory;
-}
-
-void ct_http_site_set_user(ct_http_site *s, void *user) {
-  if (s != NULL)
-    s->user = user;
-}
-
-void *ct_http_site_user(const ct_http_site *s) {
-  return s == NULL ? NULL : s->user;
-}
-
-ct_http_site *ct_http_site_of(ct_factory *f) {
-  return f != NULL && f->protocol_ops == &http_ops ? f->user : NULL;
-}
-
-size_t ct_http_site_connections(const ct_http_site *s) {
-  return s == NULL ? 0 : s->live;
-}
-
-unsigned long ct_http_site_requests(const ct_http_site *s) {
-  return s == NULL ? 0 : s->requests;
-}
-
-void ct_http_site_free(ct_http_site *s) {
-  if (s == NULL)
-    return;
-  for (size_t i = 0; i < s->nroutes; i++)
-    free(s->routes[i].prefix);
-  free(s->routes);
-  free(s->server_name);
-  free(s);
-}
+const size_t ct__http_conn_size = sizeof(conn);
