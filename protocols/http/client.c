@@ -262,13 +262,9 @@ static int on_status(http_parser *p, const char *at, size_t len) {
 }
 
 static int finish_header(cconn *k) {
-  if (k->field.len == 0)
-    return 0;
-  int rc = ct__http_headers_addn(&k->req->resp->headers, k->field.data,
-                                 k->field.len, k->value.len ? k->value.data : "",
-                                 k->value.len);
-  k->field.len = k->value.len = 0;
-  return rc == 0 ? 0 : stop(k, CT_ENOMEM, "out of memory");
+  return ct__http_flush_header(&k->req->resp->headers, &k->field, &k->value) == 0
+             ? 0
+             : stop(k, CT_ENOMEM, "out of memory");
 }
 
 static int on_header_field(http_parser *p, const char *at, size_t len) {

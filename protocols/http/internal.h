@@ -82,4 +82,9 @@ int ct__http_buf_printf(ct__http_buf *b, const char *fmt, ...)
     CT_PRINTF(2, 3);
 void ct__http_buf_free(ct__http_buf *b);
 
+/* Add the header collected in `field`/`value` (if any) to `h` and empty
+ * both buffers.  Returns 0 or CT_ENOMEM. */
+int ct__http_flush_header(ct_http_headers *h, ct__http_buf *field,
+                          ct__http_buf *value);
+
 #endif /* CT_PROTOCOLS_HTTP_INTERNAL_H */

@@ -53,6 +53,16 @@ int ct__http_headers_addn(ct_http_headers *h, const char *name, size_t nlen,
   return 0;
 }
 
+int ct__http_flush_header(ct_http_headers *h, ct__http_buf *field,
+                          ct__http_buf *value) {
+  if (field->len == 0)
+    return 0;
+  int rc = ct__http_headers_addn(h, field->data, field->len,
+                                 value->len ? value->data : "", value->len);
+  field->len = value->len = 0;
+  return rc;
+}
+
 int ct_http_headers_set(ct_http_headers *h, const char *name,
                         const char *value) {
   if (h == NULL || name == NULL || value == NULL || has_crlf(name) ||

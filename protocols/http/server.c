@@ -168,13 +168,9 @@ static int on_url(http_parser *p, const char *at, size_t len) {
 }
 
 static int finish_header(conn *c) {
-  if (c->field.len == 0)
-    return 0;
-  int rc = ct__http_headers_addn(&c->cur->req.headers, c->field.data,
-                                 c->field.len, c->value.len ? c->value.data : "",
-                                 c->value.len);
-  c->field.len = c->value.len = 0;
-  return rc == 0 ? 0 : stop(c, 503, "out of memory");
+  return ct__http_flush_header(&c->cur->req.headers, &c->field, &c->value) == 0
+             ? 0
+             : stop(c, 503, "out of memory");
 }
 
 static int header_piece(conn *c, ct__http_buf *b, const char *at, size_t len) {

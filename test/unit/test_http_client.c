@@ -11,14 +11,6 @@ static ct_listening_port *port;
 static ct_http_client *client;
 static char base[64];
 
-static ct_http_reply h_hello(ct_http_request *req, void *arg) {
-  (void)req;
-  (void)arg;
-  ct_http_response *r = ct_http_response_new(200);
-  ct_http_response_set_body(r, "hello\n", 6);
-  return ct_http_reply_now(r);
-}
-
 /* "<method> <target> <body>" and the X-Test header echoed. */
 static ct_http_reply h_echo(ct_http_request *req, void *arg) {
   (void)arg;
@@ -62,14 +54,6 @@ static ct_http_reply h_see_other(ct_http_request *req, void *arg) {
   return ct_http_reply_now(ct_http_response_redirect(303, "/echo/after"));
 }
 
-static ct_http_reply h_later(ct_http_request *req, void *arg) {
-  (void)req;
-  (void)arg;
-  ct_deferred *d = ct_deferred_new(NULL, NULL);
-  th.pending[th.npending++] = ct_deferred_ref(d);
-  return ct_http_reply_later(d);
-}
-
 /* A streamed body of unknown length (chunked), `n` bytes of a pattern. */
 typedef struct pat {
   size_t left, off;
@@ -98,13 +82,11 @@ static ct_http_reply h_big(ct_http_request *req, void *arg) {
 
 static void setup(void) {
   th_setup_reactor();
-  ct_http_site_route(th.site, "/hello", h_hello, NULL);
-  ct_http_site_route(th.site, "/echo", h_echo, NULL);
-  ct_http_site_route(th.site, "/redir", h_redir, NULL);
-  ct_http_site_route(th.site, "/loop", h_loop, NULL);
-  ct_http_site_route(th.site, "/see-other", h_see_other, NULL);
-  ct_http_site_route(th.site, "/later", h_later, NULL);
-  ct_http_site_route(th.site, "/big", h_big, NULL);
+  static const th_route routes[] = {
+      {"/hello", th_hello}, {"/echo", h_echo},       {"/redir", h_redir},
+      {"/loop", h_loop},    {"/see-other", h_see_other}, {"/later", th_later},
+      {"/big", h_big},      {NULL, NULL}};
+  th_add_routes(routes);
   ct_failure *f = NULL;
   port = ct_listen(th.reactor, "tcp:0:interface=127.0.0.1",
                    ct_http_site_factory(th.site), &f);

@@ -102,4 +102,47 @@ static inline void th_teardown(void) {
   ct_clock_free(th.clock);
 }
 
+/* ------------------------------------------------- shared handlers */
+
+/* "hello\n", text/plain. */
+static inline ct_http_reply th_hello(ct_http_request *req, void *arg) {
+  (void)req;
+  (void)arg;
+  th.calls++;
+  ct_http_response *r = ct_http_response_new(200);
+  ct_http_headers_set(&r->headers, "Content-Type", "text/plain");
+  ct_http_response_set_body(r, "hello\n", 6);
+  return ct_http_reply_now(r);
+}
+
+/* Replies later: the test fires th.pending[i] (th_fire). */
+static inline ct_http_reply th_later(ct_http_request *req, void *arg) {
+  (void)req;
+  (void)arg;
+  ct_deferred *d = ct_deferred_new(NULL, NULL);
+  th.pending[th.npending++] = ct_deferred_ref(d);
+  return ct_http_reply_later(d);
+}
+
+/* Fire th.pending[i] with a 200 response whose body is `body`. */
+static inline void th_fire(int i, const char *body) {
+  ct_http_response *r = ct_http_response_new(200);
+  ct_http_response_set_body(r, body, strlen(body));
+  cr_assert_eq(ct_deferred_callback(
+                   th.pending[i],
+                   ct_value_of(r, (void (*)(void *))ct_http_response_free)),
+               0);
+}
+
+/* A route table, ending with a NULL prefix. */
+typedef struct th_route {
+  const char *prefix;
+  ct_http_handler_cb fn;
+} th_route;
+
+static inline void th_add_routes(const th_route *routes) {
+  for (const th_route *r = routes; r->prefix != NULL; r++)
+    cr_assert_eq(ct_http_site_route(th.site, r->prefix, r->fn, NULL), 0);
+}
+
 #endif /* CT_TEST_HTTP_COMMON_H */

@@ -9,16 +9,6 @@
 
 /* ------------------------------------------------------------ handlers */
 
-static ct_http_reply h_hello(ct_http_request *req, void *arg) {
-  (void)arg;
-  th.calls++;
-  ct_http_response *r = ct_http_response_new(200);
-  ct_http_headers_set(&r->headers, "Content-Type", "text/plain");
-  ct_http_response_set_body(r, "hello\n", 6);
-  (void)req;
-  return ct_http_reply_now(r);
-}
-
 /* "<method> <subpath> q=<param q> len=<body_len> body=<body>" */
 static ct_http_reply h_echo(ct_http_request *req, void *arg) {
   (void)arg;
@@ -31,24 +21,6 @@ static ct_http_reply h_echo(ct_http_request *req, void *arg) {
   ct_http_response *r = ct_http_response_new(200);
   ct_http_response_take_body(r, text, (size_t)n);
   return ct_http_reply_now(r);
-}
-
-/* Replies later: the test fires th.pending[i] with a body naming i. */
-static ct_http_reply h_later(ct_http_request *req, void *arg) {
-  (void)req;
-  (void)arg;
-  ct_deferred *d = ct_deferred_new(NULL, NULL);
-  th.pending[th.npending++] = ct_deferred_ref(d);
-  return ct_http_reply_later(d);
-}
-
-static void fire(int i, const char *body) {
-  ct_http_response *r = ct_http_response_new(200);
-  ct_http_response_set_body(r, body, strlen(body));
-  cr_assert_eq(ct_deferred_callback(th.pending[i],
-                                    ct_value_of(r, (void (*)(void *))
-                                                       ct_http_response_free)),
-               0);
 }
 
 static ct_http_reply h_fail(ct_http_request *req, void *arg) {
@@ -138,14 +110,11 @@ static void setup(void) {
   ct_http_limits l = {0};
   l.max_body = 1000;
   ct_http_site_set_limits(th.site, &l);
-  ct_http_site_route(th.site, "/hello", h_hello, NULL);
-  ct_http_site_route(th.site, "/echo", h_echo, NULL);
-  ct_http_site_route(th.site, "/later", h_later, NULL);
-  ct_http_site_route(th.site, "/fail", h_fail, NULL);
-  ct_http_site_route(th.site, "/dfail", h_defer_fail, NULL);
-  ct_http_site_route(th.site, "/bytes", h_bytes, NULL);
-  ct_http_site_route(th.site, "/stream", h_stream, NULL);
-  ct_http_site_route(th.site, "/json", h_json, NULL);
+  static const th_route routes[] = {
+      {"/hello", th_hello}, {"/echo", h_echo},   {"/later", th_later},
+      {"/fail", h_fail},    {"/dfail", h_defer_fail}, {"/bytes", h_bytes},
+      {"/stream", h_stream}, {"/json", h_json},  {NULL, NULL}};
+  th_add_routes(routes);
 }
 
 TestSuite(http_server, .init = setup, .fini = th_teardown);
@@ -359,12 +328,12 @@ Test(http_server, pipelined_responses_leave_in_request_order) {
     cr_expect_eq(strlen(out), 0, "%s", out);
     free(out);
     cr_assert_eq(th.npending, 2 * (int)chunk + 2);
-    fire(th.npending - 1, "second-later");
+    th_fire(th.npending - 1, "second-later");
     while (ct_string_transport_step(st) > 0)
       ;
     size_t n;
     cr_expect_eq((ct_string_transport_value(st, &n), n), 0);
-    fire(th.npending - 2, "first-later");
+    th_fire(th.npending - 2, "first-later");
     size_t len;
     const char *all = ct_string_transport_value(st, &len);
     const char *a = strstr(all, "first-later"), *b = strstr(all, "hello"),
@@ -395,7 +364,7 @@ Test(http_server, pipeline_flood_is_bounded_and_complete) {
     cr_assert_lt(fired, th.npending);
     char body[32];
     snprintf(body, sizeof body, "<%d>", fired);
-    fire(fired++, body);
+    th_fire(fired++, body);
     while (ct_string_transport_step(st) > 0)
       ;
   }
@@ -452,7 +421,7 @@ Test(http_server, expect_100_continue_waits_its_turn) {
                           0);
   cr_expect_eq(strlen(out), 0);
   free(out);
-  fire(0, "first");
+  th_fire(0, "first");
   const char *all = ct_string_transport_value(st, NULL);
   const char *a = strstr(all, "first"), *b = strstr(all, "100 Continue");
   cr_assert(a && b, "%s", all);
