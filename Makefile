@@ -29,6 +29,7 @@ demo: build
 	@bash scripts/demo.sh build
 
 bench: build
+	@bash scripts/deps.sh bench
 	@bash scripts/bench.sh build
 
 soak: build

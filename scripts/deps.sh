@@ -13,6 +13,14 @@ PKGS=(
   valgrind strace
 )
 
+# `scripts/deps.sh bench`: also what only the benchmarks use.
+BENCH_PKGS=(
+  wrk nginx-light       # bench/http: load generator and reference server
+)
+if [ "${1:-}" = bench ]; then
+  PKGS+=("${BENCH_PKGS[@]}")
+fi
+
 missing=()
 for p in "${PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
