@@ -62,6 +62,13 @@ static ct_step finished(ct_result res, void *arg) {
   return ct_pass(CT_NONE);
 }
 
+static ct_step closed_cb(ct_result res, void *arg) {
+  ct_failure_free(res.failure);
+  ct_value_free(res.value);
+  ct_reactor_stop(arg);
+  return ct_pass(CT_NONE);
+}
+
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "--help") == 0) {
     usage(stdout);
@@ -165,7 +172,13 @@ int main(int argc, char **argv) {
   if (verbose && !r.failed)
     fprintf(stderr, "ct-http: %d, %zu open connection(s)\n", status,
             ct_http_client_connections(client));
-  ct_http_client_free(client);
+  /* Let the connections finish closing before the reactor goes. */
+  ct_deferred *closed = ct_http_client_close(client);
+  if (closed != NULL && !ct_deferred_called(closed)) {
+    ct_deferred_add_both(closed, closed_cb, reactor);
+    ct_reactor_run(reactor);
+  }
+  ct_deferred_unref(closed);
   ct_reactor_free(reactor);
   ct_http_headers_clear(&headers);
   if (out != NULL && out != stdout)

@@ -454,10 +454,19 @@ CT_EXTERN ct_http_client *ct_http_client_new(ct_reactor *r,
                                              const ct_http_client_options *o);
 
 /**
- * Free the client: idle connections are closed, requests in flight fail
- * with CT_ECANCELLED (their Deferreds fire during the call).  NULL: no-op.
+ * Free the client: requests in flight fail with CT_ECANCELLED (their
+ * Deferreds fire during the call) and every connection is aborted; their
+ * connection_lost runs on a later loop turn.  NULL: no-op.
  */
 CT_EXTERN void ct_http_client_free(ct_http_client *c);
+
+/**
+ * ct_http_client_free(), plus a Deferred (one reference for the caller)
+ * fired with CT_NONE once every connection of the client is gone, so that
+ * a program can turn the loop until then before freeing its reactor.
+ * Fired at once when there were none.  NULL only if memory runs out.
+ */
+CT_EXTERN ct_deferred *ct_http_client_close(ct_http_client *c);
 
 /**
  * Send a request.  Returns a Deferred (one reference for the caller) that

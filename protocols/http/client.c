@@ -36,6 +36,7 @@ typedef struct cconn cconn;
 typedef struct shared_cf {
   ct_client_factory cf;
   unsigned refs;
+  ct_deferred *closed; /* ct_http_client_close(): fired when refs is 0 */
 } shared_cf;
 
 struct ct_http_client {
@@ -496,8 +497,14 @@ static void cconn_lost(ct_protocol *p, const ct_failure *reason) {
 }
 
 static void scf_unref(shared_cf *scf) {
-  if (scf != NULL && --scf->refs == 0)
-    free(scf);
+  if (scf == NULL || --scf->refs > 0)
+    return;
+  ct_deferred *closed = scf->closed;
+  free(scf);
+  if (closed != NULL) {
+    ct_deferred_callback(closed, CT_NONE);
+    ct_deferred_unref(closed);
+  }
 }
 
 static void cconn_free(ct_protocol *p) {
@@ -889,13 +896,13 @@ size_t ct_http_client_connections(const ct_http_client *c) {
   return c == NULL ? 0 : c->nconns;
 }
 
-void ct_http_client_free(ct_http_client *c) {
+ct_deferred *ct_http_client_close(ct_http_client *c) {
   if (c == NULL)
-    return;
+    return ct_succeed(CT_NONE);
   while (c->reqs != NULL) {
     creq *q = c->reqs;
     creq_finish(q, NULL,
-                ct_failure_new(CT_ECANCELLED, "%s %s: the client was freed",
+                ct_failure_new(CT_ECANCELLED, "%s %s: the client was closed",
                                q->method, q->url),
                 1);
   }
@@ -906,8 +913,21 @@ void ct_http_client_free(ct_http_client *c) {
     if (k->base.transport != NULL)
       ct_transport_abort(k->base.transport);
   }
-  scf_unref(c->scf);
+  /* The last connection's protocol release (or this unref) fires it. */
+  ct_deferred *d = ct_deferred_new(NULL, NULL);
+  shared_cf *scf = c->scf;
   free(c->proxy_host);
   free(c->no_proxy);
   free(c);
+  if (d == NULL) {
+    scf_unref(scf);
+    return NULL;
+  }
+  scf->closed = ct_deferred_ref(d);
+  scf_unref(scf);
+  return d;
+}
+
+void ct_http_client_free(ct_http_client *c) {
+  ct_deferred_unref(ct_http_client_close(c));
 }

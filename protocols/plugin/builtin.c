@@ -17,7 +17,7 @@
 #include "ctwist/wire.h"
 
 /* No options: reject anything, naming it. */
-static const ct_plugin_option no_options[] = {{NULL}};
+static const ct_plugin_option no_options[] = {{NULL, 0, NULL, 0, 0, NULL}};
 
 static int make_wire(ct_wire_kind kind, const char *quote, int argc,
                      char **argv, ct_factory **out, ct_failure **err) {
@@ -62,7 +62,7 @@ static int make_qotd(ct_reactor *r, int argc, char **argv, ct_factory **out,
   const char *quote = CT_QOTD_DEFAULT_QUOTE;
   const ct_plugin_option opts[] = {
       {"quote", CT_PLUGIN_OPT_STRING, &quote, 0, 0, "the quote to send"},
-      {NULL}};
+      {NULL, 0, NULL, 0, 0, NULL}};
   int rc = ct_plugin_parse_options(opts, argc, argv, err);
   if (rc != 0)
     return rc;
@@ -131,7 +131,7 @@ static int make_web(ct_reactor *r, int argc, char **argv, ct_factory **out,
        "do not serve index.html for directories"},
       {"max-body", CT_PLUGIN_OPT_LONG, &max_body, 1, 1e12,
        "largest request body accepted, bytes [16 MiB]"},
-      {NULL}};
+      {NULL, 0, NULL, 0, 0, NULL}};
   int rc = ct_plugin_parse_options(opts, argc, argv, err);
   if (rc != 0)
     return rc;

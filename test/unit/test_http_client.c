@@ -269,6 +269,24 @@ Test(http_client, free_with_requests_in_flight) {
   cr_expect_eq(code, CT_ECANCELLED);
 }
 
+Test(http_client, close_fires_when_connections_are_gone) {
+  ct_http_client_response_free(get("/hello"));
+  cr_assert_eq(ct_http_client_connections(client), 1);
+  ct_deferred *d = ct_http_client_close(client);
+  client = NULL;
+  cr_expect_not(ct_deferred_called(d));
+  cr_assert(tu_spin(th.reactor, fired, d, 10));
+  ct_deferred_unref(d);
+  /* With no connection it fires at once. */
+  ct_http_client_options o = {0};
+  o.proxy = "";
+  client = ct_http_client_new(th.reactor, &o);
+  d = ct_http_client_close(client);
+  client = NULL;
+  cr_expect(ct_deferred_called(d));
+  ct_deferred_unref(d);
+}
+
 Test(http_client, chunked_and_sized_streamed_bodies) {
   ct_http_client_response *r = get("/big/100000");
   cr_expect_eq(r->body_len, 100000);
