@@ -147,7 +147,8 @@ int main(int argc, char **argv) {
   run r = {out, 0, 0, 0, reactor};
   int status = 0;
   for (long n = 0; n < repeat && !r.failed; n++) {
-    if (outpath != NULL && n > 0 && (out = freopen(outpath, "wb", out)) == NULL) {
+    if (outpath != NULL && n > 0 &&
+        (out = freopen(outpath, "wb", out)) == NULL) {
       perror(outpath);
       r.failed = 1;
       break;

@@ -23,7 +23,8 @@ static ct_http_reply hello(ct_http_request *req, void *arg) {
 
 int main(int argc, char **argv) {
   char ep[64];
-  snprintf(ep, sizeof ep, "tcp:%s:interface=127.0.0.1", argc > 1 ? argv[1] : "0");
+  snprintf(ep, sizeof ep, "tcp:%s:interface=127.0.0.1",
+           argc > 1 ? argv[1] : "0");
   ct_reactor *r = ct_reactor_new();
   ct_http_site *site = ct_http_site_new(r);
   ct_http_site_route(site, "/hello", hello, NULL);

@@ -50,7 +50,8 @@ static void answer(void *arg) {
   ct_deferred *d = arg;
   ct_http_response *r =
       ct_http_response_json(200, json_pack("{s:s}", "status", "done"));
-  ct_deferred_callback(d, ct_value_of(r, (void (*)(void *))ct_http_response_free));
+  ct_deferred_callback(d,
+                       ct_value_of(r, (void (*)(void *))ct_http_response_free));
   ct_deferred_unref(d);
 }
 
@@ -76,7 +77,8 @@ int main(int argc, char **argv) {
   ct_http_site_route(site, "/api/counter", counter_handler, &c);
   ct_http_site_route(site, "/api/slow", slow_handler, NULL);
   ct_failure *err = NULL;
-  ct_http_static *files = ct_http_static_new(argc > 2 ? argv[2] : ".", NULL, &err);
+  ct_http_static *files =
+      ct_http_static_new(argc > 2 ? argv[2] : ".", NULL, &err);
   if (files == NULL) {
     ct_failure_print(err, stderr);
     return 1;

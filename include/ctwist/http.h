@@ -108,14 +108,14 @@ CT_EXTERN void ct_http_headers_clear(ct_http_headers *h);
  * the Deferred has fired).  Members are read-only.
  */
 typedef struct ct_http_request {
-  const char *method; /**< "GET", "POST", ... (static string) */
-  char *target;       /**< the request target as sent ("/a%20b?x=1") */
-  char *path;         /**< the path, percent-decoded once ("/a b") */
-  char *raw_path;     /**< the path as sent ("/a%20b") */
-  char *query;        /**< the raw query string ("x=1"), "" if none */
+  const char *method;      /**< "GET", "POST", ... (static string) */
+  char *target;            /**< the request target as sent ("/a%20b?x=1") */
+  char *path;              /**< the path, percent-decoded once ("/a b") */
+  char *raw_path;          /**< the path as sent ("/a%20b") */
+  char *query;             /**< the raw query string ("x=1"), "" if none */
   ct_http_headers params;  /**< the query, split and decoded ('+' = ' ') */
   ct_http_headers headers; /**< request headers, in order */
-  char *body;         /**< the body (dechunked; NUL-terminated), never NULL */
+  char *body; /**< the body (dechunked; NUL-terminated), never NULL */
   size_t body_len;
   int version_major, version_minor; /**< 1.1 -> 1, 1 */
   int keep_alive; /**< the connection stays open after this response */
@@ -167,14 +167,14 @@ typedef enum ct_http_body_kind {
  * Transfer-Encoding and Connection itself.
  */
 typedef struct ct_http_response {
-  int status;             /**< 200, 404, ... */
-  const char *reason;     /**< NULL: the standard phrase for `status` */
+  int status;         /**< 200, 404, ... */
+  const char *reason; /**< NULL: the standard phrase for `status` */
   ct_http_headers headers;
   ct_http_body_kind body_kind;
-  char *data;          /**< MEMORY: owned bytes */
-  size_t data_len;     /**< MEMORY */
-  int fd;              /**< FILE: owned descriptor, closed by the response */
-  off_t file_offset;   /**< FILE */
+  char *data;           /**< MEMORY: owned bytes */
+  size_t data_len;      /**< MEMORY */
+  int fd;               /**< FILE: owned descriptor, closed by the response */
+  off_t file_offset;    /**< FILE */
   uint64_t file_length; /**< FILE */
   ct_http_body_source source; /**< SOURCE */
   /** SOURCE: the body's length if known, else -1 (chunked). */
@@ -356,8 +356,7 @@ CT_EXTERN ct_http_static *ct_http_static_new(const char *root,
                                              const ct_http_static_options *o,
                                              ct_failure **err);
 /** The handler serving `st` (pass `st` as the route's arg). */
-CT_EXTERN ct_http_reply ct_http_static_handler(ct_http_request *req,
-                                               void *st);
+CT_EXTERN ct_http_reply ct_http_static_handler(ct_http_request *req, void *st);
 /** The Content-Type for a file name, from the table `st` loaded
  *  ("application/octet-stream" when unknown). */
 CT_EXTERN const char *ct_http_static_mime_type(const ct_http_static *st,
@@ -444,7 +443,7 @@ typedef struct ct_http_client_request_options {
   const ct_http_headers *headers; /**< extra headers (copied), or NULL */
   const void *body;               /**< request body (copied), or NULL */
   size_t body_len;
-  double timeout;            /**< 0: the client's */
+  double timeout;                /**< 0: the client's */
   const ct_http_body_sink *sink; /**< NULL: buffer the body */
 } ct_http_client_request_options;
 
@@ -485,12 +484,10 @@ ct_http_client_request_ex(ct_http_client *c,
                           const ct_http_client_request_options *o);
 
 /** ct_http_client_request_ex() with the common arguments. */
-CT_EXTERN ct_deferred *ct_http_client_request(ct_http_client *c,
-                                              const char *method,
-                                              const char *url,
-                                              const ct_http_headers *headers,
-                                              const void *body,
-                                              size_t body_len);
+CT_EXTERN ct_deferred *
+ct_http_client_request(ct_http_client *c, const char *method, const char *url,
+                       const ct_http_headers *headers, const void *body,
+                       size_t body_len);
 
 /** Open connections (idle and busy), for tests and stats. */
 CT_EXTERN size_t ct_http_client_connections(const ct_http_client *c);

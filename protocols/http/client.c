@@ -70,7 +70,7 @@ struct creq {
   int reused, got_bytes;
   ct_http_client_response *resp;
   int discard_body; /* a redirect that will be followed */
-  int failed_code; /* set by a parser callback that stopped it */
+  int failed_code;  /* set by a parser callback that stopped it */
   const char *failed_what;
 };
 
@@ -263,7 +263,8 @@ static int on_status(http_parser *p, const char *at, size_t len) {
 }
 
 static int finish_header(cconn *k) {
-  return ct__http_flush_header(&k->req->resp->headers, &k->field, &k->value) == 0
+  return ct__http_flush_header(&k->req->resp->headers, &k->field, &k->value) ==
+                 0
              ? 0
              : stop(k, CT_ENOMEM, "out of memory");
 }
@@ -291,7 +292,8 @@ static int on_header_value(http_parser *p, const char *at, size_t len) {
 
 /* 1 if `r` is a redirect that the client follows (or refuses as one too
  * many): its body is of no interest. */
-static int is_followed_redirect(const creq *q, const ct_http_client_response *r) {
+static int is_followed_redirect(const creq *q,
+                                const ct_http_client_response *r) {
   int st = r->status;
   return (st == 301 || st == 302 || st == 303 || st == 307 || st == 308) &&
          ct_http_headers_get(&r->headers, "Location") != NULL &&
@@ -416,7 +418,8 @@ static void response_done(cconn *k) {
     free(q->url);
     q->url = next;
     q->redirects++;
-    if (st == 303 || ((st == 301 || st == 302) && strcmp(q->method, "POST") == 0)) {
+    if (st == 303 ||
+        ((st == 301 || st == 302) && strcmp(q->method, "POST") == 0)) {
       char *get = strdup("GET");
       if (get == NULL) {
         creq_fail(q, CT_ENOMEM, "%s %s: %s", "out of memory");
@@ -562,9 +565,9 @@ static void send_request(creq *q, cconn *k, const char *target,
   }
   if (rc == 0 && ct_http_headers_get(&q->headers, "User-Agent") == NULL)
     rc = ct__http_buf_printf(&b, "User-Agent: ctwist\r\n");
-  if (rc == 0 && (q->body_len > 0 || strcmp(q->method, "POST") == 0 ||
-                  strcmp(q->method, "PUT") == 0 ||
-                  strcmp(q->method, "PATCH") == 0))
+  if (rc == 0 &&
+      (q->body_len > 0 || strcmp(q->method, "POST") == 0 ||
+       strcmp(q->method, "PUT") == 0 || strcmp(q->method, "PATCH") == 0))
     rc = ct__http_buf_printf(&b, "Content-Length: %zu\r\n", q->body_len);
   if (rc == 0)
     rc = ct__http_buf_add(&b, "\r\n", 2);
@@ -598,8 +601,9 @@ static int parse_url(const char *url, target *t, ct_failure **err,
   const char *scheme = url + u.field_data[UF_SCHEMA].off;
   size_t sl = u.field_data[UF_SCHEMA].len;
   if (sl == 5 && strncasecmp(scheme, "https", 5) == 0) {
-    *err = ct_failure_new(CT_ENOSYS, "%s %s: https is not supported (ctwist "
-                                     "has no TLS transport yet)",
+    *err = ct_failure_new(CT_ENOSYS,
+                          "%s %s: https is not supported (ctwist "
+                          "has no TLS transport yet)",
                           q->method, url);
     return -1;
   }
@@ -610,23 +614,21 @@ static int parse_url(const char *url, target *t, ct_failure **err,
   }
   size_t hl = u.field_data[UF_HOST].len;
   if (hl >= sizeof t->host) {
-    *err = ct_failure_new(CT_EINVAL, "%s %s: host name too long", q->method,
-                          url);
+    *err =
+        ct_failure_new(CT_EINVAL, "%s %s: host name too long", q->method, url);
     return -1;
   }
   memcpy(t->host, url + u.field_data[UF_HOST].off, hl);
   t->host[hl] = 0;
   t->port = (u.field_set & (1 << UF_PORT)) ? u.port : 80;
-  const char *path = (u.field_set & (1 << UF_PATH))
-                         ? url + u.field_data[UF_PATH].off
-                         : "/";
+  const char *path =
+      (u.field_set & (1 << UF_PATH)) ? url + u.field_data[UF_PATH].off : "/";
   size_t pl = (u.field_set & (1 << UF_PATH)) ? u.field_data[UF_PATH].len : 1;
-  const char *query = (u.field_set & (1 << UF_QUERY))
-                          ? url + u.field_data[UF_QUERY].off
-                          : NULL;
+  const char *query =
+      (u.field_set & (1 << UF_QUERY)) ? url + u.field_data[UF_QUERY].off : NULL;
   size_t ql = query ? u.field_data[UF_QUERY].len : 0;
-  if (asprintf(&t->path, "%.*s%s%.*s", (int)pl, path, query ? "?" : "",
-               (int)ql, query ? query : "") < 0) {
+  if (asprintf(&t->path, "%.*s%s%.*s", (int)pl, path, query ? "?" : "", (int)ql,
+               query ? query : "") < 0) {
     *err = ct_failure_new(CT_ENOMEM, "out of memory");
     return -1;
   }
@@ -834,8 +836,9 @@ ct_http_client *ct_http_client_new(ct_reactor *r,
   return c;
 }
 
-ct_deferred *ct_http_client_request_ex(ct_http_client *c,
-                                       const ct_http_client_request_options *o) {
+ct_deferred *
+ct_http_client_request_ex(ct_http_client *c,
+                          const ct_http_client_request_options *o) {
   if (c == NULL || o == NULL)
     return NULL;
   creq *q = calloc(1, sizeof *q);
@@ -847,12 +850,14 @@ ct_deferred *ct_http_client_request_ex(ct_http_client *c,
   q->url = strdup(o->url ? o->url : "");
   q->body = o->body_len ? malloc(o->body_len) : NULL;
   q->d = ct_deferred_new(canceller, q);
-  int rc = q->method && q->url && (o->body_len == 0 || q->body) && q->d ? 0
-                                                                       : CT_ENOMEM;
+  int rc = q->method && q->url && (o->body_len == 0 || q->body) && q->d
+               ? 0
+               : CT_ENOMEM;
   if (rc == 0 && o->body_len)
     memcpy(q->body, o->body, o->body_len);
   q->body_len = o->body_len;
-  for (size_t i = 0; rc == 0 && o->headers != NULL && i < o->headers->count; i++)
+  for (size_t i = 0; rc == 0 && o->headers != NULL && i < o->headers->count;
+       i++)
     rc = ct_http_headers_add(&q->headers, o->headers->items[i].name,
                              o->headers->items[i].value);
   if (o->sink != NULL && o->sink->data != NULL) {

@@ -78,8 +78,7 @@ typedef struct ct__http_buf {
 /* Append `n` bytes; returns 0 or CT_ENOMEM. */
 int ct__http_buf_add(ct__http_buf *b, const void *d, size_t n);
 /* Append printf-formatted text; returns 0 or CT_ENOMEM. */
-int ct__http_buf_printf(ct__http_buf *b, const char *fmt, ...)
-    CT_PRINTF(2, 3);
+int ct__http_buf_printf(ct__http_buf *b, const char *fmt, ...) CT_PRINTF(2, 3);
 void ct__http_buf_free(ct__http_buf *b);
 
 /* Add the header collected in `field`/`value` (if any) to `h` and empty

@@ -205,19 +205,34 @@ void ct__http_response_free_value(void *p) {
 char *ct__http_html_escape(const char *s) {
   size_t n = 0;
   for (const char *p = s; *p; p++)
-    n += (*p == '<' || *p == '>') ? 4 : *p == '&' ? 5 : (*p == '"' || *p == '\'') ? 6 : 1;
+    n += (*p == '<' || *p == '>')    ? 4
+         : *p == '&'                 ? 5
+         : (*p == '"' || *p == '\'') ? 6
+                                     : 1;
   char *out = malloc(n + 1), *o = out;
   if (out == NULL)
     return NULL;
   for (const char *p = s; *p; p++) {
     const char *rep = NULL;
     switch (*p) {
-    case '<': rep = "&lt;"; break;
-    case '>': rep = "&gt;"; break;
-    case '&': rep = "&amp;"; break;
-    case '"': rep = "&#34;"; break;
-    case '\'': rep = "&#39;"; break;
-    default: *o++ = *p; continue;
+    case '<':
+      rep = "&lt;";
+      break;
+    case '>':
+      rep = "&gt;";
+      break;
+    case '&':
+      rep = "&amp;";
+      break;
+    case '"':
+      rep = "&#34;";
+      break;
+    case '\'':
+      rep = "&#39;";
+      break;
+    default:
+      *o++ = *p;
+      continue;
     }
     size_t k = strlen(rep);
     memcpy(o, rep, k);
@@ -242,7 +257,7 @@ ct_http_response *ct_http_response_error(int status, const char *detail) {
                                  status, text, status, text, esc);
   free(esc);
   if (n < 0 || ct_http_headers_add(&r->headers, "Content-Type",
-                                    "text/html; charset=utf-8") != 0) {
+                                   "text/html; charset=utf-8") != 0) {
     if (n >= 0)
       free(body);
     ct_http_response_free(r);
@@ -254,7 +269,8 @@ ct_http_response *ct_http_response_error(int status, const char *detail) {
 
 ct_http_response *ct_http_response_redirect(int status, const char *location) {
   ct_http_response *r = ct_http_response_error(status, location);
-  if (r != NULL && ct_http_headers_add(&r->headers, "Location", location) != 0) {
+  if (r != NULL &&
+      ct_http_headers_add(&r->headers, "Location", location) != 0) {
     ct_http_response_free(r);
     return NULL;
   }
@@ -356,8 +372,8 @@ int ct_http_parse_date(const char *s, int64_t *out) {
   struct tm tm;
   memset(&tm, 0, sizeof tm);
   int n = 0;
-  if (sscanf(s, "%3[A-Za-z], %2d %3s %4d %2d:%2d:%2d GMT%n", wd, &tm.tm_mday, mon,
-             &tm.tm_year, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 7 ||
+  if (sscanf(s, "%3[A-Za-z], %2d %3s %4d %2d:%2d:%2d GMT%n", wd, &tm.tm_mday,
+             mon, &tm.tm_year, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 7 ||
       n == 0 || s[n] != 0 || wd[3] != 0 || strlen(wd) != 3 || s[3] != ',')
     return CT_EPARSE;
   tm.tm_mon = -1;
@@ -383,9 +399,8 @@ ct_http_response *ct_http_response_json(int status, void *json) {
   if (text == NULL)
     return NULL;
   ct_http_response *r = ct_http_response_new(status);
-  if (r == NULL ||
-      ct_http_headers_add(&r->headers, "Content-Type", "application/json") !=
-          0) {
+  if (r == NULL || ct_http_headers_add(&r->headers, "Content-Type",
+                                       "application/json") != 0) {
     free(text);
     ct_http_response_free(r);
     return NULL;
@@ -398,17 +413,16 @@ void *ct_http_request_json(const ct_http_request *req, ct_failure **err) {
   json_error_t e;
   json_t *j = json_loadb(req->body, req->body_len, JSON_DECODE_ANY, &e);
   if (j == NULL && err != NULL)
-    *err = ct_failure_new(CT_EPARSE, "request body is not JSON: line %d "
-                                     "column %d: %s",
+    *err = ct_failure_new(CT_EPARSE,
+                          "request body is not JSON: line %d "
+                          "column %d: %s",
                           e.line, e.column, e.text);
   return j;
 }
 
-ct_http_response *ct_http_response_json_error(int status,
-                                              const char *message) {
-  return ct_http_response_json(status,
-                               json_pack("{s:s}", "error",
-                                         message != NULL ? message : ""));
+ct_http_response *ct_http_response_json_error(int status, const char *message) {
+  return ct_http_response_json(
+      status, json_pack("{s:s}", "error", message != NULL ? message : ""));
 }
 
 /* ----------------------------------------------------------------- buffer */

@@ -45,8 +45,8 @@ typedef struct slot {
   ct_http_response *resp; /* set when ready */
   ct_deferred *d;         /* a handler's pending Deferred */
   int ready, queued, send_continue, close_after, head_only;
-  int status;             /* what was sent, for the log */
-  uint64_t sent;          /* body bytes sent, for the log */
+  int status;    /* what was sent, for the log */
+  uint64_t sent; /* body bytes sent, for the log */
   size_t body_cap;
 } slot;
 
@@ -633,7 +633,8 @@ static void stream_more(void *arg) {
     size_t got = 0;
     int end = 0;
     if (r->body_kind == CT_HTTP_BODY_FILE) {
-      size_t want = c->remaining < HTTP_CHUNK ? (size_t)c->remaining : HTTP_CHUNK;
+      size_t want =
+          c->remaining < HTTP_CHUNK ? (size_t)c->remaining : HTTP_CHUNK;
       ssize_t n = pread(r->fd, c->chunk, want, r->file_offset);
       if (n <= 0) {
         ct_log(CT_LOG_ERROR, "http", "reading %s for %s: %s",
@@ -659,15 +660,19 @@ static void stream_more(void *arg) {
       end = rc == 1;
       if (r->source_length >= 0) {
         if (got > c->remaining) {
-          ct_log(CT_LOG_ERROR, "http", "body source of %s is longer than "
-                 "its declared length", s->req.target);
+          ct_log(CT_LOG_ERROR, "http",
+                 "body source of %s is longer than "
+                 "its declared length",
+                 s->req.target);
           stream_done(c, 0);
           return;
         }
         c->remaining -= got;
         if (end && c->remaining != 0) {
-          ct_log(CT_LOG_ERROR, "http", "body source of %s ended %llu bytes "
-                 "short", s->req.target, (unsigned long long)c->remaining);
+          ct_log(CT_LOG_ERROR, "http",
+                 "body source of %s ended %llu bytes "
+                 "short",
+                 s->req.target, (unsigned long long)c->remaining);
           stream_done(c, 0);
           return;
         }
@@ -745,7 +750,8 @@ static void write_head(conn *c) {
   if (r->body_kind == CT_HTTP_BODY_FILE && r->file_length <= HTTP_CHUNK) {
     /* Small files leave with their headers in one write. */
     size_t want = (size_t)r->file_length;
-    if (ct__http_buf_add(&head, NULL, 0) == 0 && head.cap < head.len + want + 1) {
+    if (ct__http_buf_add(&head, NULL, 0) == 0 &&
+        head.cap < head.len + want + 1) {
       char *p = realloc(head.data, head.len + want + 1);
       if (p != NULL) {
         head.data = p;
@@ -756,8 +762,8 @@ static void write_head(conn *c) {
                     ? pread(r->fd, head.data + head.len, want, r->file_offset)
                     : -1;
     if (n != (ssize_t)want) {
-      ct_log(CT_LOG_ERROR, "http", "reading the file for %s: %s",
-             s->req.target, n < 0 ? strerror(errno) : "short read");
+      ct_log(CT_LOG_ERROR, "http", "reading the file for %s: %s", s->req.target,
+             n < 0 ? strerror(errno) : "short read");
       ct__http_buf_free(&head);
       ct_transport_abort(t);
       return;

@@ -9,7 +9,6 @@
 #include "ctwist/http.h"
 #include "protocols/http/internal.h"
 
-
 static void limits_fill(ct_http_limits *l) {
   if (l->max_header_line == 0)
     l->max_header_line = 8 * 1024;
@@ -30,9 +29,8 @@ const ct__http_route *ct__http_find_route(const ct_http_site *site,
   /* Routes are kept longest prefix first. */
   for (size_t i = 0; i < site->nroutes; i++) {
     const ct__http_route *rt = &site->routes[i];
-    if (rt->len == 1 ||
-        (strncmp(path, rt->prefix, rt->len) == 0 &&
-         (path[rt->len] == 0 || path[rt->len] == '/')))
+    if (rt->len == 1 || (strncmp(path, rt->prefix, rt->len) == 0 &&
+                         (path[rt->len] == 0 || path[rt->len] == '/')))
       return rt;
   }
   return NULL;
@@ -54,8 +52,7 @@ void ct__http_access_log(ct_http_site *site, const ct_http_request *q,
   if (out == NULL)
     return;
   char host[CT_ADDRESS_STRLEN] = "-";
-  if (q->peer.family == CT_ADDRESS_IPV4 ||
-      q->peer.family == CT_ADDRESS_IPV6) {
+  if (q->peer.family == CT_ADDRESS_IPV4 || q->peer.family == CT_ADDRESS_IPV6) {
     ct_address_format(&q->peer, host, sizeof host);
     /* Drop the port: CLF has the host only. */
     char *colon = strrchr(host, ':');
@@ -73,8 +70,8 @@ void ct__http_access_log(ct_http_site *site, const ct_http_request *q,
   strftime(when, sizeof when, "%d/%b/%Y:%H:%M:%S %z", &tm);
   char target[1024];
   size_t o = 0;
-  for (const char *p = q->target ? q->target : "-";
-       *p && o + 5 < sizeof target; p++) {
+  for (const char *p = q->target ? q->target : "-"; *p && o + 5 < sizeof target;
+       p++) {
     unsigned char ch = (unsigned char)*p;
     if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\')
       o += (size_t)snprintf(target + o, sizeof target - o, "\\x%02x", ch);
@@ -86,8 +83,7 @@ void ct__http_access_log(ct_http_site *site, const ct_http_request *q,
   if (sent > 0)
     snprintf(bytes, sizeof bytes, "%llu", (unsigned long long)sent);
   fprintf(out, "%s - - [%s] \"%s %s HTTP/%d.%d\" %d %s\n", host, when,
-          q->method, target, q->version_major, q->version_minor,
-          status, bytes);
+          q->method, target, q->version_major, q->version_minor, status, bytes);
   fflush(out);
 }
 
@@ -106,7 +102,8 @@ ct_http_site *ct_http_site_new(ct_reactor *r) {
     free(s);
     return NULL;
   }
-  ct_factory_init(&s->factory, NULL, &ct__http_server_ops, ct__http_conn_size, s);
+  ct_factory_init(&s->factory, NULL, &ct__http_server_ops, ct__http_conn_size,
+                  s);
   return s;
 }
 

@@ -38,21 +38,35 @@ struct ct_http_static {
 
 /* Used when mime.types is missing (a minimal container, say). */
 static const char *const fallback_mime[][2] = {
-    {"html", "text/html"},         {"htm", "text/html"},
-    {"css", "text/css"},           {"js", "text/javascript"},
-    {"mjs", "text/javascript"},    {"json", "application/json"},
-    {"txt", "text/plain"},         {"md", "text/markdown"},
-    {"c", "text/x-csrc"},          {"h", "text/x-chdr"},
-    {"csv", "text/csv"},           {"xml", "application/xml"},
-    {"svg", "image/svg+xml"},      {"png", "image/png"},
-    {"jpg", "image/jpeg"},         {"jpeg", "image/jpeg"},
-    {"gif", "image/gif"},          {"webp", "image/webp"},
+    {"html", "text/html"},
+    {"htm", "text/html"},
+    {"css", "text/css"},
+    {"js", "text/javascript"},
+    {"mjs", "text/javascript"},
+    {"json", "application/json"},
+    {"txt", "text/plain"},
+    {"md", "text/markdown"},
+    {"c", "text/x-csrc"},
+    {"h", "text/x-chdr"},
+    {"csv", "text/csv"},
+    {"xml", "application/xml"},
+    {"svg", "image/svg+xml"},
+    {"png", "image/png"},
+    {"jpg", "image/jpeg"},
+    {"jpeg", "image/jpeg"},
+    {"gif", "image/gif"},
+    {"webp", "image/webp"},
     {"ico", "image/vnd.microsoft.icon"},
-    {"pdf", "application/pdf"},    {"zip", "application/zip"},
-    {"gz", "application/gzip"},    {"tar", "application/x-tar"},
-    {"wasm", "application/wasm"},  {"mp4", "video/mp4"},
-    {"webm", "video/webm"},        {"mp3", "audio/mpeg"},
-    {"woff", "font/woff"},         {"woff2", "font/woff2"},
+    {"pdf", "application/pdf"},
+    {"zip", "application/zip"},
+    {"gz", "application/gzip"},
+    {"tar", "application/x-tar"},
+    {"wasm", "application/wasm"},
+    {"mp4", "video/mp4"},
+    {"webm", "video/webm"},
+    {"mp3", "audio/mpeg"},
+    {"woff", "font/woff"},
+    {"woff2", "font/woff2"},
 };
 
 static int mime_cmp(const void *a, const void *b) {
@@ -296,9 +310,8 @@ static ct_http_reply listing(const char *dir, const char *shown) {
   free(names);
   free(title);
   ct_http_response *r = rc == 0 ? ct_http_response_new(200) : NULL;
-  if (r == NULL ||
-      ct_http_headers_add(&r->headers, "Content-Type",
-                          "text/html; charset=utf-8") != 0) {
+  if (r == NULL || ct_http_headers_add(&r->headers, "Content-Type",
+                                       "text/html; charset=utf-8") != 0) {
     ct__http_buf_free(&b);
     ct_http_response_free(r);
     return ct_http_reply_fail(ct_failure_new(CT_ENOMEM, "out of memory"));
@@ -348,10 +361,10 @@ static int resolve(const ct_http_static *st, const char *path, char **out) {
   if (real == NULL)
     return errno == EACCES ? 403 : 404;
   size_t rl = strlen(real);
-  int inside = st->root_len == 0 ||
-               (rl >= st->root_len &&
-                memcmp(real, st->root, st->root_len) == 0 &&
-                (real[st->root_len] == 0 || real[st->root_len] == '/'));
+  int inside =
+      st->root_len == 0 ||
+      (rl >= st->root_len && memcmp(real, st->root, st->root_len) == 0 &&
+       (real[st->root_len] == 0 || real[st->root_len] == '/'));
   if (!inside && !st->allow_symlinks_out) {
     free(real);
     return 403;
@@ -398,8 +411,9 @@ ct_http_reply ct_http_static_handler(ct_http_request *req, void *arg) {
       ct__http_buf loc = {0};
       int rc = ct__http_buf_printf(&loc, "%s/%s%s", req->raw_path,
                                    req->query[0] ? "?" : "", req->query);
-      rep = rc == 0 ? ct_http_reply_now(ct_http_response_redirect(301, loc.data))
-                    : ct_http_reply_fail(ct_failure_new(CT_ENOMEM, "oom"));
+      rep = rc == 0
+                ? ct_http_reply_now(ct_http_response_redirect(301, loc.data))
+                : ct_http_reply_fail(ct_failure_new(CT_ENOMEM, "oom"));
       ct__http_buf_free(&loc);
     } else {
       strcat(want, "index.html");

@@ -119,8 +119,7 @@ static int make_web(ct_reactor *r, int argc, char **argv, ct_factory **out,
   int allow_out = 0, no_listing = 0, no_index = 0;
   long max_body = 16L * 1024 * 1024;
   const ct_plugin_option opts[] = {
-      {"path", CT_PLUGIN_OPT_STRING, &path, 0, 0,
-       "directory to serve [.]"},
+      {"path", CT_PLUGIN_OPT_STRING, &path, 0, 0, "directory to serve [.]"},
       {"access-log", CT_PLUGIN_OPT_STRING, &log, 0, 0,
        "Common Log Format file, '-' for stdout, 'none' [-]"},
       {"allow-symlinks-out", CT_PLUGIN_OPT_FLAG, &allow_out, 0, 0,
@@ -166,8 +165,8 @@ static int make_web(ct_reactor *r, int argc, char **argv, ct_factory **out,
     w->log = fopen(log, "ae");
     if (w->log == NULL) {
       if (err != NULL)
-        *err = ct_failure_new(CT_EINVAL, "plugin web: --access-log %s: %s",
-                              log, strerror(errno));
+        *err = ct_failure_new(CT_EINVAL, "plugin web: --access-log %s: %s", log,
+                              strerror(errno));
       ct_http_static_free(w->files);
       free(w);
       ct_http_site_free(site);
@@ -194,10 +193,13 @@ static const ct_plugin_descriptor web_plugin = {
     make_web,
     destroy_web};
 
-static const ct_plugin_descriptor *const builtins[] = {
-    &echo_plugin,    &discard_plugin, &chargen_plugin,
-    &daytime_plugin, &qotd_plugin,    &web_plugin,
-    NULL};
+static const ct_plugin_descriptor *const builtins[] = {&echo_plugin,
+                                                       &discard_plugin,
+                                                       &chargen_plugin,
+                                                       &daytime_plugin,
+                                                       &qotd_plugin,
+                                                       &web_plugin,
+                                                       NULL};
 
 const ct_plugin_descriptor *const *ct_plugin_builtins(void) {
   return builtins;

@@ -134,8 +134,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char *a = run(data, size, 0, &la, &ca);
   char *b = run(data, size, chunk, &lb, &cb);
   size_t pa = before_close(a, la), pb = before_close(b, lb);
-  if (pa != pb || memcmp(a, b, pa) != 0 || (pa == la) != (pb == lb) ||
-      ca != cb)
+  if (pa != pb || memcmp(a, b, pa) != 0 || (pa == la) != (pb == lb) || ca != cb)
     abort();
   free(a);
   free(b);

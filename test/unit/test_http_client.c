@@ -75,17 +75,22 @@ static ct_http_reply h_big(ct_http_request *req, void *arg) {
   pat *p = calloc(1, sizeof *p);
   p->left = (size_t)atol(req->subpath + 1);
   ct_http_response *r = ct_http_response_new(200);
-  ct_http_response_set_source(r, (ct_http_body_source){pat_read, free, p},
-                              ct_http_request_param(req, "sized") ? (int64_t)p->left : -1);
+  ct_http_response_set_source(
+      r, (ct_http_body_source){pat_read, free, p},
+      ct_http_request_param(req, "sized") ? (int64_t)p->left : -1);
   return ct_http_reply_now(r);
 }
 
 static void setup(void) {
   th_setup_reactor();
-  static const th_route routes[] = {
-      {"/hello", th_hello}, {"/echo", h_echo},       {"/redir", h_redir},
-      {"/loop", h_loop},    {"/see-other", h_see_other}, {"/later", th_later},
-      {"/big", h_big},      {NULL, NULL}};
+  static const th_route routes[] = {{"/hello", th_hello},
+                                    {"/echo", h_echo},
+                                    {"/redir", h_redir},
+                                    {"/loop", h_loop},
+                                    {"/see-other", h_see_other},
+                                    {"/later", th_later},
+                                    {"/big", h_big},
+                                    {NULL, NULL}};
   th_add_routes(routes);
   ct_failure *f = NULL;
   port = ct_listen(th.reactor, "tcp:0:interface=127.0.0.1",
@@ -139,16 +144,16 @@ static ct_http_client_response *get(const char *path) {
   char url[256];
   snprintf(url, sizeof url, "%s%s", base, path);
   int code = 0;
-  ct_http_client_response *r =
-      wait_for(ct_http_client_request(client, "GET", url, NULL, NULL, 0), &code);
+  ct_http_client_response *r = wait_for(
+      ct_http_client_request(client, "GET", url, NULL, NULL, 0), &code);
   cr_assert_not_null(r, "GET %s failed: %s", path, ct_err_name(code));
   return r;
 }
 
 static int get_fails(const char *url) {
   int code = 0;
-  ct_http_client_response *r =
-      wait_for(ct_http_client_request(client, "GET", url, NULL, NULL, 0), &code);
+  ct_http_client_response *r = wait_for(
+      ct_http_client_request(client, "GET", url, NULL, NULL, 0), &code);
   cr_assert_null(r, "%s did not fail", url);
   return code;
 }
@@ -199,7 +204,8 @@ Test(http_client, redirects_followed_and_limited) {
   cr_expect_eq(get_fails(want), CT_ETOOBIG);
   /* 303 turns a POST into a GET without body. */
   snprintf(want, sizeof want, "%s/see-other", base);
-  r = wait_for(ct_http_client_request(client, "POST", want, NULL, "x", 1), NULL);
+  r = wait_for(ct_http_client_request(client, "POST", want, NULL, "x", 1),
+               NULL);
   cr_assert_not_null(r);
   cr_expect_str_eq(r->body, "GET /echo/after ");
   ct_http_client_response_free(r);
@@ -303,8 +309,8 @@ Test(http_client, chunked_and_sized_streamed_bodies) {
 Test(http_client, head_has_no_body) {
   char url[128];
   snprintf(url, sizeof url, "%s/hello", base);
-  ct_http_client_response *r =
-      wait_for(ct_http_client_request(client, "HEAD", url, NULL, NULL, 0), NULL);
+  ct_http_client_response *r = wait_for(
+      ct_http_client_request(client, "HEAD", url, NULL, NULL, 0), NULL);
   cr_assert_not_null(r);
   cr_expect_eq(r->body_len, 0);
   cr_expect_str_eq(ct_http_headers_get(&r->headers, "Content-Length"), "6");
@@ -335,7 +341,8 @@ Test(http_client, download_through_a_sink) {
   ct_http_client_request_options o = {0};
   o.url = url;
   o.sink = &sink;
-  ct_http_client_response *r = wait_for(ct_http_client_request_ex(client, &o), NULL);
+  ct_http_client_response *r =
+      wait_for(ct_http_client_request_ex(client, &o), NULL);
   cr_assert_not_null(r);
   cr_expect_eq(r->body_len, 0);
   cr_expect_eq(s.bytes, 3000000);
@@ -368,11 +375,10 @@ Test(http_client, through_a_proxy) {
   client = ct_http_client_new(th.reactor, &o);
   /* The site accepts absolute-form targets, so it plays the proxy. */
   int code = 0;
-  ct_http_client_response *r =
-      wait_for(ct_http_client_request(client, "GET",
-                                      "http://example.invalid:81/echo/p?q=1",
-                                      NULL, NULL, 0),
-               &code);
+  ct_http_client_response *r = wait_for(
+      ct_http_client_request(
+          client, "GET", "http://example.invalid:81/echo/p?q=1", NULL, NULL, 0),
+      &code);
   cr_assert_not_null(r, "%s", ct_err_name(code));
   cr_expect_str_eq(r->body, "GET http://example.invalid:81/echo/p?q=1 ");
   ct_http_client_response_free(r);

@@ -100,7 +100,8 @@ static ct_http_reply h_json(ct_http_request *req, void *arg) {
     return ct_http_reply_now(r);
   }
   json_t *x = json_object_get(in, "x");
-  json_t *out = json_pack("{s:I}", "double", (json_int_t)(2 * json_integer_value(x)));
+  json_t *out =
+      json_pack("{s:I}", "double", (json_int_t)(2 * json_integer_value(x)));
   json_decref(in);
   return ct_http_reply_now(ct_http_response_json(201, out));
 }
@@ -111,9 +112,9 @@ static void setup(void) {
   l.max_body = 1000;
   ct_http_site_set_limits(th.site, &l);
   static const th_route routes[] = {
-      {"/hello", th_hello}, {"/echo", h_echo},   {"/later", th_later},
-      {"/fail", h_fail},    {"/dfail", h_defer_fail}, {"/bytes", h_bytes},
-      {"/stream", h_stream}, {"/json", h_json},  {NULL, NULL}};
+      {"/hello", th_hello},  {"/echo", h_echo},        {"/later", th_later},
+      {"/fail", h_fail},     {"/dfail", h_defer_fail}, {"/bytes", h_bytes},
+      {"/stream", h_stream}, {"/json", h_json},        {NULL, NULL}};
   th_add_routes(routes);
 }
 
@@ -185,8 +186,8 @@ static const parse_case cases[] = {
 static void run_case(const parse_case *c, const char *req, size_t chunk) {
   ct_string_transport *st = th_connect();
   char *out = th_exchange(st, req, chunk);
-  cr_expect_eq(th_status(out), c->status, "%s (chunk %zu): got %.80s",
-               c->name, chunk, out);
+  cr_expect_eq(th_status(out), c->status, "%s (chunk %zu): got %.80s", c->name,
+               chunk, out);
   cr_expect_eq(th_closed(st), c->closes, "%s (chunk %zu): close", c->name,
                chunk);
   if (c->body_has != NULL)
@@ -228,7 +229,8 @@ Test(http_server, limits_table) {
   for (int k = 0; k < 5; k++) {
     switch (k) {
     case 0:
-      cr_assert_geq(asprintf(&req, "GET / HTTP/1.1\r\nX: %s\r\n\r\n", long8k), 0);
+      cr_assert_geq(asprintf(&req, "GET / HTTP/1.1\r\nX: %s\r\n\r\n", long8k),
+                    0);
       break;
     case 1: {
       char *all = calloc(1, 80000);
@@ -246,8 +248,9 @@ Test(http_server, limits_table) {
       cr_assert_geq(asprintf(&req, "GET /%s HTTP/1.1\r\n\r\n", long8k), 0);
       break;
     case 3:
-      cr_assert_geq(asprintf(&req, "POST /echo HTTP/1.1\r\nTransfer-Encoding: "
-                                   "chunked\r\n\r\n3e9\r\n%s\r\n0\r\n\r\n",
+      cr_assert_geq(asprintf(&req,
+                             "POST /echo HTTP/1.1\r\nTransfer-Encoding: "
+                             "chunked\r\n\r\n3e9\r\n%s\r\n0\r\n\r\n",
                              body),
                     0);
       break;
@@ -287,8 +290,11 @@ Test(http_server, limits_exact_fit) {
   free(req);
   free(v);
   char *body = repeat('b', 1000);
-  cr_assert_geq(asprintf(&req, "POST /echo HTTP/1.1\r\nContent-Length: "
-                               "1000\r\n\r\n%s", body), 0);
+  cr_assert_geq(asprintf(&req,
+                         "POST /echo HTTP/1.1\r\nContent-Length: "
+                         "1000\r\n\r\n%s",
+                         body),
+                0);
   ct_string_transport_clear(st);
   out = th_exchange(st, req, 0);
   cr_expect_eq(th_status(out), 200);
@@ -398,9 +404,10 @@ Test(http_server, connection_lost_with_a_pending_handler_cancels_it) {
 
 Test(http_server, expect_100_continue) {
   ct_string_transport *st = th_connect();
-  char *out = th_exchange(
-      st, "POST /echo HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
-      0);
+  char *out = th_exchange(st,
+                          "POST /echo HTTP/1.1\r\nContent-Length: 3\r\nExpect: "
+                          "100-continue\r\n\r\n",
+                          0);
   cr_expect_str_eq(out, "HTTP/1.1 100 Continue\r\n\r\n");
   free(out);
   ct_string_transport_clear(st);
@@ -433,8 +440,10 @@ Test(http_server, expect_100_continue_waits_its_turn) {
 
 Test(http_server, head_has_headers_and_no_body) {
   ct_string_transport *st = th_connect();
-  char *out = th_exchange(st, "HEAD /bytes HTTP/1.1\r\n\r\n"
-                              "GET /hello HTTP/1.1\r\n\r\n", 0);
+  char *out = th_exchange(st,
+                          "HEAD /bytes HTTP/1.1\r\n\r\n"
+                          "GET /hello HTTP/1.1\r\n\r\n",
+                          0);
   cr_expect(strstr(out, "Content-Length: 100\r\n") != NULL);
   cr_expect_null(strstr(out, "0123456789"));
   cr_expect(strstr(out, "hello\n") != NULL);
@@ -513,12 +522,15 @@ Test(http_server, single_range) {
 
 Test(http_server, streamed_body_is_chunked_for_http11) {
   ct_string_transport *st = th_connect();
-  char *out = th_exchange(st, "GET /stream HTTP/1.1\r\n\r\n"
-                              "GET /hello HTTP/1.1\r\n\r\n", 0);
+  char *out = th_exchange(st,
+                          "GET /stream HTTP/1.1\r\n\r\n"
+                          "GET /hello HTTP/1.1\r\n\r\n",
+                          0);
   cr_expect(strstr(out, "Transfer-Encoding: chunked\r\n") != NULL, "%s", out);
-  cr_expect(strstr(out, "\r\n\r\n2\r\nab\r\n2\r\ncd\r\n0\r\n\r\nHTTP/1.1 200") !=
-                NULL,
-            "%s", out);
+  cr_expect(
+      strstr(out, "\r\n\r\n2\r\nab\r\n2\r\ncd\r\n0\r\n\r\nHTTP/1.1 200") !=
+          NULL,
+      "%s", out);
   cr_expect(strstr(out, "hello\n") != NULL);
   free(out);
   cr_expect_eq(sources_freed, 1);
@@ -598,7 +610,8 @@ Test(http_server, idle_keep_alive_connection_closes_quietly) {
 
 Test(http_server, failure_keeps_the_connection) {
   ct_string_transport *st = th_connect();
-  char *out = th_exchange(st, "GET /fail HTTP/1.1\r\n\r\nGET /hello HTTP/1.1\r\n\r\n", 0);
+  char *out = th_exchange(
+      st, "GET /fail HTTP/1.1\r\n\r\nGET /hello HTTP/1.1\r\n\r\n", 0);
   cr_expect_eq(th_status(out), 500);
   cr_expect(strstr(out, "hello\n") != NULL);
   cr_expect_eq(th_closed(st), 0);
@@ -610,7 +623,8 @@ Test(http_server, failure_keeps_the_connection) {
  * unanswered handler is cancelled, then the connection closes. */
 Test(http_server, eof_flushes_answered_and_cancels_the_rest) {
   ct_string_transport *st = th_connect();
-  free(th_exchange(st, "GET /hello HTTP/1.1\r\n\r\nGET /later HTTP/1.1\r\n\r\n", 0));
+  free(th_exchange(st, "GET /hello HTTP/1.1\r\n\r\nGET /later HTTP/1.1\r\n\r\n",
+                   0));
   cr_expect_eq(ct_string_transport_feed_eof(st), 0);
   cr_expect(ct_deferred_called(th.pending[0]));
   while (ct_string_transport_step(st) > 0)
@@ -628,11 +642,13 @@ Test(http_server, access_log_common_log_format) {
   FILE *log = open_memstream(&buf, &len);
   ct_http_site_set_access_log(th.site, log);
   ct_string_transport *st = th_connect();
-  free(th_exchange(st, "GET /hello?x=\"1\" HTTP/1.1\r\n\r\nGET /nope HTTP/1.0\r\n\r\n", 0));
+  free(th_exchange(
+      st, "GET /hello?x=\"1\" HTTP/1.1\r\n\r\nGET /nope HTTP/1.0\r\n\r\n", 0));
   ct_string_transport_free(st);
   fclose(log);
   cr_expect(strstr(buf, "192.168.1.1 - - [") == buf, "%s", buf);
-  cr_expect(strstr(buf, "] \"GET /hello?x=\\x221\\x22 HTTP/1.1\" 200 6\n") != NULL,
+  cr_expect(strstr(buf, "] \"GET /hello?x=\\x221\\x22 HTTP/1.1\" 200 6\n") !=
+                NULL,
             "%s", buf);
   cr_expect(strstr(buf, "\"GET /nope HTTP/1.0\" 404 ") != NULL, "%s", buf);
   free(buf);
@@ -656,7 +672,8 @@ Test(http_server, headers_api) {
   int64_t t;
   cr_expect_eq(ct_http_parse_date(date, &t), 0);
   cr_expect_eq(t, 784111777);
-  cr_expect_eq(ct_http_parse_date("Sunday, 06-Nov-94 08:49:37 GMT", &t), CT_EPARSE);
+  cr_expect_eq(ct_http_parse_date("Sunday, 06-Nov-94 08:49:37 GMT", &t),
+               CT_EPARSE);
   char out[16];
   cr_expect_eq(ct_http_decode("a%2Fb+c", 7, out, 1), 5);
   cr_expect_str_eq(out, "a/b c");

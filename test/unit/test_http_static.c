@@ -36,7 +36,8 @@ static void serve(const ct_http_static_options *o) {
   ct_failure *f = NULL;
   files = ct_http_static_new(root, o, &f);
   cr_assert_not_null(files, "%s", f ? f->message : "?");
-  cr_assert_eq(ct_http_site_route(th.site, "/", ct_http_static_handler, files), 0);
+  cr_assert_eq(ct_http_site_route(th.site, "/", ct_http_static_handler, files),
+               0);
 }
 
 static void setup(void) {
