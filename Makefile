@@ -4,7 +4,7 @@ JOBS ?= 2
 CMAKE ?= cmake
 CTEST ?= ctest
 
-.PHONY: all deps build test asan asan-build demo bench fuzz soak torture install format lint clean
+.PHONY: all deps build test asan asan-build demo bench fuzz soak torture http-big install format lint clean
 
 all: build
 
@@ -42,6 +42,12 @@ fuzz: deps
 	@$(CMAKE) --preset fuzz >/dev/null
 	@$(CMAKE) --build --preset fuzz -j $(JOBS)
 	@bash scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
+
+# The static-file streaming test with a 1 GiB file instead of 64 MiB
+# (bounded output buffering; the file lives in /tmp for the run).
+http-big: build
+	CT_HTTP_BIG_FILE_MIB=1024 ./build/test/test_http_static \
+	  --filter 'http_static/large_file*' --timeout=600
 
 install: build
 	$(CMAKE) --install build $(if $(PREFIX),--prefix $(PREFIX))

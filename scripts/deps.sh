@@ -8,16 +8,19 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config
   libevent-dev libssl-dev libjansson-dev libcriterion-dev
+  libhttp-parser-dev    # protocols/http
   libuv1-dev            # bench/ref: the libuv echo reference
   python3-twisted       # interop tests and bench references
-  redis-server redis-tools  # bench/rpc: the redis-server reference
   clang libclang-rt-14-dev  # libFuzzer targets (make fuzz)
   valgrind strace
 )
+# `scripts/deps.sh bench`: also what only the benchmarks use.
+BENCH_PKGS=(
+  redis-server redis-tools  # bench/pipeline, bench/rpc: redis-server, redis-benchmark
+  wrk nginx-light           # bench/http: load generator and reference server
+)
 if [ "${1:-}" = bench ]; then
-  PKGS+=(
-    redis-server redis-tools  # bench/pipeline: redis-server and redis-benchmark
-  )
+  PKGS+=("${BENCH_PKGS[@]}")
 fi
 
 missing=()

@@ -23,5 +23,6 @@
 #include "ctwist/wire.h"
 #include "ctwist/policies.h"
 #include "ctwist/plugin.h"
+#include "ctwist/http.h"
 
 #endif /* CTWIST_CTWIST_H */

@@ -5,7 +5,7 @@
  *        parser for plugins, the bundled plugins, and the loader.
  *
  * A plugin turns command-line options into a factory.  It is either built
- * into ctwistd (echo, discard, chargen, daytime, qotd) or a shared object
+ * into ctwistd (echo, discard, chargen, daytime, qotd, web) or a shared object
  * that exports one descriptor under the well-known symbol
  * CT_PLUGIN_SYMBOL ("ctwist_plugin"):
  *
@@ -181,11 +181,11 @@ CT_EXTERN void ct_plugin_print_options(const ct_plugin_option *opts, FILE *out);
 
 /**
  * The bundled plugins, in a NULL-terminated array (borrowed, static):
- * echo, discard, chargen, daytime, qotd (option `--quote TEXT`),
- * message-echo (the message protocol, message.h) and rpc (JSON-RPC demo
- * methods, docs/rpc.md).  They
- * wrap the factories of wire.h through the same descriptor ABI as
- * external plugins.
+ * echo, discard, chargen, daytime, qotd (option `--quote TEXT`), which
+ * wrap the factories of wire.h, message-echo (the message protocol,
+ * message.h), rpc (JSON-RPC demo methods, docs/rpc.md) and web (`--path
+ * DIR`, the static file server of http.h), all through the same descriptor
+ * ABI as external plugins.
  */
 CT_EXTERN const ct_plugin_descriptor *const *ct_plugin_builtins(void);
 

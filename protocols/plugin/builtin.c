@@ -1,14 +1,17 @@
 /*
  * builtin.c: the bundled plugins (echo, discard, chargen, daytime, qotd,
- * message-echo; rpc lives in rpc.c).
+ * message-echo, web; rpc lives in rpc.c).
  *
  * They go through exactly the descriptor ABI an external plugin uses, so
  * ctwistd has one code path for both, and these double as the smallest
  * examples of a plugin.
  */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctwist/http.h"
 #include "ctwist/log.h"
 #include "ctwist/message.h"
 #include "ctwist/plugin.h"
@@ -168,6 +171,102 @@ static const ct_plugin_descriptor message_echo_plugin = {
     make_message_echo,
     destroy_message_echo};
 
+/* web: a static file server (python -m http.server done properly). */
+typedef struct web_service {
+  ct_http_static *files;
+  FILE *log; /* the access log when it is a file we opened */
+} web_service;
+
+static void destroy_web(ct_factory *f) {
+  ct_http_site *site = ct_http_site_of(f);
+  web_service *w = ct_http_site_user(site);
+  ct_http_static_free(w->files);
+  if (w->log != NULL)
+    fclose(w->log);
+  free(w);
+  ct_http_site_free(site);
+}
+
+static int make_web(ct_reactor *r, int argc, char **argv, ct_factory **out,
+                    ct_failure **err) {
+  const char *path = ".", *log = "-";
+  int allow_out = 0, no_listing = 0, no_index = 0;
+  long max_body = 16L * 1024 * 1024;
+  const ct_plugin_option opts[] = {
+      {"path", CT_PLUGIN_OPT_STRING, &path, 0, 0, "directory to serve [.]"},
+      {"access-log", CT_PLUGIN_OPT_STRING, &log, 0, 0,
+       "Common Log Format file, '-' for stdout, 'none' [-]"},
+      {"allow-symlinks-out", CT_PLUGIN_OPT_FLAG, &allow_out, 0, 0,
+       "follow symbolic links leading outside the directory"},
+      {"no-listing", CT_PLUGIN_OPT_FLAG, &no_listing, 0, 0,
+       "answer 403 instead of listing directories"},
+      {"no-index", CT_PLUGIN_OPT_FLAG, &no_index, 0, 0,
+       "do not serve index.html for directories"},
+      {"max-body", CT_PLUGIN_OPT_LONG, &max_body, 1, 1e12,
+       "largest request body accepted, bytes [16 MiB]"},
+      {NULL, 0, NULL, 0, 0, NULL}};
+  int rc = ct_plugin_parse_options(opts, argc, argv, err);
+  if (rc != 0)
+    return rc;
+  ct_http_static_options so = {0};
+  so.allow_symlinks_out = allow_out;
+  so.listing = no_listing ? -1 : 0;
+  so.index_html = no_index ? -1 : 0;
+  web_service *w = calloc(1, sizeof *w);
+  ct_http_site *site = ct_http_site_new(r);
+  if (w == NULL || site == NULL) {
+    free(w);
+    ct_http_site_free(site);
+    if (err != NULL)
+      *err = ct_failure_new(CT_ENOMEM, "plugin web: out of memory");
+    return CT_ENOMEM;
+  }
+  ct_failure *f = NULL;
+  w->files = ct_http_static_new(path, &so, &f);
+  if (w->files == NULL) {
+    if (err != NULL)
+      *err = ct_failure_wrap("plugin", CT_EINVAL, f, "plugin web: --path %s",
+                             path);
+    else
+      ct_failure_free(f);
+    free(w);
+    ct_http_site_free(site);
+    return CT_EINVAL;
+  }
+  if (strcmp(log, "-") == 0) {
+    ct_http_site_set_access_log(site, stdout);
+  } else if (strcmp(log, "none") != 0) {
+    w->log = fopen(log, "ae");
+    if (w->log == NULL) {
+      if (err != NULL)
+        *err = ct_failure_new(CT_EINVAL, "plugin web: --access-log %s: %s", log,
+                              strerror(errno));
+      ct_http_static_free(w->files);
+      free(w);
+      ct_http_site_free(site);
+      return CT_EINVAL;
+    }
+    ct_http_site_set_access_log(site, w->log);
+  }
+  ct_http_limits limits;
+  ct_http_site_get_limits(site, &limits);
+  limits.max_body = (size_t)max_body;
+  ct_http_site_set_limits(site, &limits);
+  ct_http_site_set_user(site, w);
+  ct_http_site_route(site, "/", ct_http_static_handler, w->files);
+  *out = ct_http_site_factory(site);
+  return 0;
+}
+
+static const ct_plugin_descriptor web_plugin = {
+    CT_PLUGIN_ABI_VERSION,
+    "web",
+    "HTTP/1.1 static file server with directory listings",
+    "[--path DIR] [--access-log FILE|-|none] [--allow-symlinks-out] "
+    "[--no-listing] [--no-index] [--max-body N]",
+    make_web,
+    destroy_web};
+
 static const ct_plugin_descriptor *const builtins[] = {&echo_plugin,
                                                        &discard_plugin,
                                                        &chargen_plugin,
@@ -175,6 +274,7 @@ static const ct_plugin_descriptor *const builtins[] = {&echo_plugin,
                                                        &qotd_plugin,
                                                        &message_echo_plugin,
                                                        &ct__rpc_plugin,
+                                                       &web_plugin,
                                                        NULL};
 
 const ct_plugin_descriptor *const *ct_plugin_builtins(void) {

@@ -177,8 +177,8 @@ Test(ctwistd_plugin, check_descriptor) {
 /* ---------------------------------------------------------------- builtins */
 
 Test(ctwistd_plugin, builtins_are_valid) {
-  const char *names[] = {"echo",    "discard", "chargen",
-                         "daytime", "qotd",    "message-echo", "rpc"};
+  const char *names[] = {"echo", "discard",      "chargen", "daytime",
+                         "qotd", "message-echo", "rpc",     "web"};
   size_t n = 0;
   for (const ct_plugin_descriptor *const *d = ct_plugin_builtins(); *d; d++) {
     cr_assert_eq(ct_plugin_check(*d, NULL, NULL), 0);
@@ -187,7 +187,7 @@ Test(ctwistd_plugin, builtins_are_valid) {
     cr_assert((*d)->description != NULL && (*d)->destroy != NULL);
     n++;
   }
-  cr_assert_eq(n, 7);
+  cr_assert_eq(n, 8);
   cr_assert_null(ct_plugin_builtin("nosuch"));
   cr_assert_null(ct_plugin_builtin(NULL));
 }

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# HTTP benchmark (issue 13): wrk, 50 keep-alive connections, one thread,
+# against a 1 KiB static file and a "hello" handler, on ctwist (ctwistd web
+# and bench/http/http_hello_server), nginx (nginx-light: one worker,
+# sendfile on, access log off), Twisted (static.File + a Resource) and
+# Python's http.server (HTTP/1.1), all in the same invocation.  Then
+# ctwistd web with --workers 2 against one worker.
+#
+#   bash bench/http/run.sh BUILD_DIR
+#
+# Servers are pinned to core 1 and wrk to core 0 (taskset); the 2-worker
+# run gives the server both cores and leaves wrk unpinned.  Each run is
+# preceded by a 1 s warm-up.  Environment: BENCH_SECONDS (default 3),
+# BENCH_CONNS (50), BENCH_SERVERS (default "ctwist nginx twisted python").
+set -uo pipefail
+
+B=$(cd "${1:-build}" && pwd)
+HERE=$(cd "$(dirname "$0")" && pwd)
+TOP=$(cd "$HERE/../.." && pwd)
+SECS=${BENCH_SECONDS:-3}
+CONNS=${BENCH_CONNS:-50}
+SERVERS=${BENCH_SERVERS:-ctwist nginx twisted python}
+PY=/usr/bin/python3
+CTWISTD=$B/apps/ctwistd/ctwistd
+HELLO=$B/bench/http/http_hello_server
+
+for need in wrk taskset; do
+  command -v $need >/dev/null || { echo "http bench: $need is missing (scripts/deps.sh bench)" >&2; exit 1; }
+done
+[ -x "$CTWISTD" ] && [ -x "$HELLO" ] || { echo "http bench: build first" >&2; exit 1; }
+
+WORK=$(mktemp -d /tmp/ct-bench-http-XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+mkdir -p "$WORK/www" "$WORK/nginx/tmp"
+head -c 1024 /dev/urandom > "$WORK/www/file1k.bin"
+# nginx's worker runs as an unprivileged user: the tree must be readable.
+chmod 755 "$WORK" "$WORK/www"
+chmod 644 "$WORK/www/file1k.bin"
+
+free_port() {
+  $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start CPUS PORT COMMAND...: run in the background (SERVER_PID), wait
+# (bounded) until the port answers HTTP.
+start() {
+  local cpus=$1 port=$2; shift 2
+  taskset -c "$cpus" "$@" >"$WORK/server.log" 2>&1 &
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+  for _ in $(seq 1 100); do
+    if curl -s -o /dev/null "http://127.0.0.1:$port/file1k.bin"; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "http bench: server did not start: $*" >&2
+  cat "$WORK/server.log" >&2
+  return 1
+}
+
+stop() {
+  kill "$1" 2>/dev/null
+  wait "$1" 2>/dev/null
+}
+
+nginx_conf() {
+  cat > "$WORK/nginx/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000000;
+  client_body_temp_path $WORK/nginx/tmp/body;
+  proxy_temp_path $WORK/nginx/tmp/proxy;
+  fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
+  uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
+  scgi_temp_path $WORK/nginx/tmp/scgi;
+  types { application/octet-stream bin; }
+  server {
+    listen 127.0.0.1:$1;
+    root $WORK/www;
+    location = /hello { default_type text/plain; return 200 "hello world\n"; }
+  }
+}
+CONF
+}
+
+# server_cmd NAME SHAPE PORT: the command line.
+server_cmd() {
+  local name=$1 shape=$2 port=$3
+  case $name in
+    ctwist)
+      if [ "$shape" = hello ]; then echo "$HELLO $port"
+      else echo "$CTWISTD web --listen tcp:$port:interface=127.0.0.1 --path $WORK/www --access-log none"; fi ;;
+    ctwist-1w)
+      echo "$CTWISTD web --listen tcp:$port:interface=127.0.0.1 --path $WORK/www --access-log none" ;;
+    ctwist-2w)
+      echo "$CTWISTD --workers 2 web --listen tcp:$port:interface=127.0.0.1 --path $WORK/www --access-log none" ;;
+    nginx) nginx_conf "$port"; echo "/usr/sbin/nginx -p $WORK/nginx -c $WORK/nginx/nginx.conf" ;;
+    twisted) echo "$PY $TOP/bench/ref/http_twisted.py $port $WORK/www" ;;
+    python) echo "$PY $TOP/bench/ref/http_python.py $port $WORK/www" ;;
+  esac
+}
+
+declare -A RPS P99
+run_one() {
+  local name=$1 shape=$2 cpus=${3:-1} wrkcpus=${4:-0}
+  local port; port=$(free_port)
+  local path=/file1k.bin; [ "$shape" = hello ] && path=/hello
+  local cmd; cmd=$(server_cmd "$name" "$shape" "$port")
+  # The hello server answers 404 for /file1k.bin: readiness only needs HTTP.
+  start "$cpus" "$port" $cmd || return 1
+  local pid=$SERVER_PID
+  taskset -c "$wrkcpus" wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$port$path" >/dev/null 2>&1
+  local out
+  out=$(taskset -c "$wrkcpus" wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$port$path" 2>&1)
+  stop "$pid"
+  local rps p99 errs
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+  errs=$(echo "$out" | grep -E "Non-2xx|Socket errors" | tr '\n' ' ')
+  RPS[$name.$shape]=${rps:-0}
+  P99[$name.$shape]=${p99:--}
+  printf "%-10s %-7s %12s req/s   p99 %-9s %s\n" "$name" "$shape" "${rps:-0}" "${p99:--}" "$errs"
+}
+
+echo "wrk -t1 -c$CONNS -d${SECS}s, keep-alive; servers on cpu 1, wrk on cpu 0"
+for shape in static hello; do
+  for s in $SERVERS; do
+    run_one "$s" "$shape"
+  done
+done
+# --workers 2 against 1 (server on both cores, wrk unpinned).
+run_one ctwist-2w static 0,1 0,1
+run_one ctwist-1w static 0,1 0,1
+
+ratio() { $PY -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print('%.2f' % (a/b) if b else '-')" "$1" "$2"; }
+echo
+echo "| shape | ctwist req/s | nginx req/s | ctwist/nginx | ctwist/Twisted | ctwist/python | p99 ctwist | p99 nginx |"
+echo "|---|---|---|---|---|---|---|---|"
+for shape in static hello; do
+  c=${RPS[ctwist.$shape]:-0}
+  echo "| $shape | $c | ${RPS[nginx.$shape]:-0} | $(ratio "$c" "${RPS[nginx.$shape]:-0}") | $(ratio "$c" "${RPS[twisted.$shape]:-0}") | $(ratio "$c" "${RPS[python.$shape]:-0}") | ${P99[ctwist.$shape]:--} | ${P99[nginx.$shape]:--} |"
+done
+echo "| --workers 2 / 1 (static, both cores, wrk unpinned) | ${RPS[ctwist-2w.static]:-0} | | $(ratio "${RPS[ctwist-2w.static]:-0}" "${RPS[ctwist-1w.static]:-0}") | | | | |"
