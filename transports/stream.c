@@ -47,6 +47,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -566,6 +567,48 @@ static int op_write_bytes(ct_transport *t, ct_bytes *blob, size_t off,
   return 0;
 }
 
+/*
+ * sendfile(2) behind the queued bytes: what was gathered or queued must
+ * leave first, so it is pushed out now; if it cannot all go, nothing of
+ * the file is sent yet (0) and the pull producer is resumed once the
+ * socket drains.  A short sendfile means the socket is full: EV_WRITE.
+ */
+static long long op_sendfile(ct_transport *t, int fd, long long offset,
+                             size_t len) {
+  ct__stream *s = (ct__stream *)t;
+  if (s->gathering && s->gather->buf.len > 0) {
+    gather_send(s); /* ends the gathering for this dispatch */
+    drop_gather(s);
+  }
+  if (s->base.flags & CT__T_CLOSED)
+    return CT_ECLOSED;
+  if (s->out.len > 0 && !s->wblocked)
+    stream_flush(s, 0);
+  if (s->base.flags & CT__T_CLOSED)
+    return CT_ECLOSED;
+  if (s->out.len > 0)
+    return 0;
+  off_t off = (off_t)offset;
+  ssize_t n;
+  do {
+    n = sendfile(s->fd, fd, &off, len);
+    s->stats.write_calls++;
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      return -errno; /* the file's error (EINVAL, EIO): the caller decides */
+    n = 0;
+  } else if (n == 0) {
+    return CT_ERANGE; /* the file ends before `offset` */
+  }
+  s->stats.bytes_written += (uint64_t)n;
+  if ((size_t)n < len) {
+    s->wblocked = 1; /* full: resume the producer when it drains */
+    update_events(s);
+  }
+  return n;
+}
+
 static int op_lose_connection(ct_transport *t) {
   ct__stream *s = (ct__stream *)t;
   s->base.flags |= CT__T_CLOSING;
@@ -687,7 +730,7 @@ static void op_destroy(ct_transport *t) {
     .get_host = op_get_host, .set_option = op_set_option,                      \
     .buffered = op_buffered, .want_pull = op_want_pull, .fileno = op_fileno,   \
     .write_bytes = op_write_bytes, .get_stats = op_get_stats,                  \
-    .destroy = op_destroy                                                      \
+    .sendfile = op_sendfile, .destroy = op_destroy                             \
   }
 
 static const ct_transport_ops tcp_ops = STREAM_OPS("tcp");

@@ -343,6 +343,22 @@ int ct_transport_write_bytes(ct_transport *t, ct_bytes *b, size_t off,
   return ct_transport_write(t, (const char *)ct_bytes_data(b) + off, len);
 }
 
+long long ct_transport_sendfile(ct_transport *t, int fd, long long offset,
+                                size_t len) {
+  CT_T_CHECK_OPEN(t);
+  if (fd < 0 || offset < 0)
+    return CT_EINVAL;
+  if (t->flags & (CT__T_CLOSING | CT__T_WRITE_SHUT))
+    return CT_ECLOSED;
+  if (t->ops->sendfile == NULL)
+    return CT_ENOSYS;
+  if (len == 0)
+    return 0;
+  if (t->producer != NULL && !(t->flags & CT__T_STREAMING))
+    t->flags |= CT__T_PULL_PENDING;
+  return t->ops->sendfile(t, fd, offset, len);
+}
+
 int ct_transport_get_stats(const ct_transport *t, ct_transport_stats *out) {
   if (t == NULL || out == NULL)
     return CT_EINVAL;

@@ -218,6 +218,10 @@ typedef struct ct_transport_ops {
   int (*write_bytes)(ct_transport *t, ct_bytes *b, size_t off, size_t len);
   /** Fill the I/O counters.  NULL: CT_ENOSYS. */
   int (*get_stats)(const ct_transport *t, ct_transport_stats *out);
+  /** Send up to `len` bytes of file `fd` from `offset` with sendfile(2),
+   *  behind everything queued.  NULL: CT_ENOSYS (the caller copies). */
+  long long (*sendfile)(ct_transport *t, int fd, long long offset,
+                        size_t len);
   /** Release the kind's resources and the memory; called by the last
    *  ct_transport_unref().  The connection is already closed. */
   void (*destroy)(ct_transport *t);
@@ -283,6 +287,22 @@ CT_EXTERN int ct_transport_writev(ct_transport *t, const struct iovec *iov,
  */
 CT_EXTERN int ct_transport_write_bytes(ct_transport *t, ct_bytes *b,
                                        size_t off, size_t len);
+
+/**
+ * Zero-copy file output: send up to `len` bytes of the regular file `fd`
+ * from `offset` straight from the page cache (sendfile(2)), after every
+ * byte written before it.  Returns the bytes sent (less than `len` when the
+ * socket's buffer filled: call again when a registered pull producer is
+ * resumed), 0 when nothing could be sent yet (earlier output still
+ * queued, or the socket is full: a pull producer is resumed once it
+ * drains), CT_ENOSYS when this kind of transport cannot (TLS, memory, a
+ * throttling policy: read the file and write it instead), CT_ECLOSED,
+ * CT_ERANGE when the file ends before `offset`, or a negated errno for the
+ * file (EINVAL, EIO...).  The file stays the
+ * caller's; `offset` is not the file's own position.
+ */
+CT_EXTERN long long ct_transport_sendfile(ct_transport *t, int fd,
+                                          long long offset, size_t len);
 
 /** Fill `out` with the transport's I/O counters.  Returns 0, CT_EINVAL or
  *  CT_ENOSYS (a kind without counters). */

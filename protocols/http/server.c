@@ -71,6 +71,7 @@ struct conn {
   int lost;
   /* The head slot's body, while it streams. */
   int streaming, chunked;
+  int no_sendfile;    /* the transport cannot sendfile: pread + write */
   uint64_t remaining; /* FILE and sized SOURCE bodies */
   char *chunk;        /* HTTP_CHUNK bytes, while streaming */
   /* Timers (see the file comment). */
@@ -632,6 +633,35 @@ static void stream_more(void *arg) {
       return;
     size_t got = 0;
     int end = 0;
+    if (r->body_kind == CT_HTTP_BODY_FILE && !c->chunked && !c->no_sendfile) {
+      /* Zero copy: the kernel sends the file from the page cache, behind
+       * the head already written.  0: the socket is full, and this
+       * producer is resumed when it drains. */
+      long long n = ct_transport_sendfile(c->base.transport, r->fd,
+                                          (long long)r->file_offset,
+                                          (size_t)c->remaining);
+      if (n == CT_ENOSYS) {
+        c->no_sendfile = 1; /* TLS, memory, a policy: copy instead */
+        continue;
+      }
+      if (n < 0) {
+        ct_log(CT_LOG_ERROR, "http", "sending a file for %s: %s",
+               s->req.target,
+               n == CT_ERANGE ? "unexpected end of file" : ct_strerror((int)n));
+        stream_done(c, 0);
+        return;
+      }
+      if (n == 0)
+        return;
+      r->file_offset += n;
+      c->remaining -= (uint64_t)n;
+      s->sent += (uint64_t)n;
+      if (c->remaining == 0) {
+        stream_done(c, 1);
+        return;
+      }
+      continue;
+    }
     if (r->body_kind == CT_HTTP_BODY_FILE) {
       size_t want =
           c->remaining < HTTP_CHUNK ? (size_t)c->remaining : HTTP_CHUNK;
