@@ -143,11 +143,20 @@ struct ct_reactor {
   /* The read buffer shared by the stream transports (CT__READ_BUFFER_SIZE
    * bytes, allocated on first use). */
   char *read_buf;
+
+  /* Services attached by other modules (resolver, thread pool, child
+   * reaper): see ct__reactor_service_add() in reactor/internal.h. */
+  struct ct__service *services;
+  size_t nservices;
 };
 
 /* timers.c */
 void ct__timers_free(ct_reactor *r);
 void ct__timer_event_cb(evutil_socket_t fd, short what, void *arg);
+
+/* service.c */
+void ct__services_close(ct_reactor *r);
+void ct__services_free(ct_reactor *r);
 
 /* io.c */
 void ct__io_free(ct_reactor *r);

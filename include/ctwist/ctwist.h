@@ -15,6 +15,7 @@
 #include "ctwist/protocol.h"
 #include "ctwist/transport.h"
 #include "ctwist/endpoint.h"
+#include "ctwist/resolve.h"
 #include "ctwist/udp.h"
 #include "ctwist/basic.h"
 #include "ctwist/message.h"
