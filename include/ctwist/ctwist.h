@@ -12,6 +12,7 @@
 #include "ctwist/log.h"
 #include "ctwist/reactor.h"
 #include "ctwist/deferred.h"
+#include "ctwist/threads.h"
 #include "ctwist/protocol.h"
 #include "ctwist/transport.h"
 #include "ctwist/endpoint.h"
