@@ -17,6 +17,7 @@
 #include "ctwist/transport.h"
 #include "ctwist/endpoint.h"
 #include "ctwist/resolve.h"
+#include "ctwist/process.h"
 #include "ctwist/udp.h"
 #include "ctwist/basic.h"
 #include "ctwist/message.h"

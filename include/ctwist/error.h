@@ -77,7 +77,9 @@ extern "C" {
   X(ESTATE, -4014, "operation not valid in the current state")                 \
   X(EUSER, -4015, "error raised by user code")                                 \
   X(EDNS, -4016, "host name lookup failed")                                    \
-  X(EFIRST_ERROR, -4017, "first error in a deferred list")
+  X(EFIRST_ERROR, -4017, "first error in a deferred list")                     \
+  X(EPROCESS_EXIT, -4060, "process exited with a non-zero code")               \
+  X(EPROCESS_SIGNAL, -4061, "process was killed by a signal")
 
 /** Error codes: `CT_EINVAL`, `CT_EALREADY_CALLED`, ... (all negative). */
 typedef enum ct_err {
