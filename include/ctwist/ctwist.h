@@ -18,6 +18,7 @@
 #include "ctwist/endpoint.h"
 #include "ctwist/resolve.h"
 #include "ctwist/process.h"
+#include "ctwist/stdio.h"
 #include "ctwist/udp.h"
 #include "ctwist/basic.h"
 #include "ctwist/message.h"
