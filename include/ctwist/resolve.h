@@ -50,10 +50,10 @@ typedef struct ct_resolver_config {
 
 /**
  * Replace `r`'s resolver with one built from `cfg` (NULL: the system
- * defaults).  Lookups already in flight keep running on the old one.
- * Reads the named files now (small local files, as Twisted does).
- * Returns 0, or CT_EINVAL (bad name server, unreadable resolv.conf or
- * hosts file, bad timeout) / CT_ENOMEM with a failure in `*err` (if not
+ * defaults); do it before lookups start.  Reads the named files now (small
+ * local files, as Twisted does).  Returns 0, or CT_EINVAL (bad name
+ * server, unreadable resolv.conf or hosts file, bad timeout), CT_ESTATE
+ * (lookups are in flight) or CT_ENOMEM, with a failure in `*err` (if not
  * NULL, owned by the caller) naming the problem.
  */
 CT_EXTERN int ct_resolver_configure(ct_reactor *r, const ct_resolver_config *cfg,

@@ -252,6 +252,10 @@ Test(resolve, silent_server_times_out_on_the_reactor_clock) {
   cr_assert(tu_spin(R, queries_at_least, &one, 10));
   tu_turns(R, 10);
   cr_assert_eq(res.done, 0);
+  /* Reconfiguring under a lookup in flight is refused. */
+  ct_failure *err = NULL;
+  cr_assert_eq(ct_resolver_configure(R, NULL, &err), CT_ESTATE);
+  assert_failure(err, CT_ESTATE, "in flight", NULL);
   ct_clock_advance(C, 1.9);
   cr_assert_eq(res.done, 0);
   ct_clock_advance(C, 0.2);
