@@ -41,10 +41,10 @@ static void tc_finish(ct__job *j) {
     if (j->ran)
       result_free(&tc->result);
     if (d != NULL) {
-      ct_deferred_errback(
-          d, ct_failure_new(CT_ECANCELLED, "deferToThread: the job was "
-                                           "cancelled before it ran (the "
-                                           "thread pool is shutting down)"));
+      ct_deferred_errback(d, ct_failure_new(CT_ECANCELLED,
+                                            "deferToThread: the job was "
+                                            "cancelled before it ran (the "
+                                            "thread pool is shutting down)"));
       ct_deferred_unref(d);
     }
     free(tc);

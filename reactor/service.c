@@ -28,8 +28,7 @@ int ct__reactor_service_add(ct_reactor *r, const ct__service_ops *ops,
     return CT_EINVAL;
   if (ct__reactor_service(r, ops) != NULL)
     return CT_EEXIST;
-  struct ct__service *s =
-      realloc(r->services, (r->nservices + 1) * sizeof(*s));
+  struct ct__service *s = realloc(r->services, (r->nservices + 1) * sizeof(*s));
   if (s == NULL)
     return CT_ENOMEM;
   r->services = s;

@@ -183,6 +183,16 @@ static ct__job *take_queue(pool *p) {
   return j;
 }
 
+/* Tell the workers to quit once idle, and finish the queued jobs unrun. */
+static void stop_workers(pool *p) {
+  pthread_mutex_lock(&p->mu);
+  ct__job *q = take_queue(p);
+  p->quit = 1;
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  cancel_queued(p, q);
+}
+
 /* ------------------------------------------------------------- shutdown */
 
 static void shutdown_done(pool *p) {
@@ -228,12 +238,7 @@ static void shutdown_trigger(void *arg) {
   if (p->nthreads == 0)
     return;
   p->stopping = 1;
-  pthread_mutex_lock(&p->mu);
-  ct__job *q = take_queue(p);
-  p->quit = 1;
-  pthread_cond_broadcast(&p->cv);
-  pthread_mutex_unlock(&p->mu);
-  cancel_queued(p, q);
+  stop_workers(p);
   p->hold = ct_reactor_hold_phase(p->r);
   p->grace_timer = ct_call_later(p->r, p->grace, grace_cb, p);
   exit_cb(p); /* they may all be gone already */
@@ -261,8 +266,8 @@ static pool *pool_get(ct_reactor *r) {
     free(p);
     return NULL;
   }
-  p->trigger_id = ct_reactor_add_trigger(r, CT_PHASE_DURING,
-                                         shutdown_trigger, p);
+  p->trigger_id =
+      ct_reactor_add_trigger(r, CT_PHASE_DURING, shutdown_trigger, p);
   if (p->trigger_id < 0 || ct__reactor_service_add(r, &pool_ops, p) != 0) {
     if (p->trigger_id > 0)
       ct_reactor_remove_trigger(r, p->trigger_id);
@@ -279,12 +284,7 @@ static pool *pool_get(ct_reactor *r) {
 static void pool_close(ct_reactor *r, void *state) {
   (void)r;
   pool *p = state;
-  pthread_mutex_lock(&p->mu);
-  ct__job *q = take_queue(p);
-  p->quit = 1;
-  pthread_cond_broadcast(&p->cv);
-  pthread_mutex_unlock(&p->mu);
-  cancel_queued(p, q);
+  stop_workers(p);
   join_all(p);
   drain_done(p);
   if (p->grace_timer != NULL) {
@@ -304,13 +304,13 @@ static void pool_free(ct_reactor *r, void *state) {
 int ct_threadpool_configure(ct_reactor *r, const ct_threadpool_config *cfg) {
   if (r == NULL)
     return CT_EINVAL;
-  size_t threads = cfg != NULL && cfg->threads ? cfg->threads
-                                               : default_threads();
+  size_t threads =
+      cfg != NULL && cfg->threads ? cfg->threads : default_threads();
   size_t queue_max = cfg != NULL && cfg->queue_max
                          ? cfg->queue_max
                          : CT_THREADPOOL_DEFAULT_QUEUE;
-  double grace = cfg != NULL && cfg->grace != 0 ? cfg->grace
-                                                : CT_THREADPOOL_DEFAULT_GRACE;
+  double grace =
+      cfg != NULL && cfg->grace != 0 ? cfg->grace : CT_THREADPOOL_DEFAULT_GRACE;
   if (threads > 4096 || queue_max > 1000000 || !(grace >= 0 && grace <= 1e6))
     return CT_EINVAL;
   pool *p = pool_get(r);

@@ -65,7 +65,7 @@ struct connector {
   size_t live;              /* attempts in progress */
   struct sockaddr_storage bind_ss;
   socklen_t bind_len;
-  ct_address addr; /* the peer that answered */
+  ct_address addr;                    /* the peer that answered */
   char desc[CT_ADDRESS_STRLEN + 300]; /* "host port 80", "unix:/x" */
 };
 
@@ -160,9 +160,9 @@ static ct_failure *attempt_failure(connector *c, size_t i, int err) {
   if (!c->is_unix)
     ct_address_format(&c->addrs->addrs[i], a, sizeof a);
   return ct_failure_new_at(__FILE__, __LINE__, domain_of(c), -err, NULL,
-                           "connect to %s%s%s%s failed: %s (errno %d)",
-                           c->desc, c->is_unix ? "" : " (", a,
-                           c->is_unix ? "" : ")", strerror(err), err);
+                           "connect to %s%s%s%s failed: %s (errno %d)", c->desc,
+                           c->is_unix ? "" : " (", a, c->is_unix ? "" : ")",
+                           strerror(err), err);
 }
 
 /* Every address failed: report the last error (naming how many were
@@ -220,8 +220,8 @@ static void start_next(connector *c) {
     a->ev_added = 1;
     c->live++;
     if (c->next < c->addrs->n)
-      c->stagger = ct__call_later_ns(c->reactor, CT__ATTEMPT_DELAY_NS,
-                                     stagger_cb, c);
+      c->stagger =
+          ct__call_later_ns(c->reactor, CT__ATTEMPT_DELAY_NS, stagger_cb, c);
     return;
   }
   if (c->live == 0)
@@ -240,13 +240,11 @@ static void timeout_cb(void *arg) {
       strcat(a, ")");
   }
   connector_fail(
-      c, ct_failure_new_at(__FILE__, __LINE__, domain_of(c), CT_ETIMEDOUT,
-                           NULL,
+      c, ct_failure_new_at(__FILE__, __LINE__, domain_of(c), CT_ETIMEDOUT, NULL,
                            "connect to %s%s failed: timed out after %g "
                            "seconds%s (errno %d)",
                            c->desc, a, c->timeout,
-                           c->lookup != NULL ? " looking up the host name"
-                                             : "",
+                           c->lookup != NULL ? " looking up the host name" : "",
                            ETIMEDOUT));
 }
 
@@ -414,8 +412,8 @@ static void connect_start(connector *c, const char *endpoint) {
   c->timer = ct_call_later(c->reactor, c->timeout, timeout_cb, c);
   if (!c->is_unix && is_name(ep.host)) {
     int family = ep.kind == CT_ENDPOINT_TCP6 ? AF_INET6 : AF_INET;
-    c->lookup = ct__resolve_start(c->reactor, ep.host, family, ep.port,
-                                  resolved_cb, c);
+    c->lookup =
+        ct__resolve_start(c->reactor, ep.host, family, ep.port, resolved_cb, c);
     ct_endpoint_clear(&ep);
     if (c->lookup == NULL)
       fail_later(c, ct_failure_new(CT_ENOMEM, "connect to %s: out of memory",
@@ -435,8 +433,8 @@ static void connect_start(connector *c, const char *endpoint) {
   ct_endpoint_clear(&ep);
   ct_address_list *l = single(&ss, sl);
   if (l == NULL) {
-    fail_later(c, ct_failure_new(CT_ENOMEM, "connect to %s: out of memory",
-                                 c->desc));
+    fail_later(
+        c, ct_failure_new(CT_ENOMEM, "connect to %s: out of memory", c->desc));
     return;
   }
   begin(c, l);

@@ -66,11 +66,11 @@ static void reaped_cb(pid_t pid, int status, void *arg) {
   ct_process *p = arg;
   p->exited = 1;
   if (status == -1) {
-    p->reason = ct_failure_new_at(__FILE__, __LINE__, "process",
-                                  CT_EPROCESS_EXIT, NULL,
-                                  "process %d (%s) exited; its status was "
-                                  "taken by another waitpid()",
-                                  (int)pid, p->name);
+    p->reason =
+        ct_failure_new_at(__FILE__, __LINE__, "process", CT_EPROCESS_EXIT, NULL,
+                          "process %d (%s) exited; its status was "
+                          "taken by another waitpid()",
+                          (int)pid, p->name);
   } else if (WIFSIGNALED(status)) {
     p->exit_signal = WTERMSIG(status);
     p->reason = ct_failure_new_at(
@@ -83,8 +83,7 @@ static void reaped_cb(pid_t pid, int status, void *arg) {
     p->reason = ct_failure_new_at(
         __FILE__, __LINE__, "process",
         p->exit_code == 0 ? CT_ECONNDONE : CT_EPROCESS_EXIT, NULL,
-        "process %d (%s) exited with code %d", (int)pid, p->name,
-        p->exit_code);
+        "process %d (%s) exited with code %d", (int)pid, p->name, p->exit_code);
   }
   if (p->ops->process_exited != NULL)
     p->ops->process_exited(p, p->reason, p->arg);
@@ -109,10 +108,10 @@ static void pipe_lost(ct_protocol *pr, const ct_failure *reason) {
   pipe_proto *pp = (pipe_proto *)pr;
   ct_process *p = pp->proc;
   p->t[pp->which] = NULL;
-  void (*cb)(ct_process *, void *) =
-      pp->which == 0   ? p->ops->in_connection_lost
-      : pp->which == 1 ? p->ops->out_connection_lost
-                       : p->ops->err_connection_lost;
+  void (*cb)(ct_process *, void *) = pp->which == 0 ? p->ops->in_connection_lost
+                                     : pp->which == 1
+                                         ? p->ops->out_connection_lost
+                                         : p->ops->err_connection_lost;
   if (cb != NULL)
     cb(p, p->arg);
 }
@@ -161,8 +160,7 @@ static void close_all(int fds[3][2]) {
 
 ct_process *ct_spawn_process(ct_reactor *r, const ct_process_protocol_ops *ops,
                              void *arg, const char *const *argv,
-                             const ct_process_options *opts,
-                             ct_failure **err) {
+                             const ct_process_options *opts, ct_failure **err) {
   if (err != NULL)
     *err = NULL;
   if (r == NULL || ops == NULL || argv == NULL || argv[0] == NULL ||
@@ -190,6 +188,7 @@ ct_process *ct_spawn_process(ct_reactor *r, const ct_process_protocol_ops *ops,
   snprintf(p->name, sizeof p->name, "%s", base != NULL ? base + 1 : prog);
 
   int sv[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
+  int tmp_fd[3] = {0, 0, 0}; /* sv[i][0] is a copy for CT_CHILD_FD */
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
   posix_spawn_file_actions_init(&fa);
@@ -213,7 +212,19 @@ ct_process *ct_spawn_process(ct_reactor *r, const ct_process_protocol_ops *ops,
                                             i == 0 ? O_RDONLY : O_WRONLY, 0);
       break;
     case CT_CHILD_FD:
-      rc = posix_spawn_file_actions_adddup2(&fa, opts->fds[i].fd, i);
+      /* A source among 0..2 could be overwritten by an earlier dup2 of the
+       * file actions: hand the child a copy above them instead. */
+      if (opts->fds[i].fd <= 2) {
+        sv[i][0] = fcntl(opts->fds[i].fd, F_DUPFD_CLOEXEC, 3);
+        if (sv[i][0] < 0) {
+          rc = errno;
+          break;
+        }
+        rc = posix_spawn_file_actions_adddup2(&fa, sv[i][0], i);
+        tmp_fd[i] = 1;
+      } else {
+        rc = posix_spawn_file_actions_adddup2(&fa, opts->fds[i].fd, i);
+      }
       break;
     case CT_CHILD_INHERIT:
       break;
@@ -231,8 +242,8 @@ ct_process *ct_spawn_process(ct_reactor *r, const ct_process_protocol_ops *ops,
   if (rc == 0)
     rc = posix_spawnattr_setsigdefault(&attr, &all);
   if (rc == 0)
-    rc = posix_spawnattr_setflags(&attr,
-                                  POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
+                                             POSIX_SPAWN_SETSIGDEF);
   pid_t pid = -1;
   if (rc == 0)
     /* glibc's posix_spawn reports a failed exec (ENOENT, EACCES, ...) here
@@ -249,6 +260,12 @@ ct_process *ct_spawn_process(ct_reactor *r, const ct_process_protocol_ops *ops,
     return spawn_fail(err, -rc, prog, why);
   }
 
+  for (int i = 0; i < 3; i++) {
+    if (tmp_fd[i]) {
+      close(sv[i][0]);
+      sv[i][0] = -1;
+    }
+  }
   p->r = r;
   p->ops = ops;
   p->arg = arg;
@@ -270,8 +287,7 @@ ct_process *ct_spawn_process(ct_reactor *r, const ct_process_protocol_ops *ops,
     ct_transport *t = ct__stream_new(r, fd, 1);
     if (t == NULL) {
       ct_log(CT_LOG_ERROR, "process",
-             "out of memory connecting %s's descriptor %d: closed", p->name,
-             i);
+             "out of memory connecting %s's descriptor %d: closed", p->name, i);
       close(fd);
       continue;
     }

@@ -166,9 +166,8 @@ static struct evdns_base *dns_new(ct_reactor *r, const ct_resolver_config *cfg,
     }
   }
   if (rc == 0) {
-    const char *hosts = cfg != NULL && cfg->hosts_file != NULL
-                            ? cfg->hosts_file
-                            : "/etc/hosts";
+    const char *hosts =
+        cfg != NULL && cfg->hosts_file != NULL ? cfg->hosts_file : "/etc/hosts";
     if (*hosts != '\0' && evdns_base_load_hosts(dns, hosts) != 0) {
       if (cfg != NULL && cfg->hosts_file != NULL)
         rc = config_fail(err, CT_EINVAL, "resolver: cannot read hosts file %s",
@@ -325,8 +324,8 @@ static ct_failure *gai_failure(const ct__lookup *l, int gai) {
 
 /* The evdns answer as a ct_address_list, or NULL (*gai set) if it holds no
  * usable address. */
-static ct_address_list *to_list(const ct__lookup *l,
-                                struct evutil_addrinfo *ai, int *gai) {
+static ct_address_list *to_list(const ct__lookup *l, struct evutil_addrinfo *ai,
+                                int *gai) {
   size_t n = 0;
   for (struct evutil_addrinfo *p = ai; p != NULL; p = p->ai_next)
     n++;
@@ -334,8 +333,7 @@ static ct_address_list *to_list(const ct__lookup *l,
     *gai = EVUTIL_EAI_NODATA;
     return NULL;
   }
-  ct_address_list *list =
-      malloc(sizeof *list + n * sizeof(ct_address));
+  ct_address_list *list = malloc(sizeof *list + n * sizeof(ct_address));
   if (list == NULL) {
     *gai = EVUTIL_EAI_MEMORY;
     return NULL;
@@ -347,8 +345,7 @@ static ct_address_list *to_list(const ct__lookup *l,
     if (l->family != AF_UNSPEC && p->ai_family != l->family)
       continue;
     ct_address *a = &list->addrs[list->n];
-    if (ct_address_from_sockaddr(a, p->ai_addr, (socklen_t)p->ai_addrlen) !=
-        0)
+    if (ct_address_from_sockaddr(a, p->ai_addr, (socklen_t)p->ai_addrlen) != 0)
       continue;
     if (a->family == CT_ADDRESS_IPV4)
       a->u.in4.sin_port = htons((uint16_t)l->port);
@@ -577,8 +574,7 @@ ct_deferred *ct_resolve(ct_reactor *r, const char *name, int family) {
         "ct_resolve: a reactor, a non-empty name and a family of AF_INET, "
         "AF_INET6 or AF_UNSPEC are required"));
   if (strlen(name) > 253)
-    return ct_fail(ct_failure_new_at(__FILE__, __LINE__, "dns", CT_EINVAL,
-                                     NULL,
+    return ct_fail(ct_failure_new_at(__FILE__, __LINE__, "dns", CT_EINVAL, NULL,
                                      "ct_resolve: host name of %zu bytes is "
                                      "longer than DNS allows (253)",
                                      strlen(name)));

@@ -73,7 +73,8 @@ static void shut_output(stdio_t *s) {
   if (s->out_fd < 0 || s->out_file || isatty(s->out_fd))
     return;
   struct stat st;
-  if (fstat(s->out_fd, &st) != 0 || !(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
+  if (fstat(s->out_fd, &st) != 0 ||
+      !(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
     return;
   int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
   if (null >= 0) {

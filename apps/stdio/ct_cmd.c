@@ -47,9 +47,8 @@ static void say(cmd_proto *c, const char *fmt, ...) {
   va_end(ap);
   if (n < 0)
     return;
-  ct_line_receiver_send_line(&c->lr, buf,
-                             (size_t)n < sizeof buf ? (size_t)n
-                                                    : sizeof buf - 1);
+  ct_line_receiver_send_line(
+      &c->lr, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
 }
 
 static void prompt(cmd_proto *c) {

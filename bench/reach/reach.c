@@ -64,17 +64,23 @@ static void start_jobs(void *arg) {
   submit();
 }
 
-static double ctwist_threads(long n) {
-  R = ct_reactor_new();
-  ct_threadpool_config cfg = {.threads = 1};
-  ct_threadpool_configure(R, &cfg);
-  jobs_left = n;
-  ct_reactor_call_when_running(R, start_jobs, NULL);
+/* Run R from `start` until something stops it; free it; microseconds per
+ * each of `n` operations. */
+static double timed_run(ct_call_cb start, long n) {
+  ct_reactor_call_when_running(R, start, NULL);
   double t0 = bench_seconds(CLOCK_MONOTONIC);
   ct_reactor_run(R);
   double t = bench_seconds(CLOCK_MONOTONIC) - t0;
   ct_reactor_free(R);
   return t / (double)n * 1e6;
+}
+
+static double ctwist_threads(long n) {
+  R = ct_reactor_new();
+  ct_threadpool_config cfg = {.threads = 1};
+  ct_threadpool_configure(R, &cfg);
+  jobs_left = n;
+  return timed_run(start_jobs, n);
 }
 
 /* The reference: one worker, a mutex+condvar job slot, an eventfd back. */
@@ -172,12 +178,7 @@ static double ctwist_spawn(long n, const ct_process_options *opts) {
   R = ct_reactor_new();
   children_left = n;
   spawn_opts = opts;
-  ct_reactor_call_when_running(R, start_spawns, NULL);
-  double t0 = bench_seconds(CLOCK_MONOTONIC);
-  ct_reactor_run(R);
-  double t = bench_seconds(CLOCK_MONOTONIC) - t0;
-  ct_reactor_free(R);
-  return t / (double)n * 1e6;
+  return timed_run(start_spawns, n);
 }
 
 static double ref_spawn(long n) {

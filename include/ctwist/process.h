@@ -50,11 +50,9 @@ typedef struct ct_process_protocol_ops {
   /** The child is running and its pipes are connected. */
   void (*connection_made)(ct_process *p, void *arg);
   /** Bytes the child wrote to its stdout. */
-  void (*out_received)(ct_process *p, const char *data, size_t len,
-                       void *arg);
+  void (*out_received)(ct_process *p, const char *data, size_t len, void *arg);
   /** Bytes the child wrote to its stderr. */
-  void (*err_received)(ct_process *p, const char *data, size_t len,
-                       void *arg);
+  void (*err_received)(ct_process *p, const char *data, size_t len, void *arg);
   /** The child's stdin is closed: by ct_process_close_stdin() once the
    *  queued bytes were written, or because the child closed it or exited
    *  (then unwritten bytes are dropped). */

@@ -56,7 +56,8 @@ typedef struct ct_resolver_config {
  * (lookups are in flight) or CT_ENOMEM, with a failure in `*err` (if not
  * NULL, owned by the caller) naming the problem.
  */
-CT_EXTERN int ct_resolver_configure(ct_reactor *r, const ct_resolver_config *cfg,
+CT_EXTERN int ct_resolver_configure(ct_reactor *r,
+                                    const ct_resolver_config *cfg,
                                     ct_failure **err);
 
 /**
@@ -64,15 +65,15 @@ CT_EXTERN int ct_resolver_configure(ct_reactor *r, const ct_resolver_config *cfg
  * 0.  Allocated in one block: free with free().
  */
 typedef struct ct_address_list {
-  size_t n;             /**< number of addresses, >= 1 */
-  ct_address addrs[];   /**< IPv4 and/or IPv6 */
+  size_t n;           /**< number of addresses, >= 1 */
+  ct_address addrs[]; /**< IPv4 and/or IPv6 */
 } ct_address_list;
 
 /**
  * Look `name` up without blocking.  `family` is AF_INET, AF_INET6 or
- * AF_UNSPEC (both: the IPv4 addresses, then the IPv6 ones).  Returns a Deferred (one reference for the caller) that
- * fires with a `ct_address_list *` (value destructor free()), or errbacks
- * with:
+ * AF_UNSPEC (both: the IPv4 addresses, then the IPv6 ones).  Returns a Deferred
+ * (one reference for the caller) that fires with a `ct_address_list *` (value
+ * destructor free()), or errbacks with:
  *   - CT_EDNS: no such name (NXDOMAIN), no address of that family, a
  *     server failure; the message names the host and the reason;
  *   - CT_ETIMEDOUT: no answer within the resolver's timeout;

@@ -70,8 +70,8 @@ static void gate_set(int open) {
 
 /* ----------------------------------------------------------------- jobs */
 
-static atomic_int ran_on_main;  /* a job that ran on the reactor thread */
-static atomic_int runs;         /* jobs started */
+static atomic_int ran_on_main;   /* a job that ran on the reactor thread */
+static atomic_int runs;          /* jobs started */
 static atomic_int results_freed; /* result destructors run */
 static int freed_on_main = 1;
 
@@ -98,8 +98,8 @@ static ct_result double_it(void *arg) {
 
 static ct_result fail_job(void *arg) {
   atomic_fetch_add(&runs, 1);
-  return (ct_result){.failure = ct_failure_new(CT_EPROTO, "job %s failed",
-                                               (const char *)arg)};
+  return (ct_result){
+      .failure = ct_failure_new(CT_EPROTO, "job %s failed", (const char *)arg)};
 }
 
 static ct_result gated_job(void *arg) {
@@ -156,8 +156,7 @@ static int running_is(void *arg) {
 }
 
 /* Configure the pool and start one gated job; wait until it runs. */
-static ct_deferred *one_busy_worker(size_t queue_max, outcome *busy,
-                                    int *arg) {
+static ct_deferred *one_busy_worker(size_t queue_max, outcome *busy, int *arg) {
   ct_threadpool_config cfg = {.threads = 1, .queue_max = queue_max};
   cr_assert_eq(ct_threadpool_configure(R, &cfg), 0);
   gate_set(0);
@@ -301,8 +300,8 @@ Test(threads, shutdown_cancels_the_queue_and_joins_the_workers) {
   int arg = 8;
   ct_deferred *db = one_busy_worker(10, &sd_busy, &arg);
   ct_deferred *dq = defer(double_it, &arg, &sd_queued);
-  cr_assert(ct_reactor_add_trigger(R, CT_PHASE_DURING, open_gate_trigger,
-                                   NULL) > 0);
+  cr_assert(
+      ct_reactor_add_trigger(R, CT_PHASE_DURING, open_gate_trigger, NULL) > 0);
   ct_reactor_call_when_running(R, stop_soon, NULL);
   cr_assert_eq(ct_reactor_run(R), 0);
   /* run returned only after the workers were joined. */

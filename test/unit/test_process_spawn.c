@@ -3,6 +3,7 @@
  * reactor (children exit in real time; every wait is on a condition).
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <signal.h>
 #include <sys/types.h>
@@ -47,9 +48,9 @@ static void r_out(ct_process *p, const char *d, size_t n, void *arg) {
   rec *r = arg;
   if (r->sha != NULL)
     EVP_DigestUpdate(r->sha, d, n);
-  size_t room = sizeof r->out - 1 - (r->out_len < sizeof r->out - 1
-                                         ? r->out_len
-                                         : sizeof r->out - 1);
+  size_t room =
+      sizeof r->out - 1 -
+      (r->out_len < sizeof r->out - 1 ? r->out_len : sizeof r->out - 1);
   memcpy(r->out + (sizeof r->out - 1 - room), d, n < room ? n : room);
   r->out_len += n;
 }
@@ -126,8 +127,8 @@ static void wait_ended(rec *r) {
 
 static void feed(rec *r) {
   while (!r->paused && r->fed < r->feed_len && r->proc != NULL) {
-    size_t n = r->feed_len - r->fed < r->chunk ? r->feed_len - r->fed
-                                               : r->chunk;
+    size_t n =
+        r->feed_len - r->fed < r->chunk ? r->feed_len - r->fed : r->chunk;
     if (ct_process_write(r->proc, r->feed + r->fed, n) != 0)
       return;
     r->fed += n;
@@ -162,9 +163,8 @@ static void start_feeding(rec *r, ct_process *p, const char *data, size_t len,
   r->feed = data;
   r->feed_len = len;
   r->chunk = chunk;
-  cr_assert_eq(ct_transport_register_producer(ct_process_stdin(p), &feeder, r,
-                                              1),
-               0);
+  cr_assert_eq(
+      ct_transport_register_producer(ct_process_stdin(p), &feeder, r, 1), 0);
   feed(r);
 }
 
@@ -210,8 +210,7 @@ Test(process, exit_code_is_in_the_reason) {
   spawn(&r, argv, NULL);
   wait_ended(&r);
   cr_assert_eq(r.end_code, CT_EPROCESS_EXIT);
-  cr_assert(strstr(r.end_msg, "exited with code 3") != NULL, "%s",
-            r.end_msg);
+  cr_assert(strstr(r.end_msg, "exited with code 3") != NULL, "%s", r.end_msg);
   cr_assert(strstr(r.end_msg, "(sh)") != NULL, "%s", r.end_msg);
   cr_assert_eq(r.exit_code, 3);
   cr_assert_eq(r.exit_signal, 0);
@@ -364,11 +363,39 @@ Test(process, environment_cwd_and_default_sigpipe) {
   spawn(&r, argv, &o);
   wait_ended(&r);
   unsigned long long blk = 1, ign = 1;
-  cr_assert_eq(sscanf(r.out, "42:/tmp\nSigBlk:\t%llx\nSigIgn:\t%llx", &blk,
-                      &ign),
-               2, "%s", r.out);
+  cr_assert_eq(
+      sscanf(r.out, "42:/tmp\nSigBlk:\t%llx\nSigIgn:\t%llx", &blk, &ign), 2,
+      "%s", r.out);
   cr_assert_eq(blk, 0, "%s", r.out);
   /* glibc keeps its two internal real-time signals (32, 33) as they are;
    * every standard signal, SIGPIPE included, is at its default. */
   cr_assert_eq(ign & 0x7fffffffULL, 0, "%s", r.out);
+}
+
+Test(process, fd_map_hands_over_descriptors) {
+  /* The child's stderr goes to a pipe of ours given by number as our
+   * stdout (1), while its own stdout is a pipe to the reactor: the dup2
+   * onto the child's 1 must not change what its 2 receives. */
+  int pfd[2];
+  cr_assert_eq(pipe2(pfd, O_CLOEXEC), 0);
+  fflush(stdout);
+  int saved = dup(1);
+  cr_assert_eq(dup2(pfd[1], 1), 1);
+  rec r = {0};
+  ct_process_options o = {
+      .fds = {{CT_CHILD_DEVNULL, 0}, {CT_CHILD_PIPE, 0}, {CT_CHILD_FD, 1}}};
+  const char *argv[] = {"sh", "-c", "echo to-out; echo to-err >&2", NULL};
+  ct_failure *err = NULL;
+  ct_process *p = ct_spawn_process(R, &rec_ops, &r, argv, &o, &err);
+  dup2(saved, 1);
+  close(saved);
+  close(pfd[1]);
+  cr_assert(p != NULL, "%s", err ? err->message : "?");
+  wait_ended(&r);
+  char buf[64] = {0};
+  cr_assert_eq(read(pfd[0], buf, sizeof buf - 1), 7);
+  cr_assert_str_eq(buf, "to-err\n");
+  cr_assert_str_eq(r.out, "to-out\n");
+  cr_assert_eq(r.err_len, 0);
+  close(pfd[0]);
 }

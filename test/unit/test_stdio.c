@@ -73,9 +73,8 @@ static ct_transport *pipes(tu_rec *rec, int in[2], int out[2], sink *k) {
   k->fd = out[0];
   nonblock(out[0]);
   ct_failure *err = NULL;
-  ct_transport *t =
-      ct_stdio_connect_fds(R, tu_rec_proto(rec, &tu_rec_ops), in[0], out[1],
-                           &err);
+  ct_transport *t = ct_stdio_connect_fds(R, tu_rec_proto(rec, &tu_rec_ops),
+                                         in[0], out[1], &err);
   cr_assert(t != NULL, "%s", err ? err->message : "?");
   cr_assert_eq(rec->made, 1);
   return t;
@@ -143,8 +142,8 @@ Test(stdio, regular_file_as_input_is_read_in_chunks) {
   cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
   tu_rec rec = {0};
   ct_failure *err = NULL;
-  ct_transport *t = ct_stdio_connect_fds(R, tu_rec_proto(&rec, &tu_rec_ops),
-                                         fd, out[1], &err);
+  ct_transport *t = ct_stdio_connect_fds(R, tu_rec_proto(&rec, &tu_rec_ops), fd,
+                                         out[1], &err);
   cr_assert(t != NULL);
   /* Nothing is read inside connect: a chunk per loop turn. */
   cr_assert_eq(rec.got_len, 0);
@@ -257,8 +256,8 @@ Test(stdio, terminal_round_trip_restores_flags) {
 Test(stdio, closed_descriptor_is_a_clear_error) {
   tu_rec rec = {0};
   ct_failure *err = NULL;
-  cr_assert_null(ct_stdio_connect_fds(R, tu_rec_proto(&rec, &tu_rec_ops), 999,
-                                      1, &err));
+  cr_assert_null(
+      ct_stdio_connect_fds(R, tu_rec_proto(&rec, &tu_rec_ops), 999, 1, &err));
   cr_assert_eq(err->code, CT_EBADF);
   cr_assert(strstr(err->message, "not open") != NULL, "%s", err->message);
   cr_assert_eq(rec.freed, 1);

@@ -99,9 +99,8 @@ static responder RS;
 static void configure(ct_reactor *r, const char *hosts, double timeout) {
   char ns[64];
   snprintf(ns, sizeof ns, "127.0.0.1:%d", RS.port);
-  ct_resolver_config cfg = {.nameservers = ns,
-                            .hosts_file = hosts ? hosts : "",
-                            .timeout = timeout};
+  ct_resolver_config cfg = {
+      .nameservers = ns, .hosts_file = hosts ? hosts : "", .timeout = timeout};
   ct_failure *err = NULL;
   int rc = ct_resolver_configure(r, &cfg, &err);
   cr_assert_eq(rc, 0, "configure: %s", err ? err->message : "?");
@@ -142,8 +141,7 @@ static int lookup_done(void *arg) {
   return ((lookup_result *)arg)->done;
 }
 
-static ct_deferred *resolve(const char *name, int family,
-                            lookup_result *res) {
+static ct_deferred *resolve(const char *name, int family, lookup_result *res) {
   memset(res, 0, sizeof *res);
   ct_deferred *d = ct_resolve(R, name, family);
   cr_assert(d != NULL);
@@ -185,8 +183,9 @@ static int queries_at_least(void *arg) {
 /* -------------------------------------------------------------- lookups */
 
 Test(resolve, hosts_file_names) {
-  configure(R, hosts_file("# test hosts\n127.0.0.5 alpha.test alias.test\n"
-                          "::1 alpha.test\n127.0.0.6\talpha.test\n"),
+  configure(R,
+            hosts_file("# test hosts\n127.0.0.5 alpha.test alias.test\n"
+                       "::1 alpha.test\n127.0.0.6\talpha.test\n"),
             0);
   lookup_result res;
   resolve_wait("alpha.test", AF_UNSPEC, &res);
@@ -351,8 +350,7 @@ static ct_factory SF;
 static ct_listening_port *two_listeners(int *port, int *bh, int *filler) {
   for (int tries = 0; tries < 20; tries++) {
     SF = (ct_factory)CT_FACTORY_INIT(&tu_echo_ops, sizeof(ct_protocol));
-    ct_listening_port *lp =
-        tu_listen(R, "tcp:0:interface=127.0.0.1", &SF);
+    ct_listening_port *lp = tu_listen(R, "tcp:0:interface=127.0.0.1", &SF);
     ct_address a;
     ct_listening_port_address(lp, &a);
     *port = ct_address_port(&a);
@@ -488,8 +486,7 @@ Test(resolve, connect_deadline_covers_the_lookup) {
   tu_client_factory_init(&cf, &cst);
   tu_conn_result res;
   memset(&res, 0, sizeof res);
-  ct_deferred *d =
-      ct_connect(R, "tcp:host=silent.test:port=80:timeout=3", &cf);
+  ct_deferred *d = ct_connect(R, "tcp:host=silent.test:port=80:timeout=3", &cf);
   ct_deferred_add_callbacks(d, tu_conn_ok, tu_conn_err, &res);
   ct_deferred_unref(d);
   int one = 1;
@@ -543,8 +540,7 @@ static ct_step wd_conn_done(ct_result r, void *arg) {
   return ct_pass(CT_NONE);
 }
 
-Test(resolve_watchdog, reactor_never_blocks_on_a_silent_server,
-     .timeout = 30) {
+Test(resolve_watchdog, reactor_never_blocks_on_a_silent_server, .timeout = 30) {
   ct_reactor *r = ct_reactor_new();
   responder_start(r, &RS);
   configure(r, NULL, 1.5);

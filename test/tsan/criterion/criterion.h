@@ -42,7 +42,7 @@ static inline void shim_register(const char *suite, const char *name,
 #define TestSuite(s, ...) struct shim_suite shim_suite_##s = {__VA_ARGS__}
 
 #define Test(s, n, ...)                                                        \
-  extern struct shim_suite shim_suite_##s __attribute__((weak));              \
+  extern struct shim_suite shim_suite_##s __attribute__((weak));               \
   static void shim_test_##s##_##n(void);                                       \
   __attribute__((constructor)) static void shim_reg_##s##_##n(void) {          \
     shim_register(#s, #n, shim_test_##s##_##n, &shim_suite_##s);               \
@@ -71,7 +71,8 @@ static inline void shim_register(const char *suite, const char *name,
 #define cr_assert_geq(a, b, ...) cr_assert((a) >= (b), __VA_ARGS__)
 #define cr_assert_null(p, ...) cr_assert((p) == NULL, __VA_ARGS__)
 #define cr_assert_not_null(p, ...) cr_assert((p) != NULL, __VA_ARGS__)
-#define cr_assert_str_eq(a, b, ...) cr_assert(strcmp((a), (b)) == 0, __VA_ARGS__)
+#define cr_assert_str_eq(a, b, ...)                                            \
+  cr_assert(strcmp((a), (b)) == 0, __VA_ARGS__)
 
 int main(int argc, char **argv) {
   (void)argc;
