@@ -156,14 +156,20 @@ static int running_is(void *arg) {
 }
 
 /* Configure the pool and start one gated job; wait until it runs. */
-static ct_deferred *one_busy_worker(size_t queue_max, outcome *busy, int *arg) {
-  ct_threadpool_config cfg = {.threads = 1, .queue_max = queue_max};
+static ct_deferred *one_busy_worker_grace(size_t queue_max, double grace,
+                                          outcome *busy, int *arg) {
+  ct_threadpool_config cfg = {
+      .threads = 1, .queue_max = queue_max, .grace = grace};
   cr_assert_eq(ct_threadpool_configure(R, &cfg), 0);
   gate_set(0);
   ct_deferred *d = defer(gated_job, arg, busy);
   size_t one = 1;
   cr_assert(spin(running_is, &one));
   return d;
+}
+
+static ct_deferred *one_busy_worker(size_t queue_max, outcome *busy, int *arg) {
+  return one_busy_worker_grace(queue_max, 0, busy, arg);
 }
 
 /* ---------------------------------------------------------------- tests */
@@ -296,17 +302,22 @@ static void stop_soon(void *arg) {
   ct_reactor_stop(R);
 }
 
+/* Run R, stop it at once (the shutdown phases run), then read the pool. */
+static void run_and_stop(ct_threadpool_stats *st) {
+  ct_reactor_call_when_running(R, stop_soon, NULL);
+  cr_assert_eq(ct_reactor_run(R), 0);
+  ct_threadpool_stats_get(R, st);
+}
+
 Test(threads, shutdown_cancels_the_queue_and_joins_the_workers) {
   int arg = 8;
   ct_deferred *db = one_busy_worker(10, &sd_busy, &arg);
   ct_deferred *dq = defer(double_it, &arg, &sd_queued);
   cr_assert(
       ct_reactor_add_trigger(R, CT_PHASE_DURING, open_gate_trigger, NULL) > 0);
-  ct_reactor_call_when_running(R, stop_soon, NULL);
-  cr_assert_eq(ct_reactor_run(R), 0);
-  /* run returned only after the workers were joined. */
+  /* run returns only after the workers were joined. */
   ct_threadpool_stats st;
-  ct_threadpool_stats_get(R, &st);
+  run_and_stop(&st);
   cr_assert_eq(st.threads, 0);
   cr_assert_eq(st.running, 0);
   cr_assert(sd_busy.done);
@@ -326,17 +337,10 @@ static outcome grace_busy;
 
 Test(threads, grace_period_lets_shutdown_go_on) {
   int arg = 3;
-  ct_threadpool_config cfg = {.threads = 1, .grace = 0.05};
-  cr_assert_eq(ct_threadpool_configure(R, &cfg), 0);
-  gate_set(0);
-  ct_deferred *d = defer(gated_job, &arg, &grace_busy);
-  size_t one = 1;
-  cr_assert(spin(running_is, &one));
-  ct_reactor_call_when_running(R, stop_soon, NULL);
-  cr_assert_eq(ct_reactor_run(R), 0);
-  /* The job outlived the grace period: still running, not delivered. */
+  ct_deferred *d = one_busy_worker_grace(10, 0.05, &grace_busy, &arg);
+  /* The job outlives the grace period: still running, not delivered. */
   ct_threadpool_stats st;
-  ct_threadpool_stats_get(R, &st);
+  run_and_stop(&st);
   cr_assert_eq(st.running, 1);
   cr_assert_eq(grace_busy.done, 0);
   ct_deferred_unref(d);

@@ -289,15 +289,23 @@ Test(process, two_hundred_children_leave_no_zombie) {
   free(r);
 }
 
+/* Spawn argv, feed it n pattern bytes in chunks, wait for the end;
+ * returns the bytes (the caller frees them). */
+static char *feed_child(rec *r, const char *const *argv, size_t n,
+                        size_t chunk) {
+  char *data = tu_pattern(n, 5, 2);
+  ct_process *p = spawn(r, argv, NULL);
+  start_feeding(r, p, data, n, chunk);
+  wait_ended(r);
+  return data;
+}
+
 Test(process, child_closing_stdout_early_while_we_write) {
   /* The child closes its stdout at once and keeps reading stdin. */
   size_t n = 2u << 20;
-  char *data = tu_pattern(n, 5, 2);
   rec r = {0};
   const char *argv[] = {"sh", "-c", "exec >&-; exec cat >/dev/null", NULL};
-  ct_process *p = spawn(&r, argv, NULL);
-  start_feeding(&r, p, data, n, 32 * 1024);
-  wait_ended(&r);
+  char *data = feed_child(&r, argv, n, 32 * 1024);
   cr_assert_eq(r.out_len, 0);
   cr_assert_eq(r.out_lost, 1);
   cr_assert_eq(r.fed, n);
@@ -308,13 +316,9 @@ Test(process, child_closing_stdout_early_while_we_write) {
 Test(process, child_exiting_mid_write_is_not_a_crash) {
   /* head stops reading after 100 bytes and exits: our writes meet EPIPE
    * (an error on the stdin transport, never a SIGPIPE). */
-  size_t n = 4u << 20;
-  char *data = tu_pattern(n, 5, 2);
   rec r = {0};
   const char *argv[] = {"head", "-c", "100", NULL};
-  ct_process *p = spawn(&r, argv, NULL);
-  start_feeding(&r, p, data, n, 64 * 1024);
-  wait_ended(&r);
+  char *data = feed_child(&r, argv, 4u << 20, 64 * 1024);
   cr_assert_eq(r.out_len, 100);
   cr_assert_eq(memcmp(r.out, data, 100), 0);
   cr_assert_eq(r.in_lost, 1);

@@ -180,6 +180,17 @@ static int queries_at_least(void *arg) {
   return RS.queries >= *(int *)arg;
 }
 
+/* Start connecting `ep` with a recording client factory and wait until the
+ * responder has the query; returns the Deferred (the caller's). */
+static ct_deferred *connect_asked(const char *ep, ct_client_factory *cf,
+                                  tu_client_stats *cst, tu_conn_result *res) {
+  tu_client_factory_init(cf, cst);
+  ct_deferred *d = tu_connect_begin(R, ep, cf, res);
+  int one = 1;
+  cr_assert(tu_spin(R, queries_at_least, &one, 10));
+  return d;
+}
+
 /* -------------------------------------------------------------- lookups */
 
 Test(resolve, hosts_file_names) {
@@ -392,14 +403,8 @@ Test(resolve, happy_eyeballs_staggers_past_a_black_hole) {
   snprintf(ep, sizeof ep, "tcp:host=two.test:port=%d:timeout=10", port);
   ct_client_factory cf;
   tu_client_stats cst;
-  tu_client_factory_init(&cf, &cst);
   tu_conn_result res;
-  memset(&res, 0, sizeof res);
-  ct_deferred *d = ct_connect(R, ep, &cf);
-  ct_deferred_add_callbacks(d, tu_conn_ok, tu_conn_err, &res);
-  ct_deferred_unref(d);
-  int one = 1;
-  cr_assert(tu_spin(R, queries_at_least, &one, 10));
+  ct_deferred_unref(connect_asked(ep, &cf, &cst, &res));
   /* The first address (127.0.0.2) is tried alone: it never answers. */
   tu_turns(R, 30);
   cr_assert_eq(res.done, 0, "connected before the stagger delay");
@@ -459,13 +464,9 @@ Test(resolve, cancelling_a_connect_cancels_the_lookup) {
   configure(R, NULL, 0);
   ct_client_factory cf;
   tu_client_stats cst;
-  tu_client_factory_init(&cf, &cst);
   tu_conn_result res;
-  memset(&res, 0, sizeof res);
-  ct_deferred *d = ct_connect(R, "tcp:host=silent.test:port=80", &cf);
-  ct_deferred_add_callbacks(d, tu_conn_ok, tu_conn_err, &res);
-  int one = 1;
-  cr_assert(tu_spin(R, queries_at_least, &one, 10));
+  ct_deferred *d =
+      connect_asked("tcp:host=silent.test:port=80", &cf, &cst, &res);
   ct_deferred_cancel(d);
   ct_deferred_unref(d);
   cr_assert_eq(res.done, 1);
@@ -483,14 +484,9 @@ Test(resolve, connect_deadline_covers_the_lookup) {
   configure(R, NULL, 0);
   ct_client_factory cf;
   tu_client_stats cst;
-  tu_client_factory_init(&cf, &cst);
   tu_conn_result res;
-  memset(&res, 0, sizeof res);
-  ct_deferred *d = ct_connect(R, "tcp:host=silent.test:port=80:timeout=3", &cf);
-  ct_deferred_add_callbacks(d, tu_conn_ok, tu_conn_err, &res);
-  ct_deferred_unref(d);
-  int one = 1;
-  cr_assert(tu_spin(R, queries_at_least, &one, 10));
+  ct_deferred_unref(
+      connect_asked("tcp:host=silent.test:port=80:timeout=3", &cf, &cst, &res));
   ct_clock_advance(C, 3.0);
   cr_assert_eq(res.done, 1);
   assert_failure(res.failure, CT_ETIMEDOUT, "silent.test port 80",
