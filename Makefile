@@ -4,7 +4,7 @@ JOBS ?= 2
 CMAKE ?= cmake
 CTEST ?= ctest
 
-.PHONY: all deps build test asan asan-build demo bench fuzz soak torture http-big install format lint clean
+.PHONY: all deps build test asan asan-build tsan demo bench fuzz soak torture http-big install format lint clean
 
 all: build
 
@@ -24,6 +24,12 @@ asan-build: deps
 
 asan: asan-build
 	$(CTEST) --preset asan
+
+# ThreadSanitizer over the thread tests (the pool, call_from_thread).
+tsan: deps
+	@$(CMAKE) --preset tsan >/dev/null
+	@$(CMAKE) --build --preset tsan -j $(JOBS)
+	$(CTEST) --preset tsan
 
 demo: build
 	@bash scripts/demo.sh build
@@ -60,4 +66,4 @@ lint: build
 	  xargs clang-tidy -p build --quiet
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz

@@ -156,6 +156,10 @@ struct ct_reactor {
   int flush_active;
   /* Rate-limited logging: per call site windows (log_limit.c), or NULL. */
   struct ct__log_limits *log_limits;
+  /* Services attached by other modules (resolver, thread pool, child
+   * reaper): see ct__reactor_service_add() in reactor/internal.h. */
+  struct ct__service *services;
+  size_t nservices;
 };
 
 /* timers.c */
@@ -164,6 +168,9 @@ void ct__timer_event_cb(evutil_socket_t fd, short what, void *arg);
 
 /* log_limit.c: reports open counts, then frees the table. */
 void ct__log_limits_free(ct_reactor *r);
+/* service.c */
+void ct__services_close(ct_reactor *r);
+void ct__services_free(ct_reactor *r);
 
 /* io.c */
 void ct__io_free(ct_reactor *r);

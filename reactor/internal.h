@@ -104,4 +104,28 @@ int64_t ct__seconds_to_ns(double seconds);
 /** As ct__seconds_to_ns() but keeps the sign (for delay()). */
 int64_t ct__seconds_to_ns_signed(double seconds);
 
+/**
+ * A service: per-reactor state that another module attaches on first use
+ * (the resolver, the thread pool, the child-process reaper), found again by
+ * the address of its ops.  ct_reactor_free() calls every service's `close`
+ * first, while the reactor is still whole (timers, watchers and the loop
+ * work; fail or finish outstanding work here), in the order the services
+ * were added; then, after the reactor's own events are gone but before the
+ * event_base is freed, every `free` in reverse order (release libevent
+ * objects still on the base).  Either op may be NULL.
+ */
+typedef struct ct__service_ops {
+  const char *name;
+  void (*close)(ct_reactor *r, void *state);
+  void (*free)(ct_reactor *r, void *state);
+} ct__service_ops;
+
+/** The state attached with `ops`, or NULL if none is. */
+void *ct__reactor_service(ct_reactor *r, const ct__service_ops *ops);
+
+/** Attach `state` under `ops` (one per ops per reactor).  Returns 0,
+ *  CT_EINVAL, CT_EEXIST (already attached) or CT_ENOMEM. */
+int ct__reactor_service_add(ct_reactor *r, const ct__service_ops *ops,
+                            void *state);
+
 #endif /* CT_REACTOR_INTERNAL_H */

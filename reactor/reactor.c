@@ -278,6 +278,7 @@ void ct_reactor_free(ct_reactor *r) {
   r->closing = 1;
   pthread_mutex_unlock(&r->thread_mu);
 
+  ct__services_close(r);
   ct__log_limits_free(r);
   ct__io_free(r);
   ct__timers_free(r);
@@ -285,6 +286,7 @@ void ct_reactor_free(ct_reactor *r) {
   event_free(r->soon_ev);
   event_free(r->flush_ev);
   event_free(r->thread_ev);
+  ct__services_free(r);
   event_base_free(r->base);
   close(r->wake_fd);
   free(r->read_buf);

@@ -13,6 +13,7 @@ PKGS=(
   python3-twisted       # interop tests and bench references
   clang libclang-rt-14-dev  # libFuzzer targets (make fuzz)
   valgrind strace
+  tmux                  # apps/stdio: ct-cmd typed into a terminal
 )
 # `scripts/deps.sh bench`: also what only the benchmarks use.
 BENCH_PKGS=(

@@ -184,8 +184,9 @@ CT_EXTERN const char *ct_endpoint_get_param(const ct_endpoint *e,
  *
  * Server interfaces are numeric (no lookup).  A client host that is not a
  * numeric address is looked up with getaddrinfo(), which BLOCKS the calling
- * thread: fine for "localhost" or at start-up, not on a busy reactor (for
- * now ct_connect() resolves host names this way too: it blocks).  tcp, udp and
+ * thread: fine for "localhost" or at start-up, not on a busy reactor (the
+ * transports use the reactor's asynchronous resolver, ct_resolve() in
+ * resolve.h, instead).  tcp, udp and
  * ssl hosts resolve to IPv4 unless the host is an IPv6 literal; tcp6 to IPv6.
  * The first address returned is used.
  *

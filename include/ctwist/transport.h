@@ -456,8 +456,11 @@ CT_EXTERN int ct_listening_port_fileno(const ct_listening_port *port);
 /**
  * Connect to a client endpoint string:
  *   - `tcp:host=H:port=P[:timeout=S][:bindAddress=A]` (also `tcp:H:P`;
- *     host a numeric IPv4/IPv6 address or a name resolved with
- *     getaddrinfo, which blocks);
+ *     host a numeric IPv4/IPv6 address or a name looked up without
+ *     blocking by the reactor's resolver, ct_resolve(); with several
+ *     addresses the attempts are staggered by 250 ms, happy-eyeballs
+ *     style, and the first to connect wins; the timeout covers the
+ *     lookup too);
  *   - `unix:path=PATH[:timeout=S]` (also `unix:PATH`, "@name" abstract).
  * Default timeout 30 s on the reactor's clock.  On success the client
  * factory builds the protocol, connection_made runs, then the Deferred
@@ -465,8 +468,9 @@ CT_EXTERN int ct_listening_port_fileno(const ct_listening_port *port);
  * borrowed and valid until its connection_lost.  On failure the Deferred
  * errbacks (always on a later loop turn) with a failure naming host, port
  * and errno: CT_ECONNREFUSED, CT_ENETUNREACH, CT_EHOSTUNREACH,
- * CT_ETIMEDOUT, CT_EBADENDPOINT, CT_ECANCELLED (ct_deferred_cancel aborts
- * the attempt), CT_ECONNABORTED (build_protocol refused); the factory's
+ * CT_ETIMEDOUT, CT_EBADENDPOINT, CT_EDNS (the lookup failed),
+ * CT_ECANCELLED (ct_deferred_cancel aborts the attempt and the lookup),
+ * CT_ECONNABORTED (build_protocol refused); the factory's
  * connection_failed runs first.  A NULL `endpoint` or `cf` is reported the
  * same way, on a later turn, with CT_EINVAL.  Returns NULL if `r` is NULL
  * (there is no loop to report on: nothing is ever called) or if memory

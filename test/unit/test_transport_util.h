@@ -338,14 +338,22 @@ static inline int tu_conn_done(void *arg) {
   return ((tu_conn_result *)arg)->done;
 }
 
-/* Connect and wait for the outcome. */
-static inline void tu_connect(ct_reactor *r, const char *ep,
-                              ct_client_factory *cf, tu_conn_result *res) {
+/* Start connecting, recording the outcome in `res`; returns the Deferred
+ * (the caller's reference). */
+static inline ct_deferred *tu_connect_begin(ct_reactor *r, const char *ep,
+                                            ct_client_factory *cf,
+                                            tu_conn_result *res) {
   memset(res, 0, sizeof *res);
   ct_deferred *d = ct_connect(r, ep, cf);
   cr_assert(d != NULL);
   ct_deferred_add_callbacks(d, tu_conn_ok, tu_conn_err, res);
-  ct_deferred_unref(d);
+  return d;
+}
+
+/* Connect and wait for the outcome. */
+static inline void tu_connect(ct_reactor *r, const char *ep,
+                              ct_client_factory *cf, tu_conn_result *res) {
+  ct_deferred_unref(tu_connect_begin(r, ep, cf, res));
   cr_assert(tu_spin(r, tu_conn_done, res, 10), "connect %s timed out", ep);
 }
 
