@@ -74,19 +74,24 @@ static ct__bufseg *seg_at(const ct__buf *b, size_t i) {
   return &b->segs[(b->shead + i) & (b->scap - 1)];
 }
 
+/* Double the segment ring (re-linearised into the new block). */
+static int seg_grow(ct__buf *b) {
+  size_t cap = b->scap ? b->scap * 2 : 8;
+  ct__bufseg *n = malloc(cap * sizeof *n);
+  if (n == NULL)
+    return CT_ENOMEM;
+  for (size_t i = 0; i < b->nsegs; i++)
+    n[i] = *seg_at(b, i);
+  free(b->segs);
+  b->segs = n;
+  b->scap = cap;
+  b->shead = 0;
+  return 0;
+}
+
 static int seg_push(ct__buf *b, ct__bufseg s) {
-  if (b->nsegs == b->scap) {
-    size_t cap = b->scap ? b->scap * 2 : 8;
-    ct__bufseg *n = malloc(cap * sizeof *n);
-    if (n == NULL)
-      return CT_ENOMEM;
-    for (size_t i = 0; i < b->nsegs; i++)
-      n[i] = *seg_at(b, i);
-    free(b->segs);
-    b->segs = n;
-    b->scap = cap;
-    b->shead = 0;
-  }
+  if (b->nsegs == b->scap && seg_grow(b) != 0)
+    return CT_ENOMEM;
   *seg_at(b, b->nsegs) = s;
   b->nsegs++;
   return 0;
@@ -113,17 +118,7 @@ static int seg_room(ct__buf *b) {
   ct__bufseg *last = seg_at(b, b->nsegs - 1);
   if (last->blob == NULL)
     return 0;
-  size_t cap = b->scap * 2;
-  ct__bufseg *n = malloc(cap * sizeof *n);
-  if (n == NULL)
-    return CT_ENOMEM;
-  for (size_t i = 0; i < b->nsegs; i++)
-    n[i] = *seg_at(b, i);
-  free(b->segs);
-  b->segs = n;
-  b->scap = cap;
-  b->shead = 0;
-  return 0;
+  return seg_grow(b);
 }
 
 /* ------------------------------------------------------------- the block */

