@@ -67,7 +67,6 @@ char *ct__reactor_read_buffer(ct_reactor *r);
 typedef struct ct__flush_node {
   struct ct__flush_node *prev, *next; /* NULL/NULL while not queued */
   void (*fn)(struct ct__flush_node *n);
-  int queued;
 } ct__flush_node;
 
 void ct__reactor_flush_later(ct_reactor *r, ct__flush_node *n);

@@ -78,14 +78,13 @@ static void flush_event_cb(evutil_socket_t fd, short what, void *arg) {
 }
 
 void ct__reactor_flush_later(ct_reactor *r, ct__flush_node *n) {
-  if (n->queued)
-    return;
+  if (n->next != NULL)
+    return; /* queued already */
   ct__flush_node *h = &r->flush_head;
   n->prev = h->prev;
   n->next = h;
   h->prev->next = n;
   h->prev = n;
-  n->queued = 1;
   if (!r->flush_active) {
     r->flush_active = 1;
     event_active(r->flush_ev, EV_TIMEOUT, 0);
@@ -94,12 +93,11 @@ void ct__reactor_flush_later(ct_reactor *r, ct__flush_node *n) {
 
 void ct__reactor_flush_cancel(ct_reactor *r, ct__flush_node *n) {
   (void)r;
-  if (!n->queued)
+  if (n->next == NULL)
     return;
   n->prev->next = n->next;
   n->next->prev = n->prev;
   n->prev = n->next = NULL;
-  n->queued = 0;
 }
 
 ct__gather *ct__reactor_gather(ct_reactor *r) {

@@ -84,7 +84,9 @@ typedef struct ct__stream {
   unsigned char dispatching; /* its callbacks are running */
   unsigned char gathering;   /* ... and it owns the gather buffer */
   unsigned char wblocked;    /* the kernel refused bytes: EV_WRITE waits */
-  ct__buf out;               /* output not gathered and not yet sent */
+  ct__buf *out;              /* output not gathered, not yet sent; NULL:
+                                none (allocated only while bytes wait, so
+                                an idle connection owns none) */
   ct__flush_node flush;      /* queued: `out` leaves before the next poll */
   ct_failure *reason;        /* for the pending connection_lost */
   ct_transport_stats stats;
@@ -96,9 +98,28 @@ static const char *stream_domain(const ct__stream *s) {
   return s->is_unix ? "unix" : "tcp";
 }
 
+static inline size_t out_len(const ct__stream *s) {
+  return s->out != NULL ? s->out->len : 0;
+}
+
+/* The own buffer, allocated on first use; NULL if memory runs out. */
+static ct__buf *out_get(ct__stream *s) {
+  if (s->out == NULL)
+    s->out = calloc(1, sizeof *s->out);
+  return s->out;
+}
+
+static void out_release(ct__stream *s) {
+  if (s->out != NULL) {
+    ct__buf_free(s->out);
+    free(s->out);
+    s->out = NULL;
+  }
+}
+
 /* Bytes accepted and not yet handed to the kernel. */
 static inline size_t queued(const ct__stream *s) {
-  return s->out.len + (s->gathering ? s->gather->buf.len : 0);
+  return out_len(s) + (s->gathering ? s->gather->buf.len : 0);
 }
 
 /* Register exactly the events the state calls for; a no-op (no syscall)
@@ -157,7 +178,7 @@ static void stream_close(ct__stream *s, ct_failure *reason) {
   s->fd = -1;
   drop_gather(s);
   ct__reactor_flush_cancel(s->base.reactor, &s->flush);
-  ct__buf_free(&s->out);
+  out_release(s);
   s->wblocked = 0;
   s->reason = reason;
   if (ct__reactor_call_soon(s->base.reactor, stream_lost_cb, s) != 0) {
@@ -252,18 +273,18 @@ static int drained(ct__stream *s) {
  * before the next poll, or at the end of a dispatch. */
 static void stream_flush(ct__stream *s, int writable) {
   ct__reactor_flush_cancel(s->base.reactor, &s->flush);
-  int rc = send_buf(s, &s->out);
+  int rc = s->out != NULL ? send_buf(s, s->out) : 0;
   if (rc < 0) {
     close_errno(s, errno, "write");
     return;
   }
   s->wblocked = rc > 0;
-  if (s->out.len == 0)
-    ct__buf_shrink(&s->out, 0);
+  if (out_len(s) == 0)
+    out_release(s);
   ct__transport_buffer_changed(&s->base, queued(s));
   if (s->base.flags & CT__T_CLOSED)
     return;
-  if (s->out.len == 0) {
+  if (out_len(s) == 0) {
     if (drained(s))
       return;
     if (writable)
@@ -276,7 +297,7 @@ static void stream_flush(ct__stream *s, int writable) {
 static void flush_node_cb(ct__flush_node *n) {
   ct__stream *s =
       (ct__stream *)(void *)((char *)n - offsetof(ct__stream, flush));
-  if (!(s->base.flags & CT__T_CLOSED) && s->out.len > 0 && !s->wblocked)
+  if (!(s->base.flags & CT__T_CLOSED) && out_len(s) > 0 && !s->wblocked)
     stream_flush(s, 0);
 }
 
@@ -292,17 +313,17 @@ static CT__NOINLINE void gather_send(ct__stream *s) {
   }
   if (g->len > 0) {
     s->wblocked = 1;
-    if (ct__buf_move(&s->out, g) != 0) {
+    if (out_get(s) == NULL || ct__buf_move(s->out, g) != 0) {
       ct__buf_clear(g);
       fail_nomem(s);
       return;
     }
   }
   if (s->base.flags & CT__T_ABOVE_HIGH)
-    ct__transport_buffer_changed(&s->base, s->out.len);
+    ct__transport_buffer_changed(&s->base, out_len(s));
   if (s->base.flags & CT__T_CLOSED)
     return;
-  if (s->out.len == 0 && drained(s))
+  if (out_len(s) == 0 && drained(s))
     return;
   update_events(s);
 }
@@ -311,7 +332,7 @@ static CT__NOINLINE void gather_send(ct__stream *s) {
  * are gathered while its own buffer is empty (so order is kept). */
 static inline void begin_dispatch(ct__stream *s) {
   s->dispatching = 1;
-  if (CT__LIKELY(s->out.len == 0 && s->gather->owner == NULL)) {
+  if (CT__LIKELY(out_len(s) == 0 && s->gather->owner == NULL)) {
     s->gather->owner = s;
     s->gathering = 1;
   }
@@ -324,7 +345,7 @@ static inline void end_dispatch(ct__stream *s) {
     s->gather->owner = NULL;
     if (s->gather->buf.len > 0)
       gather_send(s);
-  } else if (s->out.len > 0 && !s->wblocked &&
+  } else if (out_len(s) > 0 && !s->wblocked &&
              !(s->base.flags & CT__T_CLOSED)) {
     stream_flush(s, 0);
   }
@@ -367,7 +388,7 @@ static CT__NOINLINE int stream_read_end(ct__stream *s, ssize_t n) {
 
 /* How much one read may take: see CT__STREAM_READ_SLOW. */
 static inline size_t read_size(const ct__stream *s) {
-  return CT__LIKELY(s->out.len == 0) ? CT__READ_BUFFER_SIZE
+  return CT__LIKELY(out_len(s) == 0) ? CT__READ_BUFFER_SIZE
                                      : CT__STREAM_READ_SLOW;
 }
 
@@ -422,7 +443,7 @@ static inline void stream_read(ct__stream *s, int fd) {
  * producer write; then read if the socket is readable as well. */
 static CT__NOINLINE void stream_writable(ct__stream *s, int fd, short what) {
   if (!(s->base.flags & CT__T_CLOSED)) {
-    if (s->out.len > 0) {
+    if (out_len(s) > 0) {
       stream_flush(s, 1);
     } else {
       s->wblocked = 0;
@@ -448,6 +469,13 @@ static void stream_cb(evutil_socket_t fd, short what, void *arg) {
 
 /* -------------------------------------------------------------- the ops */
 
+static size_t total_of(const struct iovec *iov, int cnt) {
+  size_t t = 0;
+  for (int i = 0; i < cnt; i++)
+    t += iov[i].iov_len;
+  return t;
+}
+
 /*
  * Send iov[0..cnt) at once, behind whatever was gathered (a large write,
  * or one that would overflow the gather buffer).  Only called while the
@@ -466,9 +494,9 @@ static CT__NOINLINE int write_direct(ct__stream *s, const struct iovec *iov,
   if (gcovered != glen || nv + cnt > CT__IOV_BATCH) {
     /* Too many pieces for one sendmsg(): queue them all, in order, and
      * let the buffer flush send them in batches. */
-    if (g != NULL && ct__buf_move(&s->out, g) != 0)
+    if (out_get(s) == NULL || (g != NULL && ct__buf_move(s->out, g) != 0))
       return fail_nomem(s);
-    if (ct__buf_appendv(&s->out, iov, cnt, 0) != 0)
+    if (ct__buf_appendv(s->out, iov, cnt, 0) != 0)
       return fail_nomem(s);
     drop_gather(s);
     stream_flush(s, 0);
@@ -488,14 +516,15 @@ static CT__NOINLINE int write_direct(ct__stream *s, const struct iovec *iov,
     ct__buf_consume(g, gs);
     sent -= gs;
     if (g->len > 0) {
-      if (ct__buf_move(&s->out, g) != 0)
+      if (out_get(s) == NULL || ct__buf_move(s->out, g) != 0)
         return fail_nomem(s);
       drop_gather(s); /* the own buffer is not empty any more */
     }
   }
-  if (ct__buf_appendv(&s->out, iov, cnt, sent) != 0)
+  if (sent < total_of(iov, cnt) &&
+      (out_get(s) == NULL || ct__buf_appendv(s->out, iov, cnt, sent) != 0))
     return fail_nomem(s);
-  if (s->out.len > 0) {
+  if (out_len(s) > 0) {
     s->wblocked = 1; /* the kernel took less than it was given */
     drop_gather(s);  /* (empty) later writes queue behind the rest */
     update_events(s);
@@ -516,14 +545,14 @@ static CT__NOINLINE int write_slow(ct__stream *s, const struct iovec *iov,
     ct__transport_buffer_changed(&s->base, g->len);
     return 0;
   }
-  if (s->out.len == 0 && total >= CT__STREAM_DIRECT)
+  if (out_len(s) == 0 && total >= CT__STREAM_DIRECT)
     return write_direct(s, iov, cnt);
-  if (ct__buf_appendv(&s->out, iov, cnt, 0) != 0)
+  if (out_get(s) == NULL || ct__buf_appendv(s->out, iov, cnt, 0) != 0)
     return fail_nomem(s);
   /* Outside a dispatch: leave before the reactor next waits. */
   if (!s->dispatching && !s->wblocked)
     ct__reactor_flush_later(s->base.reactor, &s->flush);
-  ct__transport_buffer_changed(&s->base, s->out.len);
+  ct__transport_buffer_changed(&s->base, out_len(s));
   return 0;
 }
 
@@ -545,9 +574,7 @@ static int op_write(ct_transport *t, const void *data, size_t len) {
 
 static int op_writev(ct_transport *t, const struct iovec *iov, int iovcnt) {
   ct__stream *s = (ct__stream *)t;
-  size_t total = 0;
-  for (int i = 0; i < iovcnt; i++)
-    total += iov[i].iov_len;
+  size_t total = total_of(iov, iovcnt);
   if (total == 0)
     return 0;
   return write_slow(s, iov, iovcnt, total);
@@ -558,8 +585,8 @@ static int op_write_bytes(ct_transport *t, ct_bytes *blob, size_t off,
   ct__stream *s = (ct__stream *)t;
   /* Shared bytes are worth gathering whatever their size: queuing them
    * copies nothing. */
-  ct__buf *b = s->gathering ? &s->gather->buf : &s->out;
-  if (ct__buf_append_blob(b, blob, off, len) != 0)
+  ct__buf *b = s->gathering ? &s->gather->buf : out_get(s);
+  if (b == NULL || ct__buf_append_blob(b, blob, off, len) != 0)
     return fail_nomem(s);
   if (!s->gathering && !s->dispatching && !s->wblocked)
     ct__reactor_flush_later(s->base.reactor, &s->flush);
@@ -582,11 +609,11 @@ static long long op_sendfile(ct_transport *t, int fd, long long offset,
   }
   if (s->base.flags & CT__T_CLOSED)
     return CT_ECLOSED;
-  if (s->out.len > 0 && !s->wblocked)
+  if (out_len(s) > 0 && !s->wblocked)
     stream_flush(s, 0);
   if (s->base.flags & CT__T_CLOSED)
     return CT_ECLOSED;
-  if (s->out.len > 0)
+  if (out_len(s) > 0)
     return 0;
   off_t off = (off_t)offset;
   ssize_t n;
@@ -716,7 +743,7 @@ static void op_destroy(ct_transport *t) {
     close(s->fd);
   drop_gather(s);
   ct__reactor_flush_cancel(s->base.reactor, &s->flush);
-  ct__buf_free(&s->out);
+  out_release(s);
   ct_failure_free(s->reason);
   free(s);
 }
