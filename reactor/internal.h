@@ -82,6 +82,11 @@ void ct__reactor_flush_cancel(ct_reactor *r, ct__flush_node *n);
 typedef struct ct__gather {
   ct__buf buf;
   void *owner; /* the dispatching transport, or NULL */
+  /* The dispatch's single write so far when it lies in the read buffer
+   * (an echo of what was read): referenced, not copied, until a second
+   * write or the next read; `buf` is empty meanwhile. */
+  const char *ref;
+  size_t reflen;
 } ct__gather;
 
 ct__gather *ct__reactor_gather(ct_reactor *r);

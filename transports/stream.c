@@ -117,9 +117,26 @@ static void out_release(ct__stream *s) {
   }
 }
 
+/* Bytes gathered in this dispatch (copied, or referenced in place). */
+static inline size_t gathered(const ct__stream *s) {
+  return s->gather->buf.len + s->gather->reflen;
+}
+
 /* Bytes accepted and not yet handed to the kernel. */
 static inline size_t queued(const ct__stream *s) {
-  return out_len(s) + (s->gathering ? s->gather->buf.len : 0);
+  return out_len(s) + (s->gathering ? gathered(s) : 0);
+}
+
+/* Copy a referenced write into the gather buffer: before a second write,
+ * and before the read buffer is read into again.  0 or CT_ENOMEM. */
+static int materialize(ct__stream *s) {
+  ct__gather *g = s->gather;
+  if (g->reflen == 0)
+    return 0;
+  int rc = ct__buf_append(&g->buf, g->ref, g->reflen);
+  g->ref = NULL;
+  g->reflen = 0;
+  return rc;
 }
 
 /* Register exactly the events the state calls for; a no-op (no syscall)
@@ -158,6 +175,8 @@ static void stream_lost_cb(void *arg) {
 static void drop_gather(ct__stream *s) {
   if (s->gathering) {
     ct__buf_clear(&s->gather->buf);
+    s->gather->ref = NULL;
+    s->gather->reflen = 0;
     s->gather->owner = NULL;
     s->gathering = 0;
   }
@@ -304,8 +323,27 @@ static void flush_node_cb(ct__flush_node *n) {
 /* The end of a dispatch that gathered: send the gathered bytes in one
  * send(); what the kernel refuses moves to the transport's own buffer. */
 static CT__NOINLINE void gather_send(ct__stream *s) {
-  ct__buf *g = &s->gather->buf;
-  int rc = send_buf(s, g);
+  ct__gather *ga = s->gather;
+  ct__buf *g = &ga->buf;
+  int rc;
+  if (ga->reflen > 0) {
+    /* The one write of the dispatch, straight from the read buffer. */
+    struct iovec iov = {(void *)(uintptr_t)ga->ref, ga->reflen};
+    ssize_t n = send_iov(s, &iov, 1);
+    rc = n < 0 ? -1 : 0;
+    if (n >= 0 && (size_t)n < ga->reflen)
+      rc = ct__buf_append(g, ga->ref + n, ga->reflen - (size_t)n) == 0 ? 1
+                                                                      : -2;
+    ga->ref = NULL;
+    ga->reflen = 0;
+    if (rc == -2) {
+      ct__buf_clear(g);
+      fail_nomem(s);
+      return;
+    }
+  } else {
+    rc = send_buf(s, g);
+  }
   if (rc < 0) {
     ct__buf_clear(g);
     close_errno(s, errno, "write");
@@ -343,7 +381,7 @@ static inline void end_dispatch(ct__stream *s) {
   if (CT__LIKELY(s->gathering)) {
     s->gathering = 0;
     s->gather->owner = NULL;
-    if (s->gather->buf.len > 0)
+    if (gathered(s) > 0)
       gather_send(s);
   } else if (out_len(s) > 0 && !s->wblocked &&
              !(s->base.flags & CT__T_CLOSED)) {
@@ -406,6 +444,10 @@ static CT__NOINLINE void stream_read_more(ct__stream *s, int reads) {
   while (reads-- > 0) {
     if (!ct__transport_want_reading(&s->base))
       return;
+    if (s->gathering && materialize(s) != 0) {
+      fail_nomem(s);
+      return;
+    }
     size_t want = read_size(s);
     ssize_t n = read(s->fd, s->rbuf, want);
     if (n > 0) {
@@ -427,6 +469,11 @@ static CT__NOINLINE void stream_read_more(ct__stream *s, int reads) {
 static inline void stream_read(ct__stream *s, int fd) {
   if (!ct__transport_want_reading(&s->base))
     return;
+  if (CT__UNLIKELY(s->gathering && s->gather->reflen > 0) &&
+      materialize(s) != 0) {
+    fail_nomem(s);
+    return;
+  }
   size_t want = read_size(s);
   ssize_t n = read(fd, s->rbuf, want);
   if (CT__LIKELY(n > 0)) {
@@ -536,6 +583,8 @@ static CT__NOINLINE int write_direct(ct__stream *s, const struct iovec *iov,
 /* Everything but the gathered small write. */
 static CT__NOINLINE int write_slow(ct__stream *s, const struct iovec *iov,
                                    int cnt, size_t total) {
+  if (s->gathering && materialize(s) != 0)
+    return fail_nomem(s);
   if (s->gathering) {
     ct__buf *g = &s->gather->buf;
     if (total >= CT__STREAM_DIRECT || g->len + total > CT__GATHER_MAX)
@@ -559,7 +608,20 @@ static CT__NOINLINE int write_slow(ct__stream *s, const struct iovec *iov,
 static int op_write(ct_transport *t, const void *data, size_t len) {
   ct__stream *s = (ct__stream *)t;
   if (CT__LIKELY(s->gathering && len < CT__STREAM_DIRECT)) {
-    ct__buf *g = &s->gather->buf;
+    ct__gather *ga = s->gather;
+    ct__buf *g = &ga->buf;
+    const char *d = data;
+    if (g->len == 0 && ga->reflen == 0 && d >= s->rbuf &&
+        d + len <= s->rbuf + CT__READ_BUFFER_SIZE && len <= s->base.high_water) {
+      /* An echo of what was just read: the bytes stay valid until the
+       * next read into the buffer or the end of the dispatch, so the first
+       * write is only referenced (no copy if it stays the only one). */
+      ga->ref = d;
+      ga->reflen = len;
+      return 0;
+    }
+    if (CT__UNLIKELY(ga->reflen > 0) && materialize(s) != 0)
+      return fail_nomem(s);
     if (CT__LIKELY(g->len + len <= CT__GATHER_MAX)) {
       if (CT__UNLIKELY(ct__buf_append(g, data, len) != 0))
         return fail_nomem(s);
@@ -583,6 +645,8 @@ static int op_writev(ct_transport *t, const struct iovec *iov, int iovcnt) {
 static int op_write_bytes(ct_transport *t, ct_bytes *blob, size_t off,
                           size_t len) {
   ct__stream *s = (ct__stream *)t;
+  if (s->gathering && materialize(s) != 0)
+    return fail_nomem(s);
   /* Shared bytes are worth gathering whatever their size: queuing them
    * copies nothing. */
   ct__buf *b = s->gathering ? &s->gather->buf : out_get(s);
@@ -603,7 +667,7 @@ static int op_write_bytes(ct_transport *t, ct_bytes *blob, size_t off,
 static long long op_sendfile(ct_transport *t, int fd, long long offset,
                              size_t len) {
   ct__stream *s = (ct__stream *)t;
-  if (s->gathering && s->gather->buf.len > 0) {
+  if (s->gathering && gathered(s) > 0) {
     gather_send(s); /* ends the gathering for this dispatch */
     drop_gather(s);
   }
