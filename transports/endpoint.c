@@ -891,8 +891,9 @@ static int resolve_fail(ct_failure **err, int code, const char *fmt, ...) {
   return code;
 }
 
+/* A numeric address (AI_NUMERICHOST: getaddrinfo never does a lookup). */
 static int lookup(const char *host, int port, int family, int socktype,
-                  int numeric, struct sockaddr_storage *ss, socklen_t *len,
+                  struct sockaddr_storage *ss, socklen_t *len,
                   ct_failure **err) {
   struct addrinfo hints, *res = NULL;
   char serv[16];
@@ -900,7 +901,7 @@ static int lookup(const char *host, int port, int family, int socktype,
   memset(&hints, 0, sizeof(hints));
   hints.ai_family = family;
   hints.ai_socktype = socktype;
-  hints.ai_flags = AI_NUMERICSERV | (numeric ? AI_NUMERICHOST : 0);
+  hints.ai_flags = AI_NUMERICSERV | AI_NUMERICHOST;
   int gai = getaddrinfo(host, serv, &hints, &res);
   if (gai != 0 || res == NULL) {
     return resolve_fail(err, CT_EDNS, "cannot resolve '%s': %s", host,
@@ -961,16 +962,20 @@ int ct_endpoint_resolve(const ct_endpoint *e, struct sockaddr_storage *ss,
     }
     return lookup(e->interface, e->port,
                   e->kind == CT_ENDPOINT_TCP6 ? AF_INET6 : AF_UNSPEC, socktype,
-                  1, ss, len, err);
+                  ss, len, err);
   }
-  /* A client: numeric first (any family), then a blocking name lookup. */
+  /* A client: numeric addresses only.  Names are looked up by the
+   * reactor's asynchronous resolver (ct_resolve, resolve.h), never with a
+   * blocking call here. */
   int family = e->kind == CT_ENDPOINT_TCP6 ? AF_INET6 : AF_UNSPEC;
   if (numeric_address(e->host, family)) {
-    return lookup(e->host, e->port, family, socktype, 1, ss, len, err);
+    return lookup(e->host, e->port, family, socktype, ss, len, err);
   }
-  return lookup(e->host, e->port,
-                e->kind == CT_ENDPOINT_TCP6 ? AF_INET6 : AF_INET, socktype, 0,
-                ss, len, err);
+  return resolve_fail(err, CT_EDNS,
+                      "'%s' is a host name: ct_endpoint_resolve() takes "
+                      "numeric addresses only; look names up with "
+                      "ct_resolve() (resolve.h)",
+                      e->host);
 }
 
 int ct_endpoint_resolve_bind(const ct_endpoint *e, struct sockaddr_storage *ss,
@@ -988,5 +993,5 @@ int ct_endpoint_resolve_bind(const ct_endpoint *e, struct sockaddr_storage *ss,
   }
   return lookup(
       e->bind_address, 0, e->kind == CT_ENDPOINT_TCP6 ? AF_INET6 : AF_UNSPEC,
-      e->kind == CT_ENDPOINT_UDP ? SOCK_DGRAM : SOCK_STREAM, 1, ss, len, err);
+      e->kind == CT_ENDPOINT_UDP ? SOCK_DGRAM : SOCK_STREAM, ss, len, err);
 }

@@ -182,17 +182,14 @@ CT_EXTERN const char *ct_endpoint_get_param(const ct_endpoint *e,
  * (interface and port, or the unix path), for a client the address to
  * connect to.
  *
- * Server interfaces are numeric (no lookup).  A client host that is not a
- * numeric address is looked up with getaddrinfo(), which BLOCKS the calling
- * thread: fine for "localhost" or at start-up, not on a busy reactor (the
- * transports use the reactor's asynchronous resolver, ct_resolve() in
- * resolve.h, instead).  tcp, udp and
- * ssl hosts resolve to IPv4 unless the host is an IPv6 literal; tcp6 to IPv6.
- * The first address returned is used.
+ * Numeric addresses only: server interfaces are numeric by grammar, and a
+ * client host that is a name gives CT_EDNS (nothing here ever blocks on a
+ * lookup); names are resolved asynchronously by ct_resolve() (resolve.h),
+ * which ct_connect() uses.
  *
  * Returns 0 and fills `ss` / `*len`, or a negative code with a failure in
- * `*err` (if not NULL): CT_EINVAL for a cleared endpoint, CT_EDNS when the
- * lookup fails, CT_ENAMETOOLONG for an over-long unix path.
+ * `*err` (if not NULL): CT_EINVAL for a cleared endpoint, CT_EDNS for a host
+ * name or a malformed address, CT_ENAMETOOLONG for an over-long unix path.
  */
 CT_EXTERN int ct_endpoint_resolve(const ct_endpoint *e,
                                   struct sockaddr_storage *ss, socklen_t *len,
