@@ -17,17 +17,20 @@ scenario promises.
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
 CTWISTD = os.path.join(BUILD, "apps", "ctwistd", "ctwistd")
 MiB = 1024 * 1024
+LOGS = tempfile.mkdtemp(prefix="ct-torture-")  # servers' logs; kept on failure
 
 
 # --------------------------------------------------------------- helpers
@@ -50,7 +53,7 @@ class Server:
             cmd += ["--workers", str(workers)]
         cmd += [plugin, "--listen", "tcp:%d:interface=127.0.0.1" % self.port]
         cmd += list(args)
-        self.log = open("/tmp/ct-torture-%s-%d.log" % (plugin, self.port), "w")
+        self.log = open(os.path.join(LOGS, "%s-%d.log" % (plugin, self.port)), "w")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -401,6 +404,10 @@ def main():
         print("%-22s %-90s %s (%.1f s)" % (sc.__name__, numbers, "PASS" if ok else "FAIL",
                                           time.monotonic() - t0), flush=True)
     print("torture: %d failed, %.0f s" % (failed, time.monotonic() - started))
+    if failed:
+        print("torture: server logs kept in %s" % LOGS)
+    else:
+        shutil.rmtree(LOGS, ignore_errors=True)
     return 1 if failed else 0
 
 
