@@ -14,54 +14,16 @@
 
 /* ------------------------------------------------------------------ buffer */
 
-int ct__msg_buf_reserve(ct__msg_buf *b, size_t more) {
-  if (more <= b->cap - b->len)
-    return 0;
-  size_t cap = b->cap ? b->cap : 256;
-  while (cap - b->len < more) {
-    if (cap > SIZE_MAX / 2)
-      return CT_ENOMEM;
-    cap *= 2;
-  }
-  char *p;
-  if (b->heap) {
-    p = realloc(b->data, cap);
-  } else {
-    p = malloc(cap);
-    if (p != NULL && b->len > 0)
-      memcpy(p, b->data, b->len);
-  }
-  if (p == NULL)
-    return CT_ENOMEM;
-  b->data = p;
-  b->cap = cap;
-  b->heap = 1;
-  return 0;
-}
-
-void ct__msg_buf_release(ct__msg_buf *b) {
-  if (b->heap)
-    free(b->data);
-  b->data = NULL;
-  b->len = b->cap = 0;
-  b->heap = 0;
-}
-
-static int buf_put(ct__msg_buf *b, const char *s, size_t n) {
-  if (ct__msg_buf_reserve(b, n) != 0)
-    return CT_ENOMEM;
-  memcpy(b->data + b->len, s, n);
-  b->len += n;
-  return 0;
+static int buf_put(ct__buf *b, const char *s, size_t n) {
+  return ct__buf_append(b, s, n);
 }
 
 /* A JSON string literal.  The text is valid UTF-8 (jansson checked it when
  * the value was set or parsed), so only quotes, backslashes and control
  * characters need escaping. */
-static int buf_put_json_string(ct__msg_buf *b, const char *s, size_t n) {
-  if (ct__msg_buf_reserve(b, n + 2) != 0)
+static int buf_put_json_string(ct__buf *b, const char *s, size_t n) {
+  if (ct__buf_reserve(b, n + 2) != 0 || buf_put(b, "\"", 1) != 0)
     return CT_ENOMEM;
-  b->data[b->len++] = '"';
   size_t run = 0; /* start of the pending run of plain bytes */
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
@@ -105,7 +67,7 @@ static int buf_put_json_string(ct__msg_buf *b, const char *s, size_t n) {
   return 0;
 }
 
-static int buf_put_int(ct__msg_buf *b, long long v) {
+static int buf_put_int(ct__buf *b, long long v) {
   char num[24];
   char *e = num + sizeof num, *q = e;
   /* Work on the magnitude as unsigned: LLONG_MIN has no positive twin. */
@@ -120,13 +82,13 @@ static int buf_put_int(ct__msg_buf *b, long long v) {
   return buf_put(b, q, (size_t)(e - q));
 }
 
-/* Write the 4-byte big-endian length of the header that starts at
- * b->data + start + 4 and ends at b->len. */
-static int patch_len(ct__msg_buf *b, size_t start) {
-  size_t hl = b->len - start - 4;
+/* Write the 4-byte big-endian length of the header that starts `start`
+ * bytes into `b` (after its 4 length bytes) and ends at its end. */
+static int patch_len(ct__buf *b, size_t start) {
+  size_t hl = ct__buf_len(b) - start - 4;
   if (hl > UINT32_MAX)
     return CT_ETOOBIG;
-  unsigned char *p = (unsigned char *)b->data + start;
+  unsigned char *p = (unsigned char *)ct__buf_head(b) + start;
   p[0] = (unsigned char)(hl >> 24);
   p[1] = (unsigned char)(hl >> 16);
   p[2] = (unsigned char)(hl >> 8);
@@ -135,8 +97,8 @@ static int patch_len(ct__msg_buf *b, size_t start) {
 }
 
 int ct__msg_encode_head(const ct_msg_header *h, size_t content_len,
-                        ct__msg_buf *b) {
-  size_t start = b->len;
+                        ct__buf *b) {
+  size_t start = ct__buf_len(b);
   if (buf_put(b, "\0\0\0\0{", 5) != 0)
     return CT_ENOMEM;
   int first = 1;
@@ -178,14 +140,14 @@ int ct__msg_encode_head(const ct_msg_header *h, size_t content_len,
 }
 
 int ct__msg_encode_error(const char *code, const char *message,
-                         ct__msg_buf *b) {
+                         ct__buf *b) {
   /* The message may quote peer bytes cut at any point: keep it ASCII so
    * the frame is valid UTF-8 JSON whatever it says. */
   char text[1025];
   size_t n = 0;
   for (; message[n] != '\0' && n < sizeof text - 1; n++)
     text[n] = (unsigned char)message[n] < 0x80 ? message[n] : '?';
-  size_t start = b->len;
+  size_t start = ct__buf_len(b);
   if (buf_put(b, "\0\0\0\0{\"type\":\"error\",\"code\":", 27) != 0 ||
       buf_put_json_string(b, code, strlen(code)) != 0 ||
       buf_put(b, ",\"message\":", 11) != 0 ||
@@ -198,19 +160,21 @@ int ct_msg_encode(const ct_msg_header *h, const void *content, size_t len,
                   char **out, size_t *out_len) {
   if (out == NULL || out_len == NULL || (content == NULL && len > 0))
     return CT_EINVAL;
-  ct__msg_buf b;
-  ct__msg_buf_init(&b, NULL, 0);
+  ct__buf b = CT__BUF_INIT;
   int rc = ct__msg_encode_head(h, len, &b);
   if (rc == 0 && len > 0)
     rc = buf_put(&b, content, len);
-  if (rc == 0 && !b.heap) /* empty buffer: cannot happen, head >= 6 bytes */
-    rc = CT_ENOMEM;
-  if (rc != 0) {
-    ct__msg_buf_release(&b);
-    return rc;
+  char *o = rc == 0 ? malloc(ct__buf_len(&b)) : NULL;
+  if (o == NULL) {
+    ct__buf_free(&b);
+    return rc != 0 ? rc : CT_ENOMEM;
   }
-  *out = b.data;
-  *out_len = b.len;
+  /* A copy the caller frees with free(): the buffer's own block may be a
+   * mapping (large frames). */
+  memcpy(o, ct__buf_head(&b), ct__buf_len(&b));
+  *out = o;
+  *out_len = ct__buf_len(&b);
+  ct__buf_free(&b);
   return 0;
 }
 

@@ -26,32 +26,16 @@ static inline json_t *ct__msg_json(const ct_msg_header *h) {
  * Returns NULL (and drops `j`) if memory runs out. */
 ct_msg_header *ct__msg_header_wrap(json_t *j, int readonly);
 
-/* A growable byte buffer that starts in caller-provided (stack) storage. */
-typedef struct ct__msg_buf {
-  char *data;
-  size_t len, cap;
-  int heap; /* data was malloc'd */
-} ct__msg_buf;
-
-static inline void ct__msg_buf_init(ct__msg_buf *b, char *stack, size_t cap) {
-  b->data = stack;
-  b->len = 0;
-  b->cap = cap;
-  b->heap = 0;
-}
-int ct__msg_buf_reserve(ct__msg_buf *b, size_t more);
-void ct__msg_buf_release(ct__msg_buf *b);
-
 /* Append the frame head (4-byte length + header JSON with content-length
  * set from `content_len`) to `b`.  Returns 0, CT_ENOMEM or CT_ETOOBIG. */
 int ct__msg_encode_head(const ct_msg_header *h, size_t content_len,
-                        ct__msg_buf *b);
+                        ct__buf *b);
 
 /* Append a whole error frame, header {"type":"error","code":CODE,
  * "message":MESSAGE} and no content (docs/message-protocol.md).  The
  * message is cut to 1024 bytes on a UTF-8 boundary.  Returns 0 or
  * CT_ENOMEM. */
-int ct__msg_encode_error(const char *code, const char *message, ct__msg_buf *b);
+int ct__msg_encode_error(const char *code, const char *message, ct__buf *b);
 
 /* Headers up to this size are cached by the decoder. */
 #define CT__MSG_CACHE_MAX 128

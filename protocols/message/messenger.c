@@ -184,27 +184,28 @@ static int send_failed(ct_messenger *m, int rc) {
  * content into `b`, checking the header limit.  0, CT_EINVAL or
  * CT_ENOMEM. */
 static int encode_head(const ct_messenger *m, const ct_msg_header *h,
-                       size_t len, ct__msg_buf *b) {
+                       size_t len, ct__buf *b) {
   int rc = ct__msg_encode_head(h, len, b);
-  if (rc == 0 && b->len - 4 > m->max_header)
+  if (rc == 0 && ct__buf_len(b) - 4 > m->max_header)
     rc = CT_EINVAL;
   return rc;
 }
 
 /* Write one encoded frame: the head, then the content (from `shared` when
  * given, without a copy). */
-static int write_frame(ct_messenger *m, const ct__msg_buf *head,
+static int write_frame(ct_messenger *m, const ct__buf *head,
                        const void *content, size_t len, ct_bytes *shared) {
   ct_transport *t = open_transport(m);
   if (t == NULL)
     return send_failed(m, CT_ECLOSED);
   int rc;
   if (shared != NULL) {
-    rc = ct_transport_write(t, head->data, head->len);
+    rc = ct_transport_write(t, ct__buf_head(head), ct__buf_len(head));
     if (rc == 0)
       rc = ct_transport_write_bytes(t, shared, 0, len);
   } else {
-    struct iovec iov[2] = {{head->data, head->len}, {(void *)content, len}};
+    struct iovec iov[2] = {{ct__buf_head(head), ct__buf_len(head)},
+                           {(void *)content, len}};
     rc = ct_transport_writev(t, iov, len > 0 ? 2 : 1);
   }
   if (rc != 0)
@@ -221,14 +222,14 @@ static int send_frame(ct_messenger *m, const ct_msg_header *h,
   if (open_transport(m) == NULL)
     return send_failed(m, CT_ECLOSED);
   char stack[512];
-  ct__msg_buf b;
-  ct__msg_buf_init(&b, stack, sizeof stack);
+  ct__buf b;
+  ct__buf_init_storage(&b, stack, sizeof stack);
   int rc = encode_head(m, h, len, &b);
   if (rc == 0)
     rc = write_frame(m, &b, content, len, shared);
   else if (rc == CT_ENOMEM)
     rc = send_failed(m, rc);
-  ct__msg_buf_release(&b);
+  ct__buf_free(&b);
   return rc;
 }
 
@@ -311,13 +312,13 @@ static void protocol_error(ct_messenger *m, ct_failure *f) {
   if (t == NULL)
     return;
   char stack[512];
-  ct__msg_buf b;
-  ct__msg_buf_init(&b, stack, sizeof stack);
+  ct__buf b;
+  ct__buf_init_storage(&b, stack, sizeof stack);
   if (ct__msg_encode_error(ct_err_name(f->code),
                            f->message ? f->message : ct_strerror(f->code),
                            &b) == 0)
-    (void)ct_transport_write(t, b.data, b.len);
-  ct__msg_buf_release(&b);
+    (void)ct_transport_write(t, ct__buf_head(&b), ct__buf_len(&b));
+  ct__buf_free(&b);
   ct__frame_error_close(&m->frame, t);
 }
 
@@ -461,15 +462,15 @@ static size_t hub_fanout(hub *hb, ct_messenger *const *list, size_t n,
       hb->head == NULL)
     return 0;
   char stack[512];
-  ct__msg_buf b;
-  ct__msg_buf_init(&b, stack, sizeof stack);
+  ct__buf b;
+  ct__buf_init_storage(&b, stack, sizeof stack);
   if (encode_head(hb->head, h, len, &b) != 0) {
-    ct__msg_buf_release(&b);
+    ct__buf_free(&b);
     return 0;
   }
   ct_bytes *shared = NULL;
   if (len >= CT__MSG_SHARE && (shared = ct_bytes_new(content, len)) == NULL) {
-    ct__msg_buf_release(&b);
+    ct__buf_free(&b);
     return 0;
   }
   size_t ok = 0;
@@ -483,7 +484,7 @@ static size_t hub_fanout(hub *hb, ct_messenger *const *list, size_t n,
         ok += write_frame(list[i], &b, content, len, shared) == 0;
   }
   ct_bytes_unref(shared);
-  ct__msg_buf_release(&b);
+  ct__buf_free(&b);
   return ok;
 }
 
