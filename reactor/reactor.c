@@ -14,7 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/time.h>
 #include <unistd.h>
+
+#include <event2/event_struct.h>
 
 #include "reactor/impl.h"
 
@@ -228,8 +231,7 @@ static ct_reactor *reactor_new(ct_clock *clock) {
   r->thread_ev =
       event_new(r->base, r->wake_fd, EV_READ | EV_PERSIST, thread_event_cb, r);
   if (r->timer_ev == NULL || r->soon_ev == NULL || r->thread_ev == NULL ||
-      r->flush_ev == NULL ||
-      event_add(r->thread_ev, NULL) != 0)
+      r->flush_ev == NULL || event_add(r->thread_ev, NULL) != 0)
     goto fail;
   if (clock != NULL) {
     r->clock = clock;
@@ -369,7 +371,15 @@ int ct_reactor_run(ct_reactor *r) {
   return 0;
 }
 
-int ct_reactor_iterate(ct_reactor *r) {
+static void wait_bound_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  (void)arg; /* its only job is to end the wait */
+}
+
+/* One turn; `bound` NULL: poll without waiting, else wait at most that
+ * long for something to become ready. */
+static int iterate(ct_reactor *r, const struct timeval *bound) {
   if (r == NULL)
     return CT_EINVAL;
   /* Never a loop inside a loop: callbacks of one reactor must not nest
@@ -378,9 +388,30 @@ int ct_reactor_iterate(ct_reactor *r) {
   if (r->running || r->iterating)
     return CT_ESTATE;
   r->iterating = 1;
-  event_base_loop(r->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+  if (bound == NULL) {
+    event_base_loop(r->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+  } else {
+    /* A timer of our own bounds the wait (event_base_loopexit would leave
+     * a pending exit behind for a later loop when I/O comes first). */
+    struct event bound_ev;
+    evtimer_assign(&bound_ev, r->base, wait_bound_cb, NULL);
+    evtimer_add(&bound_ev, bound);
+    event_base_loop(r->base, EVLOOP_ONCE);
+    evtimer_del(&bound_ev);
+  }
   r->iterating = 0;
   return 0;
+}
+
+int ct_reactor_iterate(ct_reactor *r) {
+  return iterate(r, NULL);
+}
+
+int ct_reactor_iterate_wait(ct_reactor *r, double max_seconds) {
+  int64_t ns = ct__seconds_to_ns(max_seconds);
+  struct timeval tv = {(time_t)(ns / CT_NS_PER_SEC),
+                       (suseconds_t)(ns % CT_NS_PER_SEC / 1000)};
+  return iterate(r, &tv);
 }
 
 static void phase_run(void *arg);

@@ -104,6 +104,16 @@ CT_EXTERN double ct_reactor_seconds(const ct_reactor *r);
 CT_EXTERN int ct_reactor_iterate(ct_reactor *r);
 
 /**
+ * ct_reactor_iterate(), but waiting up to `max_seconds` (real time; NaN
+ * and negatives: 0) for something to become ready -- I/O, a signal, a call
+ * from a thread, a real-clock timer -- and running it; returns as soon as
+ * one batch ran.  libuv's UV_RUN_ONCE with a bound: for tests and
+ * embedders that wait on a condition without spinning or sleeping.  Same
+ * returns as ct_reactor_iterate().
+ */
+CT_EXTERN int ct_reactor_iterate_wait(ct_reactor *r, double max_seconds);
+
+/**
  * Run `fn(arg)` once the reactor is running (at once, on the next loop turn,
  * if it already is).  Returns 0, CT_EINVAL or CT_ENOMEM.
  */

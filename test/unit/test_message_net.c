@@ -4,6 +4,7 @@
  * content under back-pressure. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -103,11 +104,8 @@ static ct_msg_callbacks callbacks(side *s) {
 /* Turn the loop until `cond` holds (a failsafe bound, not a timing test). */
 #define SPIN(r, cond)                                                          \
   do {                                                                         \
-    for (int i_ = 0; i_ < 20000 && !(cond); i_++) {                            \
-      ct_reactor_iterate(r);                                                   \
-      if (!(cond))                                                             \
-        tu_backoff();                                                          \
-    }                                                                          \
+    for (int i_ = 0; i_ < 20000 && !(cond); i_++)                              \
+      ct_reactor_iterate_wait(r, 0.001);                                       \
     cr_assert(cond, "condition never held: %s", #cond);                        \
   } while (0)
 
@@ -414,8 +412,10 @@ Test(message_net, send_after_peer_reset_closes_and_reports) {
   /* The reset has reached the server's socket when the kernel has dropped
    * the connection from /proc/net/tcp (both ends gone). */
   tu_tcp_sock ts;
-  for (int i = 0; i < 100000 && tu_tcp_find(ntohs(me.sin_port), -1, &ts); i++)
-    tu_backoff();
+  struct pollfd pfd = {
+      .fd = ct_transport_fileno(ct_messenger_transport(f.srv.conn[1])),
+      .events = POLLIN};
+  cr_assert_eq(poll(&pfd, 1, 10000), 1, "the server's socket never woke");
   cr_assert_not(tu_tcp_find(ntohs(me.sin_port), -1, &ts), "no reset seen");
   ct_messenger *m = f.srv.conn[1];
   char chunk[1024] = {0};

@@ -1,6 +1,7 @@
 /* Run/stop, restart, call_when_running, shutdown triggers and phase holds,
  * iterate, and the call_soon helper of reactor/internal.h. */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "ctwist/reactor.h"
@@ -217,7 +218,7 @@ Test(run, hold_in_after_phase_delays_run_return) {
  * phase, and must not make the shutdown skip a phase when released. */
 static void swap_hold(void *arg) {
   mark("s");
-  ct_phase_hold_release(held); /* the last hold: the phase may end... */
+  ct_phase_hold_release(held);       /* the last hold: the phase may end... */
   held = ct_reactor_hold_phase(arg); /* ...but a new one is taken first */
   cr_assert_not_null(held);
   release_turns = 0;
@@ -396,4 +397,37 @@ Test(run, free_while_running_is_refused) {
   cr_assert_eq(ct_reactor_run(r), 0);
   ct_log_remove_observer(o);
   cr_assert_eq(free_errors, 1);
+}
+
+/* ct_reactor_iterate_wait(): returns once something ran, or when its bound
+ * passes with nothing ready; refuses to nest like ct_reactor_iterate(). */
+
+static void *call_from_thread_main(void *arg) {
+  ct_reactor_call_from_thread(arg, mark, "T");
+  return NULL;
+}
+
+static void nested_wait(void *arg) {
+  cr_assert_eq(ct_reactor_iterate_wait(arg, 0.001), CT_ESTATE);
+  mark("N");
+}
+
+Test(run, iterate_wait_returns_when_work_arrives) {
+  trace[0] = '\0';
+  /* Nothing ready: the bound ends the wait, nothing ran. */
+  cr_assert_eq(ct_reactor_iterate_wait(r, 0.001), 0);
+  cr_assert_str_eq(trace, "");
+  /* A call from another thread wakes the wait (a generous bound: the
+   * test waits on the event, not on time). */
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, call_from_thread_main, r), 0);
+  for (int i = 0; i < 1000 && trace[0] == '\0'; i++)
+    cr_assert_eq(ct_reactor_iterate_wait(r, 10), 0);
+  pthread_join(th, NULL);
+  cr_assert_str_eq(trace, "T");
+  /* Loop turns never nest. */
+  ct__reactor_call_soon(r, nested_wait, r);
+  cr_assert_eq(ct_reactor_iterate_wait(r, 0), 0);
+  cr_assert_str_eq(trace, "TN");
+  cr_assert_eq(ct_reactor_iterate_wait(NULL, 1), CT_EINVAL);
 }

@@ -34,13 +34,12 @@ typedef int (*tu_cond_fn)(void *arg);
 static inline int tu_spin(ct_reactor *r, tu_cond_fn cond, void *arg,
                           double secs) {
   double end = tu_now() + secs;
-  unsigned idle = 0;
   while (!cond(arg)) {
     if (tu_now() > end)
       return 0;
-    ct_reactor_iterate(r);
-    if (++idle % 8 == 0)
-      tu_backoff();
+    /* Wait for the loop's next event (bounded, for conditions on state
+     * outside the reactor such as a raw socket of the test). */
+    ct_reactor_iterate_wait(r, 0.001);
   }
   return 1;
 }
@@ -58,8 +57,7 @@ static inline void tu_turns(ct_reactor *r, int n) {
 static inline int tu_tcp_of(ct_transport *t, tu_tcp_sock *out) {
   ct_address host, peer;
   if (ct_transport_get_host(t, &host) != 0 ||
-      ct_transport_get_peer(t, &peer) != 0 ||
-      host.family != CT_ADDRESS_IPV4)
+      ct_transport_get_peer(t, &peer) != 0 || host.family != CT_ADDRESS_IPV4)
     return 0;
   return tu_tcp_find(ct_address_port(&host), ct_address_port(&peer), out);
 }

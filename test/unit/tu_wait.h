@@ -1,24 +1,13 @@
 /*
  * Waiting in tests without sleeping on time: explicit kernel state from
- * /proc/net/tcp, and the one back-off the condition loops share.
+ * /proc/net/tcp.  (Condition loops wait on the reactor's events with
+ * ct_reactor_iterate_wait(), or on a descriptor with poll().)
  * Header-only, static functions.
  */
 #ifndef CT_TEST_TU_WAIT_H
 #define CT_TEST_TU_WAIT_H
 
 #include <stdio.h>
-#include <unistd.h>
-
-/*
- * The only sleep in the tests, and it synchronises nothing: a short pause
- * between two polls of a condition (tu_spin(), SPIN) so that a loop waiting
- * for the kernel or another process does not burn a core of a shared
- * machine.  The condition decides the outcome; the caller's time bound is
- * only a safety net against a hang.
- */
-static inline void tu_backoff(void) {
-  usleep(100);
-}
 
 /* TCP states as /proc/net/tcp prints them. */
 enum {
