@@ -241,7 +241,7 @@ int ct_deferred_lock_locked(const ct_deferred_lock *l) {
 struct ct_deferred_queue {
   size_t size;    /* max pending values */
   size_t backlog; /* max waiting getters */
-  ct__ring vals; /* of ct_value */
+  ct__ring vals;  /* of ct_value */
   fifo waiting;
 };
 

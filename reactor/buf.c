@@ -153,8 +153,8 @@ static int block_resize(ct__buf *b, size_t cap, size_t keep) {
       return CT_ENOMEM;
   } else {
     if (mapped(cap)) {
-      q = mmap(NULL, cap, PROT_READ | PROT_WRITE,
-               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      q = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+               -1, 0);
       if (q == MAP_FAILED)
         return CT_ENOMEM;
     } else if ((q = malloc(cap)) == NULL) {
@@ -218,8 +218,7 @@ int ct__buf_append(ct__buf *b, const void *data, size_t n) {
   return 0;
 }
 
-int ct__buf_appendv(ct__buf *b, const struct iovec *iov, int cnt,
-                    size_t skip) {
+int ct__buf_appendv(ct__buf *b, const struct iovec *iov, int cnt, size_t skip) {
   size_t total = 0;
   for (int i = 0; i < cnt; i++)
     total += iov[i].iov_len;

@@ -20,9 +20,9 @@
  * buffer that held one large frame gives its memory back to the system at
  * once; glibc would keep it (after the first large free it raises its mmap
  * threshold, and later large buffers come from the heap and stay), and a
- * library must not change the process's malloc settings.  Once a blob is queued, the buffer keeps a small ring of
- * segments (own-byte runs and blob slices) and ct__buf_iov() describes it
- * as iovecs for writev()/sendmsg().
+ * library must not change the process's malloc settings.  Once a blob is
+ * queued, the buffer keeps a small ring of segments (own-byte runs and blob
+ * slices) and ct__buf_iov() describes it as iovecs for writev()/sendmsg().
  *
  * ct__ring is a FIFO of fixed-size elements (power-of-two capacity,
  * wrapping), used for the reactor's call_soon queue and the waiters and
@@ -65,7 +65,8 @@ void ct__blob_unref(ct__blob *b);
 
 /* ------------------------------------------------------------------- buf */
 
-#define CT__BUF_INIT {0}
+#define CT__BUF_INIT                                                           \
+  { 0 }
 
 /* Blocks at least this large are mapped (glibc's default mmap threshold). */
 #define CT__BUF_MMAP (128u * 1024u)
@@ -103,8 +104,7 @@ void ct__buf_commit(ct__buf *b, size_t n);
 int ct__buf_append(ct__buf *b, const void *data, size_t n);
 /* Append the bytes of iov[0..cnt) after skipping the first `skip` of them.
  * 0 or CT_ENOMEM (nothing appended). */
-int ct__buf_appendv(ct__buf *b, const struct iovec *iov, int cnt,
-                    size_t skip);
+int ct__buf_appendv(ct__buf *b, const struct iovec *iov, int cnt, size_t skip);
 /* Queue blob->data[off .. off+n) without copying; takes a reference on
  * the blob.  0 or CT_ENOMEM (no reference taken). */
 int ct__buf_append_blob(ct__buf *b, ct__blob *blob, size_t off, size_t n);
@@ -130,12 +130,13 @@ void ct__buf_free(ct__buf *b);
 /* ------------------------------------------------------------------ ring */
 
 typedef struct ct__ring {
-  char *items;  /* cap elements of `size` bytes */
-  size_t size;  /* element size */
+  char *items;           /* cap elements of `size` bytes */
+  size_t size;           /* element size */
   size_t head, len, cap; /* cap is 0 or a power of two */
 } ct__ring;
 
-#define CT__RING_INIT(elem_size) {NULL, (elem_size), 0, 0, 0}
+#define CT__RING_INIT(elem_size)                                               \
+  { NULL, (elem_size), 0, 0, 0 }
 
 static inline size_t ct__ring_len(const ct__ring *q) {
   return q->len;

@@ -15,7 +15,8 @@
 
 static ct_failure ct__oom_failure = {
     CT_ENOMEM, "ctwist", (char *)"out of memory while creating a failure",
-    NULL,      __FILE__, __LINE__, -1};
+    NULL,      __FILE__, __LINE__,
+    -1};
 
 const char *ct_strerror(int err) {
   switch (err) {

@@ -159,8 +159,7 @@ static void sig_event_cb(evutil_socket_t sig, short what, void *arg) {
 static void default_stop(ct_reactor *r, int signum, void *arg) {
   (void)arg;
   if (ct_reactor_stop(r) == 0) {
-    ct_log(CT_LOG_INFO, "reactor", "received signal %d, shutting down",
-           signum);
+    ct_log(CT_LOG_INFO, "reactor", "received signal %d, shutting down", signum);
   } else if (!ct_reactor_is_hurried(r)) {
     ct_log(CT_LOG_WARN, "reactor",
            "received signal %d again while stopping: aborting what is left",

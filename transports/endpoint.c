@@ -106,19 +106,19 @@ static const char *const udp_keys[] = {"port", "interface", "maxPacketSize",
 static const char *const ssl_pos[] = {
     "port",    "privateKey",     "certKey",      "sslmethod", "interface",
     "backlog", "extraCertChain", "dhParameters", NULL};
-static const char *const ssl_keys[] = {
-    "port",    "interface",  "backlog", "reuseport",
-    "nodelay", "privateKey", "certKey", NULL};
+static const char *const ssl_keys[] = {"port",      "interface", "backlog",
+                                       "reuseport", "nodelay",   "privateKey",
+                                       "certKey",   NULL};
 
 static const char *const ctcp_pos[] = {"host", "port", NULL};
-static const char *const ctcp_keys[] = {"host", "port", "timeout",
+static const char *const ctcp_keys[] = {"host",        "port",    "timeout",
                                         "bindAddress", "nodelay", NULL};
 static const char *const cunix_pos[] = {"path", NULL};
 static const char *const cunix_keys[] = {"path", "address", "timeout",
                                          "lockfile", NULL};
-static const char *const cssl_keys[] = {
-    "host",    "port",       "timeout", "bindAddress",
-    "nodelay", "privateKey", "certKey", NULL};
+static const char *const cssl_keys[] = {"host",        "port",    "timeout",
+                                        "bindAddress", "nodelay", "privateKey",
+                                        "certKey",     NULL};
 static const char *const cudp_keys[] = {"host", "port", "bindAddress", NULL};
 
 static const kind_spec server_specs[] = {
@@ -490,7 +490,7 @@ static int set_field(parse_ctx *c, ct_endpoint *e, field_id id, const char *key,
     if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) {
       return fail(c, "%s '%s' is not 0 or 1", key, q);
     }
-    *(id == F_REUSEPORT  ? &e->reuseport
+    *(id == F_REUSEPORT ? &e->reuseport
       : id == F_NODELAY ? &e->nodelay
                         : &e->lockfile) = (v[0] == '1');
     return 0;

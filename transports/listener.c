@@ -40,10 +40,10 @@ struct ct_listening_port {
   int reserve_fd; /* /dev/null, released on EMFILE */
   int is_unix;
   unsigned stream_flags; /* CT__STREAM_* for accepted connections */
-  int watching;       /* ev is added */
-  int in_accept;      /* inside the accept loop */
-  int stopped;        /* stop() ran inside the accept loop */
-  int emfile_episode; /* descriptors ran out and have not come back */
+  int watching;          /* ev is added */
+  int in_accept;         /* inside the accept loop */
+  int stopped;           /* stop() ran inside the accept loop */
+  int emfile_episode;    /* descriptors ran out and have not come back */
   unsigned long emfile_refused;
   double backoff;
   ct_delayed_call *retry;
@@ -129,8 +129,8 @@ static void accept_one(ct_listening_port *port, int fd,
     close(fd);
     return;
   }
-  ct_transport *t = ct__stream_new(port->reactor, fd, port->is_unix,
-                                   port->stream_flags);
+  ct_transport *t =
+      ct__stream_new(port->reactor, fd, port->is_unix, port->stream_flags);
   if (t == NULL) {
     close(fd);
     ct__protocol_discard(p);

@@ -212,8 +212,8 @@ static void side_finish(mem_side *s, int code, const char *what) {
   s->base.flags |= CT__T_CLOSED;
   ct__buf_clear(&s->out);
   /* A policy that closed the side (slow consumer) names the reason. */
-  s->lost_code = s->base.close_reason != NULL ? s->base.close_reason->code
-                                              : code;
+  s->lost_code =
+      s->base.close_reason != NULL ? s->base.close_reason->code : code;
   ct__transport_deliver_lost(&s->base, ct_failure_new(code, "%s", what));
 }
 

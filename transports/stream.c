@@ -332,8 +332,7 @@ static CT__NOINLINE void gather_send(ct__stream *s) {
     ssize_t n = send_iov(s, &iov, 1);
     rc = n < 0 ? -1 : 0;
     if (n >= 0 && (size_t)n < ga->reflen)
-      rc = ct__buf_append(g, ga->ref + n, ga->reflen - (size_t)n) == 0 ? 1
-                                                                      : -2;
+      rc = ct__buf_append(g, ga->ref + n, ga->reflen - (size_t)n) == 0 ? 1 : -2;
     ga->ref = NULL;
     ga->reflen = 0;
     if (rc == -2) {
@@ -612,7 +611,8 @@ static int op_write(ct_transport *t, const void *data, size_t len) {
     ct__buf *g = &ga->buf;
     const char *d = data;
     if (g->len == 0 && ga->reflen == 0 && d >= s->rbuf &&
-        d + len <= s->rbuf + CT__READ_BUFFER_SIZE && len <= s->base.high_water) {
+        d + len <= s->rbuf + CT__READ_BUFFER_SIZE &&
+        len <= s->base.high_water) {
       /* An echo of what was just read: the bytes stay valid until the
        * next read into the buffer or the end of the dispatch, so the first
        * write is only referenced (no copy if it stays the only one). */

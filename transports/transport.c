@@ -151,9 +151,9 @@ void ct__transport_make_connection(ct_transport *t, ct_protocol *p) {
     t->high_water = high;
     t->low_water = low <= high ? low : high;
   }
-  if (p->factory != NULL &&
-      (p->factory->output_hard_limit != 0 || p->factory->output_soft_limit != 0 ||
-       p->factory->output_soft_seconds != 0))
+  if (p->factory != NULL && (p->factory->output_hard_limit != 0 ||
+                             p->factory->output_soft_limit != 0 ||
+                             p->factory->output_soft_seconds != 0))
     (void)ct_transport_set_output_limits(t, p->factory->output_hard_limit,
                                          p->factory->output_soft_limit,
                                          p->factory->output_soft_seconds);

@@ -110,7 +110,7 @@ static int spawn_worker(ctwistd *d, int slot, int ready_fd) {
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     d->is_worker = 1;
-    d->pid_written = 0; /* the supervisor's */
+    d->pid_written = 0;   /* the supervisor's */
     if (d->pid_fd >= 0) { /* a restarted worker must not share the lock */
       close(d->pid_fd);
       d->pid_fd = -1;

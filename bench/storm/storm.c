@@ -35,7 +35,8 @@ static long long tcpext(const char *name) {
     if (strncmp(k, "TcpExt:", 7) != 0)
       continue;
     char *ks, *vs, *a = strtok_r(k, " \n", &ks), *b = strtok_r(v, " \n", &vs);
-    for (; a && b; a = strtok_r(NULL, " \n", &ks), b = strtok_r(NULL, " \n", &vs))
+    for (; a && b;
+         a = strtok_r(NULL, " \n", &ks), b = strtok_r(NULL, " \n", &vs))
       if (strcmp(a, name) == 0)
         r = atoll(b);
   }
@@ -72,7 +73,8 @@ int main(int argc, char **argv) {
       return 1;
     }
     fds[i] = fd;
-    struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.u32 = (uint32_t)i};
+    struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN,
+                             .data.u32 = (uint32_t)i};
     epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
   }
   int done = 0;

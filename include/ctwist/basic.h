@@ -92,8 +92,8 @@ extern "C" {
  * a zero-filled state is a valid fresh state.
  */
 typedef struct ct_basic_state {
-  ct__buf carry; /* unparsed bytes carried over between chunks */
-  ct__buf extra; /* bytes fed re-entrantly from a callback */
+  ct__buf carry;       /* unparsed bytes carried over between chunks */
+  ct__buf extra;       /* bytes fed re-entrantly from a callback */
   ct_failure *failure; /* the bad-input failure, once one happened */
   unsigned char paused, busy, raw, inited;
   ct_frame_deadline deadline;    /* copied from the ops */

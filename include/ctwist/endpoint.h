@@ -97,7 +97,7 @@ typedef struct ct_endpoint {
   /** Unix: server `lockfile` (Twisted's wantPID, default 1), client
    *  `lockfile` (checkPID, default 0). */
   int lockfile;
-  int reuseport;       /**< server: set SO_REUSEPORT (extension), default 0 */
+  int reuseport; /**< server: set SO_REUSEPORT (extension), default 0 */
   /** tcp, tcp6, ssl: set TCP_NODELAY on every connection (extension),
    *  default 1; `nodelay=0` leaves Nagle's algorithm on. */
   int nodelay;

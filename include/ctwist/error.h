@@ -78,7 +78,7 @@ extern "C" {
   X(EUSER, -4015, "error raised by user code")                                 \
   X(EDNS, -4016, "host name lookup failed")                                    \
   X(EFIRST_ERROR, -4017, "first error in a deferred list")                     \
-  X(ESLOWCONSUMER, -4040, "slow consumer: output over the limit")             \
+  X(ESLOWCONSUMER, -4040, "slow consumer: output over the limit")              \
   X(EPROCESS_EXIT, -4060, "process exited with a non-zero code")               \
   X(EPROCESS_SIGNAL, -4061, "process was killed by a signal")
 

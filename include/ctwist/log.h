@@ -43,7 +43,7 @@ typedef struct ct_log_event {
    *  direction marks) is escaped as \n, \r, \t, \xNN or \uNNNN, so bytes
    *  from a peer can neither drive a terminal nor forge a log line. */
   const char *message;
-  const char *file;    /**< source file, may be NULL */
+  const char *file; /**< source file, may be NULL */
   int line;
   double time; /**< wall-clock seconds since the epoch, for display */
 } ct_log_event;
@@ -150,7 +150,7 @@ CT_EXTERN void ct_log_failure_limited_at(const char *file, int line,
 
 /** Rate-limited ct_log_failure(). */
 #define ct_log_failure_limited(r, level, module, what, f)                      \
-  ct_log_failure_limited_at(__FILE__, __LINE__, (r), (level), (module),       \
+  ct_log_failure_limited_at(__FILE__, __LINE__, (r), (level), (module),        \
                             (what), (f))
 
 /**

@@ -220,8 +220,7 @@ typedef struct ct_transport_ops {
   int (*get_stats)(const ct_transport *t, ct_transport_stats *out);
   /** Send up to `len` bytes of file `fd` from `offset` with sendfile(2),
    *  behind everything queued.  NULL: CT_ENOSYS (the caller copies). */
-  long long (*sendfile)(ct_transport *t, int fd, long long offset,
-                        size_t len);
+  long long (*sendfile)(ct_transport *t, int fd, long long offset, size_t len);
   /** Release the kind's resources and the memory; called by the last
    *  ct_transport_unref().  The connection is already closed. */
   void (*destroy)(ct_transport *t);
@@ -285,8 +284,8 @@ CT_EXTERN int ct_transport_writev(ct_transport *t, const struct iovec *iov,
  * CT_EINVAL if the range is outside `b`.  Kinds without zero-copy support
  * write a copy.
  */
-CT_EXTERN int ct_transport_write_bytes(ct_transport *t, ct_bytes *b,
-                                       size_t off, size_t len);
+CT_EXTERN int ct_transport_write_bytes(ct_transport *t, ct_bytes *b, size_t off,
+                                       size_t len);
 
 /**
  * Zero-copy file output: send up to `len` bytes of the regular file `fd`

@@ -23,7 +23,8 @@ static int buf_append(ct_protocol *p, ct_basic_state *st, ct__buf *b,
   if (ct__buf_append(b, d, n) == 0)
     return 0;
   ct__basic_fail(p, st,
-                 ct_failure_new(CT_ENOMEM, "%s: out of memory buffering %zu bytes",
+                 ct_failure_new(CT_ENOMEM,
+                                "%s: out of memory buffering %zu bytes",
                                 p->ops && p->ops->name ? p->ops->name : "basic",
                                 ct__buf_len(b) + n));
   return CT_ENOMEM;
@@ -93,8 +94,9 @@ void ct__basic_fail(ct_protocol *p, ct_basic_state *st, ct_failure *f) {
 /* After a chunk of `n` bytes: start, extend or stop the frame deadline. */
 static void frame_progress(ct_protocol *p, ct_basic_state *st, size_t n,
                            int completed) {
-  int partial = ct__buf_len(&st->carry) > 0 && !st->paused && st->failure == NULL &&
-                p->transport != NULL && !ct_transport_is_closing(p->transport);
+  int partial = ct__buf_len(&st->carry) > 0 && !st->paused &&
+                st->failure == NULL && p->transport != NULL &&
+                !ct_transport_is_closing(p->transport);
   if (st->frame == NULL && (!partial || ensure_frame(p, st) == NULL))
     return;
   ct__frame_timer_update(st->frame, n, completed, partial);
@@ -134,8 +136,8 @@ void ct__basic_feed(ct_protocol *p, ct_basic_state *st,
         break;
       size_t take;
       if (kind->take != NULL)
-        take = kind->take(p, ct__buf_head(&st->carry),
-                          ct__buf_len(&st->carry), d, n);
+        take = kind->take(p, ct__buf_head(&st->carry), ct__buf_len(&st->carry),
+                          d, n);
       else
         take = hint ? hint : 64;
       if (take > n)

@@ -645,8 +645,7 @@ static void stream_more(void *arg) {
         continue;
       }
       if (n < 0) {
-        ct_log(CT_LOG_ERROR, "http", "sending a file for %s: %s",
-               s->req.target,
+        ct_log(CT_LOG_ERROR, "http", "sending a file for %s: %s", s->req.target,
                n == CT_ERANGE ? "unexpected end of file" : ct_strerror((int)n));
         stream_done(c, 0);
         return;

@@ -139,8 +139,7 @@ int ct__msg_encode_head(const ct_msg_header *h, size_t content_len,
   return patch_len(b, start);
 }
 
-int ct__msg_encode_error(const char *code, const char *message,
-                         ct__buf *b) {
+int ct__msg_encode_error(const char *code, const char *message, ct__buf *b) {
   /* The message may quote peer bytes cut at any point: keep it ASCII so
    * the frame is valid UTF-8 JSON whatever it says. */
   char text[1025];

@@ -28,8 +28,7 @@ ct_msg_header *ct__msg_header_wrap(json_t *j, int readonly);
 
 /* Append the frame head (4-byte length + header JSON with content-length
  * set from `content_len`) to `b`.  Returns 0, CT_ENOMEM or CT_ETOOBIG. */
-int ct__msg_encode_head(const ct_msg_header *h, size_t content_len,
-                        ct__buf *b);
+int ct__msg_encode_head(const ct_msg_header *h, size_t content_len, ct__buf *b);
 
 /* Append a whole error frame, header {"type":"error","code":CODE,
  * "message":MESSAGE} and no content (docs/message-protocol.md).  The
@@ -54,8 +53,8 @@ struct ct_msg_decoder {
   void *arg;
   ct__msg_state state;
   unsigned char lenbuf[4];
-  size_t have; /* bytes gathered for the current part */
-  size_t need; /* size of the current part (H or C) */
+  size_t have;  /* bytes gathered for the current part */
+  size_t need;  /* size of the current part (H or C) */
   ct__buf part; /* gathering buffer for a split part (have == its len) */
   ct_msg_header *header; /* parsed header waiting for its content */
   /* The last small header, kept with its text: a frame whose header bytes

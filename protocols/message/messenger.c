@@ -211,8 +211,7 @@ static int write_frame(ct_messenger *m, const ct__buf *head,
   if (rc != 0)
     return send_failed(m, rc);
   m->nsent++;
-  m->send_time =
-      m->receiving ? m->turn_now : ct_reactor_seconds(t->reactor);
+  m->send_time = m->receiving ? m->turn_now : ct_reactor_seconds(t->reactor);
   return 0;
 }
 
@@ -302,9 +301,8 @@ static void protocol_error(ct_messenger *m, ct_failure *f) {
   char what[CT_ADDRESS_STRLEN + 64];
   snprintf(what, sizeof what, "closing connection from %s (messenger %llu)",
            m->peer_str, (unsigned long long)m->id);
-  ct_log_failure_limited(m->base.transport != NULL
-                             ? m->base.transport->reactor
-                             : NULL,
+  ct_log_failure_limited(m->base.transport != NULL ? m->base.transport->reactor
+                                                   : NULL,
                          CT_LOG_WARN, "message", what, f);
   ct_failure_free(m->proto_err);
   m->proto_err = f;

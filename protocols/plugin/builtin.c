@@ -267,15 +267,10 @@ static const ct_plugin_descriptor web_plugin = {
     make_web,
     destroy_web};
 
-static const ct_plugin_descriptor *const builtins[] = {&echo_plugin,
-                                                       &discard_plugin,
-                                                       &chargen_plugin,
-                                                       &daytime_plugin,
-                                                       &qotd_plugin,
-                                                       &message_echo_plugin,
-                                                       &ct__rpc_plugin,
-                                                       &web_plugin,
-                                                       NULL};
+static const ct_plugin_descriptor *const builtins[] = {
+    &echo_plugin,    &discard_plugin, &chargen_plugin,
+    &daytime_plugin, &qotd_plugin,    &message_echo_plugin,
+    &ct__rpc_plugin, &web_plugin,     NULL};
 
 const ct_plugin_descriptor *const *ct_plugin_builtins(void) {
   return builtins;

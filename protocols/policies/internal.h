@@ -68,7 +68,7 @@ struct ct__wrap {
   ct_transport *real; /* borrowed while connected */
   ct_policy_factory *pf;
   ct_address peer;
-  ct__buf q; /* output held back by the policy */
+  ct__buf q;      /* output held back by the policy */
   unsigned holds; /* proto + wt */
   unsigned read_pause;
   int real_paused;

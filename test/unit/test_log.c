@@ -273,7 +273,9 @@ static void assert_printable(const char *text) {
 
 static const char hostile[] = "peer says \x1b[2J\x1b]0;owned\x07 \r\n"
                               "2026-01-01T00:00:00.000Z [crit] fake line "
-                              "\xc2\x9b" "31m \xe2\x80\xae" "evil \xff\x7f end";
+                              "\xc2\x9b"
+                              "31m \xe2\x80\xae"
+                              "evil \xff\x7f end";
 
 /* Log `hostile` through `observer` into c, and check the output is one
  * printable line (the forged line stays inside the first). */
@@ -319,7 +321,8 @@ Test(log, printable_text_is_kept_as_is) {
   cap_open(&c);
   ct_log_observer *o =
       ct_log_add_observer(CT_LOG_DEBUG, ct_log_text_observer, c.f);
-  ct_log(CT_LOG_INFO, "m", "caf\xc3\xa9 \xe2\x82\xac 100%% {\"a\": \"b\\\\c\"}");
+  ct_log(CT_LOG_INFO, "m",
+         "caf\xc3\xa9 \xe2\x82\xac 100%% {\"a\": \"b\\\\c\"}");
   ct_log_remove_observer(o);
   fflush(c.f);
   cr_assert_not_null(

@@ -73,8 +73,7 @@ static int raw_connect(int port) {
   return fd;
 }
 
-Test(message_broadcast, non_readers_do_not_grow_the_process,
-     .timeout = 120) {
+Test(message_broadcast, non_readers_do_not_grow_the_process, .timeout = 120) {
   R = ct_reactor_new();
   ct_msg_callbacks cb = {.on_connect = on_connect, .on_message = on_message};
   ct_failure *err = NULL;

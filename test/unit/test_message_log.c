@@ -77,8 +77,7 @@ Test(message_log, bad_peers_log_escaped_and_rate_limited) {
                      w.first);
   const char *at = strstr(w.first, "(decoder.c:");
   cr_assert_not_null(at, "%s", w.first);
-  cr_assert_null(strstr(at + 1, "(decoder.c:"), "location twice: %s",
-                 w.first);
+  cr_assert_null(strstr(at + 1, "(decoder.c:"), "location twice: %s", w.first);
   cr_assert_eq(strchr(w.first, '\n'), w.first + strlen(w.first) - 1,
                "one line: %s", w.first);
   ct_clock_advance(clk, 10.0);

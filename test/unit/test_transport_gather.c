@@ -267,8 +267,9 @@ static void relay_data(ct_protocol *p, const char *d, size_t n) {
 }
 
 Test(gather, writes_to_other_connections_leave_on_the_same_turn) {
-  static const ct_protocol_ops relay_ops = {
-      .name = "relay", .connection_made = srv_made, .data_received = relay_data};
+  static const ct_protocol_ops relay_ops = {.name = "relay",
+                                            .connection_made = srv_made,
+                                            .data_received = relay_data};
   memset(&S, 0, sizeof S);
   ct_factory_init(&F, NULL, &relay_ops, sizeof(ct_protocol), NULL);
   PORT = tu_listen(R, "tcp:0:interface=127.0.0.1", &F);
