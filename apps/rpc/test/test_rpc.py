@@ -101,7 +101,6 @@ def test_ct_rpc(port):
     deadline = time.monotonic() + 10
     while stats(port)["cancelled"] <= before:
         check(time.monotonic() < deadline, "server never saw rpc.cancel")
-        time.sleep(0.02)
     out, _ = ct_rpc(port, "--notify", "echo", "1")
     check(out == "", out)
     out, _ = ct_rpc(port, "--bench", "3000", "--concurrency", "8",
@@ -160,7 +159,6 @@ def test_python_client(port, one_worker=True):
             break
         check(time.monotonic() < deadline, "in-flight calls not cancelled: %r"
               % s)
-        time.sleep(0.02)
 
 
 def main():

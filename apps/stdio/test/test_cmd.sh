@@ -41,16 +41,15 @@ if [ "$mode" = tmux ]; then
   [ "$TERM" = dumb ] && export TERM=xterm
   # stdin is the pane's terminal; stdout goes to a file we can read.
   tmux -L "$tmux_sock" -f /dev/null new-session -d -x 120 -y 30 \
-    "$cmd > $work/out 2> $work/err; echo \$? > $work/status" ||
+    "$cmd > $work/out 2> $work/err; echo \$? > $work/status; tmux -L $tmux_sock wait-for -S ct-cmd-done" ||
     fail "cannot start tmux"
   # Keys typed before the program reads are kept by the terminal.
   tmux -L "$tmux_sock" send-keys "add 20 22" Enter
   tmux -L "$tmux_sock" send-keys "upper typed" Enter
   tmux -L "$tmux_sock" send-keys "quit" Enter
-  for _ in $(seq 1 200); do
-    [ -s "$work/status" ] && break
-    sleep 0.05
-  done
+  # The pane signals a tmux channel when ct-cmd has exited (a signal sent
+  # before we wait is remembered by tmux); 10 s is only a safety net.
+  timeout 10 tmux -L "$tmux_sock" wait-for ct-cmd-done || true
   [ -s "$work/status" ] || fail "ct-cmd did not exit under tmux"
   [ "$(cat "$work/status")" = 0 ] || fail "exit status $(cat "$work/status")"
   # The prompt is shown because stdin is a terminal.
