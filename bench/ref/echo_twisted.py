@@ -10,7 +10,9 @@ from twisted.internet import epollreactor
 
 epollreactor.install()
 
-from twisted.internet import protocol, reactor  # noqa: E402
+from twisted_serve import serve  # noqa: E402
+
+from twisted.internet import protocol  # noqa: E402
 
 
 class Echo(protocol.Protocol):
@@ -21,22 +23,5 @@ class Echo(protocol.Protocol):
         self.transport.write(data)
 
 
-def main():
-    if len(sys.argv) != 2:
-        sys.stderr.write("usage: echo_twisted.py PORT\n")
-        return 2
-    factory = protocol.Factory.forProtocol(Echo)
-    factory.noisy = False
-    reactor.listenTCP(int(sys.argv[1]), factory, backlog=4096, interface="127.0.0.1")
-
-    def ready():
-        sys.stdout.write("ready\n")
-        sys.stdout.flush()
-
-    reactor.callWhenRunning(ready)
-    reactor.run()
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(serve(Echo, "echo_twisted.py"))

@@ -12,7 +12,8 @@ from twisted.internet import epollreactor
 
 epollreactor.install()
 
-from twisted.internet import protocol, reactor  # noqa: E402
+from twisted_serve import serve  # noqa: E402
+
 from twisted.protocols import basic  # noqa: E402
 
 
@@ -27,18 +28,5 @@ class Ping(basic.LineReceiver):
             self.sendLine(b"-ERR unknown command")
 
 
-def main():
-    if len(sys.argv) != 2:
-        sys.stderr.write("usage: ping_twisted.py PORT\n")
-        return 2
-    factory = protocol.Factory.forProtocol(Ping)
-    factory.noisy = False
-    reactor.listenTCP(int(sys.argv[1]), factory, backlog=4096,
-                      interface="127.0.0.1")
-    print("ready", flush=True)
-    reactor.run()
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(serve(Ping, "ping_twisted.py"))

@@ -14,7 +14,8 @@ from twisted.internet import epollreactor
 
 epollreactor.install()
 
-from twisted.internet import protocol, reactor  # noqa: E402
+from twisted_serve import serve  # noqa: E402
+
 from twisted.protocols.basic import Int32StringReceiver  # noqa: E402
 
 METHODS = {
@@ -69,18 +70,5 @@ class JsonRpc(Int32StringReceiver):
                                 .encode())
 
 
-def main():
-    if len(sys.argv) != 2:
-        sys.stderr.write("usage: rpc_twisted.py PORT\n")
-        return 2
-    factory = protocol.Factory.forProtocol(JsonRpc)
-    factory.noisy = False
-    reactor.listenTCP(int(sys.argv[1]), factory, backlog=4096,
-                      interface="127.0.0.1")
-    print("ready", flush=True)
-    reactor.run()
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(serve(JsonRpc, "rpc_twisted.py"))
