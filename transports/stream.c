@@ -580,27 +580,32 @@ static CT__NOINLINE int write_direct(ct__stream *s, const struct iovec *iov,
 }
 
 /* Everything but the gathered small write. */
+/* Bytes were queued: in the gather buffer, or in the own buffer, which
+ * outside a dispatch leaves before the reactor next waits. */
+static void queued_more(ct__stream *s) {
+  if (!s->gathering && !s->dispatching && !s->wblocked)
+    ct__reactor_flush_later(s->base.reactor, &s->flush);
+  ct__transport_buffer_changed(&s->base, queued(s));
+}
+
 static CT__NOINLINE int write_slow(ct__stream *s, const struct iovec *iov,
                                    int cnt, size_t total) {
-  if (s->gathering && materialize(s) != 0)
-    return fail_nomem(s);
   if (s->gathering) {
+    if (materialize(s) != 0)
+      return fail_nomem(s);
     ct__buf *g = &s->gather->buf;
     if (total >= CT__STREAM_DIRECT || g->len + total > CT__GATHER_MAX)
       return write_direct(s, iov, cnt);
     if (ct__buf_appendv(g, iov, cnt, 0) != 0)
       return fail_nomem(s);
-    ct__transport_buffer_changed(&s->base, g->len);
+    queued_more(s);
     return 0;
   }
   if (out_len(s) == 0 && total >= CT__STREAM_DIRECT)
     return write_direct(s, iov, cnt);
   if (out_get(s) == NULL || ct__buf_appendv(s->out, iov, cnt, 0) != 0)
     return fail_nomem(s);
-  /* Outside a dispatch: leave before the reactor next waits. */
-  if (!s->dispatching && !s->wblocked)
-    ct__reactor_flush_later(s->base.reactor, &s->flush);
-  ct__transport_buffer_changed(&s->base, out_len(s));
+  queued_more(s);
   return 0;
 }
 
@@ -652,9 +657,7 @@ static int op_write_bytes(ct_transport *t, ct_bytes *blob, size_t off,
   ct__buf *b = s->gathering ? &s->gather->buf : out_get(s);
   if (b == NULL || ct__buf_append_blob(b, blob, off, len) != 0)
     return fail_nomem(s);
-  if (!s->gathering && !s->dispatching && !s->wblocked)
-    ct__reactor_flush_later(s->base.reactor, &s->flush);
-  ct__transport_buffer_changed(&s->base, queued(s));
+  queued_more(s);
   return 0;
 }
 
