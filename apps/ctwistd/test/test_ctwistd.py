@@ -209,19 +209,28 @@ def test_second_signal_aborts_the_graceful_stop():
     # A client that floods an echo server and never reads keeps its
     # connection flushing: the graceful stop would wait the whole
     # --shutdown-timeout (an hour).
+    # The kernel can still take the held output after the first signal
+    # (the server's send buffer grows by autotuning), and then the graceful
+    # stop ends by itself before the second signal: that attempt proves
+    # nothing, so it is made again (at most 3 times per mode).
     for workers in ([], ["--workers", "1"]):
-        srv = Server(workers + ["--shutdown-timeout", "3600", "echo",
-                                "--listen", LOCAL])
-        s = flood_until_paused(srv)
-        srv.proc.send_signal(signal.SIGTERM)
-        wait_stderr(srv, "connection(s)")  # the stop is under way
-        srv.proc.send_signal(signal.SIGTERM)
-        _, err = srv.proc.communicate(timeout=30)  # far below an hour
-        err = err.decode(errors="replace")
-        check_sanitizer(err)
-        assert srv.proc.returncode == 0, (srv.proc.returncode, err)
+        for attempt in range(3):
+            srv = Server(workers + ["--shutdown-timeout", "3600", "echo",
+                                    "--listen", LOCAL])
+            s = flood_until_paused(srv)
+            srv.proc.send_signal(signal.SIGTERM)
+            wait_stderr(srv, "connection(s)")  # the stop is under way
+            srv.proc.send_signal(signal.SIGTERM)
+            _, err = srv.proc.communicate(timeout=30)  # far below an hour
+            err = err.decode(errors="replace")
+            s.close()
+            check_sanitizer(err)
+            assert srv.proc.returncode == 0, (srv.proc.returncode, err)
+            drained_first = ("all connections closed" in err and
+                             "aborted 0 connection(s)" in err)
+            if not drained_first or attempt == 2:
+                break
         assert "aborted 1 connection(s)" in err, err
-        s.close()
 
 
 def test_sigint_stops_too():
