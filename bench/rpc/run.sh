@@ -15,7 +15,8 @@
 # jobs share the cores).  Servers are pinned to core 1, the load generator
 # to core 0 (the 2-worker server uses both cores).
 #
-# Environment: BENCH_SECONDS (default 2), BENCH_REPS (3).
+# Environment: BENCH_SECONDS (default 2), BENCH_REPS (3), BENCH_SHAPES
+# ("1x1 50x1 50x16"), BENCH_SERVERS ("ctwist ctwist2 twisted redis").
 set -uo pipefail
 
 B=$(cd "${1:-build}" && pwd)
@@ -72,8 +73,8 @@ stop_server() {
 
 
 declare -A RPS P50 P99 CPU RAT last
-SERVERS="ctwist ctwist2 twisted redis"
-SHAPES="1x1 50x1 50x16"
+SERVERS=${BENCH_SERVERS:-"ctwist ctwist2 twisted redis"}
+SHAPES=${BENCH_SHAPES:-"1x1 50x1 50x16"}
 for shape in $SHAPES; do
   conns=${shape%x*}; depth=${shape#*x}
   for rep in $(seq 1 "$REPS"); do
@@ -102,7 +103,7 @@ for shape in $SHAPES; do
     done
     for ref in redis twisted ctwist; do
       for srv in ctwist ctwist2; do
-        RAT[$shape,$srv,$ref]="${RAT[$shape,$srv,$ref]:-} $(awk -v c="${last[$srv]}" -v r="${last[$ref]}" 'BEGIN { if (r > 0) printf "%.2f", c / r; else print 0 }')"
+        RAT[$shape,$srv,$ref]="${RAT[$shape,$srv,$ref]:-} $(awk -v c="${last[$srv]:-0}" -v r="${last[$ref]:-0}" 'BEGIN { if (r > 0) printf "%.2f", c / r; else print 0 }')"
       done
     done
   done
@@ -116,10 +117,10 @@ echo
 echo "| shape | ctwistd rpc calls/s (p50 / p99 us) | --workers 2 | Twisted Int32StringReceiver | redis PING_INLINE (redis-benchmark) | ctwist / redis | ctwist / Twisted | workers 2 / 1 | server CPU us/call ctwist / Twisted / redis |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for shape in $SHAPES; do
-  cell() { echo "$(m "${RPS[$shape,$1]}") ($(m "${P50[$shape,$1]}") / $(m "${P99[$shape,$1]}"))"; }
-  echo "| $shape | $(cell ctwist) | $(cell ctwist2) | $(cell twisted) | $(cell redis) ($(m "${RPS[$shape,rb]}")) | $(m "${RAT[$shape,ctwist,redis]}") | $(m "${RAT[$shape,ctwist,twisted]}") | $(m "${RAT[$shape,ctwist2,ctwist]}") | $(m "${CPU[$shape,ctwist]}") / $(m "${CPU[$shape,twisted]}") / $(m "${CPU[$shape,redis]}") |"
+  cell() { echo "$(m "${RPS[$shape,$1]:-}") ($(m "${P50[$shape,$1]:-}") / $(m "${P99[$shape,$1]:-}"))"; }
+  echo "| $shape | $(cell ctwist) | $(cell ctwist2) | $(cell twisted) | $(cell redis) ($(m "${RPS[$shape,rb]:-}")) | $(m "${RAT[$shape,ctwist,redis]:-}") | $(m "${RAT[$shape,ctwist,twisted]:-}") | $(m "${RAT[$shape,ctwist2,ctwist]:-}") | $(m "${CPU[$shape,ctwist]:-}") / $(m "${CPU[$shape,twisted]:-}") / $(m "${CPU[$shape,redis]:-}") |"
 done
 echo
 for shape in $SHAPES; do
-  echo "Per-pair ratios $shape: ctwist/redis:${RAT[$shape,ctwist,redis]}; ctwist/Twisted:${RAT[$shape,ctwist,twisted]}"
+  echo "Per-pair ratios $shape: ctwist/redis:${RAT[$shape,ctwist,redis]:-}; ctwist/Twisted:${RAT[$shape,ctwist,twisted]:-}"
 done

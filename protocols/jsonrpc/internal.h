@@ -33,6 +33,15 @@ void ct__rpc_buf_free(ct__rpc_buf *b);
  * document costs no parse at all. */
 size_t ct__rpc_depth(const char *s, size_t len, size_t limit);
 
+/* json_loadb(s, len, JSON_DECODE_ANY) for the plain common case (ASCII
+ * strings without escapes, numbers, arrays, objects), building the same
+ * tree several times faster; NULL for anything else (fastjson.c). */
+json_t *ct__rpc_json_fast(const char *s, size_t len);
+
+/* Parse any JSON text: ct__rpc_json_fast(), then json_loadb() when the
+ * fast path gives up (jansson reports every error, in `err`). */
+json_t *ct__rpc_json_load(const char *s, size_t len, json_error_t *err);
+
 /* The header every frame carries ({"content-type": "application/json"}),
  * plus deadline-ms when ms >= 0.  NULL if memory runs out. */
 ct_msg_header *ct__rpc_header(int64_t deadline_ms);

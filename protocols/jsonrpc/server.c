@@ -476,8 +476,7 @@ static void on_message(ct_messenger *m, const ct_msg_header *h,
     return;
   }
   json_error_t jerr;
-  json_t *root =
-      json_loadb(content ? content : "", len, JSON_DECODE_ANY, &jerr);
+  json_t *root = ct__rpc_json_load(content, len, &jerr);
   if (root == NULL) {
     s->stats.served++;
     json_t *data = json_string(jerr.text); /* may fail: no data then */

@@ -96,39 +96,78 @@ static int patch_len(ct__buf *b, size_t start) {
   return 0;
 }
 
+/* Append "{" and the header's members but content-length to `b`. */
+static int encode_members(const ct_msg_header *h, ct__buf *b) {
+  if (buf_put(b, "{", 1) != 0)
+    return CT_ENOMEM;
+  int first = 1;
+  const char *key;
+  json_t *val;
+  json_object_foreach(ct__msg_json(h), key, val) {
+    if (strcmp(key, CT_MSG_CONTENT_LENGTH) == 0)
+      continue;
+    if (!first && buf_put(b, ",", 1) != 0)
+      return CT_ENOMEM;
+    first = 0;
+    if (buf_put_json_string(b, key, strlen(key)) != 0 ||
+        buf_put(b, ":", 1) != 0)
+      return CT_ENOMEM;
+    int rc;
+    if (json_is_string(val))
+      rc = buf_put_json_string(b, json_string_value(val),
+                               json_string_length(val));
+    else if (json_is_integer(val))
+      rc = buf_put_int(b, (long long)json_integer_value(val));
+    else
+      rc = CT_EINVAL; /* unreachable through the public setters */
+    if (rc != 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* The header's encoded members, made once (see struct ct_msg_header). */
+static int cached_members(const ct_msg_header *h, const char **out,
+                          size_t *out_len) {
+  if (h->enc == NULL) {
+    ct__buf tmp = CT__BUF_INIT;
+    int rc = encode_members(h, &tmp);
+    char *enc = rc == 0 ? malloc(ct__buf_len(&tmp)) : NULL;
+    if (enc == NULL) {
+      ct__buf_free(&tmp);
+      return rc != 0 ? rc : CT_ENOMEM;
+    }
+    memcpy(enc, ct__buf_head(&tmp), ct__buf_len(&tmp));
+    /* Caching does not change what the header says. */
+    ((ct_msg_header *)h)->enc = enc;
+    ((ct_msg_header *)h)->enc_len = ct__buf_len(&tmp);
+    ct__buf_free(&tmp);
+  }
+  *out = h->enc;
+  *out_len = h->enc_len;
+  return 0;
+}
+
+static void drop_cache(ct_msg_header *h) {
+  free(h->enc);
+  h->enc = NULL;
+  h->enc_len = 0;
+}
+
 int ct__msg_encode_head(const ct_msg_header *h, size_t content_len,
                         ct__buf *b) {
   size_t start = ct__buf_len(b);
-  if (buf_put(b, "\0\0\0\0{", 5) != 0)
-    return CT_ENOMEM;
-  int first = 1;
-  json_t *obj = h != NULL ? ct__msg_json(h) : NULL;
-  if (obj != NULL) {
-    const char *key;
-    json_t *val;
-    json_object_foreach(obj, key, val) {
-      if (strcmp(key, CT_MSG_CONTENT_LENGTH) == 0)
-        continue;
-      if (!first && buf_put(b, ",", 1) != 0)
-        return CT_ENOMEM;
-      first = 0;
-      if (buf_put_json_string(b, key, strlen(key)) != 0 ||
-          buf_put(b, ":", 1) != 0)
-        return CT_ENOMEM;
-      int rc;
-      if (json_is_string(val))
-        rc = buf_put_json_string(b, json_string_value(val),
-                                 json_string_length(val));
-      else if (json_is_integer(val))
-        rc = buf_put_int(b, (long long)json_integer_value(val));
-      else
-        rc = CT_EINVAL; /* unreachable through the public setters */
-      if (rc != 0)
-        return rc;
-    }
+  const char *members = "{";
+  size_t mlen = 1;
+  if (h != NULL) {
+    int rc = cached_members(h, &members, &mlen);
+    if (rc != 0)
+      return rc;
   }
+  if (buf_put(b, "\0\0\0\0", 4) != 0 || buf_put(b, members, mlen) != 0)
+    return CT_ENOMEM;
   if (content_len > 0) {
-    if (!first && buf_put(b, ",", 1) != 0)
+    if (mlen > 1 && buf_put(b, ",", 1) != 0)
       return CT_ENOMEM;
     if (buf_put(b, "\"" CT_MSG_CONTENT_LENGTH "\":", 17) != 0 ||
         buf_put_int(b, (long long)content_len) != 0)
@@ -190,6 +229,8 @@ ct_msg_header *ct__msg_header_wrap(json_t *j, int readonly) {
   h->obj = j;
   h->refs = 1;
   h->readonly = readonly ? 1 : 0;
+  h->enc = NULL;
+  h->enc_len = 0;
   return h;
 }
 
@@ -207,6 +248,7 @@ void ct_msg_header_free(ct_msg_header *h) {
   if (h == NULL || --h->refs > 0)
     return;
   json_decref(h->obj);
+  free(h->enc);
   free(h);
 }
 
@@ -233,6 +275,7 @@ static int set_value(ct_msg_header *h, const char *key, json_t *v) {
     return CT_EINVAL; /* jansson refuses invalid UTF-8 (or no memory) */
   if (json_object_set_new(ct__msg_json(h), key, v) != 0)
     return CT_EINVAL; /* invalid UTF-8 key (or no memory) */
+  drop_cache(h);
   return 0;
 }
 
@@ -284,7 +327,10 @@ int ct_msg_header_remove(ct_msg_header *h, const char *key) {
     return CT_EINVAL;
   if (shared(h))
     return CT_ESTATE;
-  return json_object_del(ct__msg_json(h), key) == 0 ? 0 : CT_ENOTFOUND;
+  if (json_object_del(ct__msg_json(h), key) != 0)
+    return CT_ENOTFOUND;
+  drop_cache(h);
+  return 0;
 }
 
 size_t ct_msg_header_count(const ct_msg_header *h) {

@@ -16,6 +16,11 @@ struct ct_msg_header {
   json_t *obj;
   unsigned refs;
   unsigned char readonly;
+  /* The encoded members ("{" and every key:value but content-length, no
+   * closing brace), made on the first send and dropped by every change:
+   * a server answering with the same header encodes it once. */
+  char *enc;
+  size_t enc_len;
 };
 
 static inline json_t *ct__msg_json(const ct_msg_header *h) {
