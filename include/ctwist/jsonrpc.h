@@ -42,6 +42,7 @@
 
 #include "ctwist/deferred.h"
 #include "ctwist/error.h"
+#include "ctwist/http.h"
 #include "ctwist/message.h"
 #include "ctwist/reactor.h"
 
@@ -192,10 +193,45 @@ CT_EXTERN void ct_rpc_server_free(ct_rpc_server *s);
 /** The reactor of the server answering `req`. */
 CT_EXTERN ct_reactor *ct_rpc_request_reactor(const ct_rpc_request *req);
 
+/**
+ * Serve one request text -- a request object or a batch, exactly what a
+ * message frame carries -- that arrived some other way: JSON-RPC over HTTP
+ * (ct_rpc_http_handler()) or any carrier of your own.  The methods, limits
+ * and replies are the same as over the message protocol.  `deadline_ms`
+ * plays the deadline-ms header's part (< 0: no deadline).  `text` is only
+ * read during the call.
+ *
+ * Returns a Deferred (one reference for the caller) that fires with the
+ * reply text as a `ct_bytes *` (the value's `ptr`; the value owns one
+ * reference), or with CT_NONE when there is nothing to answer (a
+ * notification, a batch of notifications).  Cancelling it cancels what the
+ * request still has in flight, as a closed connection does.  It errbacks
+ * with CT_ECLOSED if the server is freed first.  NULL if memory runs out
+ * (or `s` is NULL).
+ */
+CT_EXTERN ct_deferred *ct_rpc_server_handle(ct_rpc_server *s, const char *text,
+                                            size_t len, int64_t deadline_ms);
+
+/**
+ * An HTTP handler (ct_http_site_route()) serving JSON-RPC over HTTP with
+ * the server `server` (a ct_rpc_server *):
+ * - `POST` with a JSON body (Content-Type application/json, or none);
+ *   the body is one request object or a batch, as in a message frame;
+ * - a `Deadline-Ms` request header plays the deadline-ms frame header's
+ *   part;
+ * - the reply is 200 with the JSON-RPC response (errors such as -32700
+ *   included, as the JSON-RPC over HTTP convention has it), or 204 when
+ *   there is nothing to answer (notifications);
+ * - another method is 405 (Allow: POST), another content type 415;
+ * - a client that goes away cancels the request's methods.
+ */
+CT_EXTERN ct_http_reply ct_rpc_http_handler(ct_http_request *req, void *server);
+
 /** The called method's name (borrowed). */
 CT_EXTERN const char *ct_rpc_request_method(const ct_rpc_request *req);
 
-/** The connection the request came on (borrowed). */
+/** The connection the request came on (borrowed); NULL for a request
+ *  served through ct_rpc_server_handle() (HTTP). */
 CT_EXTERN ct_messenger *ct_rpc_request_messenger(const ct_rpc_request *req);
 
 /** 1 for a notification (nobody reads the answer). */

@@ -10,10 +10,17 @@
  * Lifetime.  A connection (`sconn`) is referenced by its open messenger,
  * by each async request and by each unfinished batch, so replies finishing
  * after the connection closed find a closed sconn instead of freed
- * memory. */
+ * memory.
+ *
+ * A request text served by ct_rpc_server_handle() (JSON-RPC over HTTP)
+ * gets an sconn of its own with no messenger: its one reply fires the
+ * Deferred `done` instead of becoming a frame.  It stays on the server's
+ * list until its last async request is over, so freeing the server
+ * reaches it. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctwist/bytes.h"
 #include "ctwist/log.h"
 #include "protocols/jsonrpc/internal.h"
 
@@ -41,10 +48,12 @@ struct ct_rpc_server {
 
 struct sconn {
   ct_rpc_server *s; /* NULL once the server is freed */
-  ct_messenger *m;
+  ct_messenger *m;  /* NULL for a ct_rpc_server_handle() request */
+  ct_deferred *done; /* ct_rpc_server_handle(): fired with the reply */
   unsigned refs;
-  int closed, paused;
+  int closed, paused, linked;
   size_t inflight;
+  size_t batches; /* batches still to answer */
   areq *head;
   sconn *prev, *next;
 };
@@ -138,11 +147,84 @@ int ct_rpc_server_register(ct_rpc_server *s, const char *name,
 
 /* ------------------------------------------------------------- replies */
 
+static void sconn_link(ct_rpc_server *s, sconn *c) {
+  c->next = s->conns;
+  if (s->conns != NULL)
+    s->conns->prev = c;
+  s->conns = c;
+  c->linked = 1;
+}
+
+static void sconn_unlink(sconn *c) {
+  if (!c->linked)
+    return;
+  c->linked = 0;
+  if (c->prev != NULL)
+    c->prev->next = c->next;
+  else
+    c->s->conns = c->next;
+  if (c->next != NULL)
+    c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+}
+
 static void sconn_unref(sconn *c) {
   if (--c->refs > 0)
     return;
+  if (c->s != NULL)
+    sconn_unlink(c);
   ct_messenger_unref(c->m);
   free(c);
+}
+
+/* Who sent the requests, for logs. */
+static const char *sconn_peer(const sconn *c) {
+  return c->m != NULL ? ct_messenger_peer_str(c->m) : "(ct_rpc_server_handle)";
+}
+
+static void bytes_value_free(void *p) {
+  ct_bytes_unref(p);
+}
+
+/* A ct_rpc_server_handle() request is answered: fire its Deferred with the
+ * reply text (NULL: nothing to answer) and drop the caller's hold.  Async
+ * notifications it started run on (replies to nobody are dropped). */
+static void oneshot_finish(sconn *c, const char *p, size_t n) {
+  ct_deferred *d = c->done;
+  if (d == NULL)
+    return;
+  c->done = NULL;
+  c->closed = 1;
+  ct_bytes *b = p != NULL ? ct_bytes_new(p, n) : NULL;
+  if (p != NULL && b == NULL)
+    ct_deferred_errback(d, ct_failure_new(CT_ENOMEM, "out of memory"));
+  else
+    ct_deferred_callback(d, b != NULL ? ct_value_of(b, bytes_value_free)
+                                      : CT_NONE);
+  ct_deferred_unref(d);
+  sconn_unref(c);
+}
+
+/* Send one whole reply text: a frame, or the handle() request's answer. */
+static void sconn_send(ct_rpc_server *s, sconn *c, const char *p, size_t n) {
+  if (c->m != NULL)
+    ct_messenger_send(c->m, s->hdr, p, n);
+  else
+    oneshot_finish(c, p, n);
+}
+
+/* The connection cannot go on (out of memory half-way through a batch). */
+static void sconn_abort(sconn *c) {
+  if (c->m != NULL)
+    ct_messenger_abort(c->m);
+  else if (c->done != NULL) {
+    ct_deferred *d = c->done;
+    c->done = NULL;
+    c->closed = 1;
+    ct_deferred_errback(d, ct_failure_new(CT_ENOMEM, "out of memory"));
+    ct_deferred_unref(d);
+    sconn_unref(c);
+  }
 }
 
 /* Hand the reply in s->out to the connection: into its batch, or as a
@@ -153,10 +235,10 @@ static void emit(ct_rpc_server *s, sconn *c, batch *b) {
   if (b != NULL) {
     if ((b->out.len > 1 && ct__rpc_buf_lit(&b->out, ",") != 0) ||
         ct__rpc_buf_add(&b->out, s->out.data, s->out.len) != 0)
-      ct_messenger_abort(c->m); /* out of memory: the batch cannot finish */
+      sconn_abort(c); /* out of memory: the batch cannot finish */
     return;
   }
-  ct_messenger_send(c->m, s->hdr, s->out.data, s->out.len);
+  sconn_send(s, c, s->out.data, s->out.len);
 }
 
 static void reply_result(ct_rpc_server *s, sconn *c, batch *b, const json_t *id,
@@ -175,8 +257,8 @@ static void reply_result(ct_rpc_server *s, sconn *c, batch *b, const json_t *id,
   }
   o->len = 0;
   ct_log(CT_LOG_ERROR, "jsonrpc", "cannot serialise a result for %s",
-         ct_messenger_peer_str(c->m));
-  ct_messenger_abort(c->m);
+         sconn_peer(c));
+  sconn_abort(c);
 }
 
 static void reply_error(ct_rpc_server *s, sconn *c, batch *b, const json_t *id,
@@ -204,7 +286,7 @@ static void reply_error(ct_rpc_server *s, sconn *c, batch *b, const json_t *id,
   ct__rpc_buf_value(o, id);
   if (ct__rpc_buf_lit(o, "}") != 0) {
     o->len = 0;
-    ct_messenger_abort(c->m);
+    sconn_abort(c);
     return;
   }
   emit(s, c, b);
@@ -221,7 +303,7 @@ static void reply_failure(ct_rpc_server *s, sconn *c, batch *b,
   }
   char what[160];
   snprintf(what, sizeof what, "method %s (from %s) failed", name,
-           ct_messenger_peer_str(c->m));
+           sconn_peer(c));
   ct_log_failure(CT_LOG_ERROR, "jsonrpc", what, f);
   reply_error(s, c, b, id, CT_RPC_INTERNAL_ERROR, "Internal error", NULL);
 }
@@ -230,11 +312,14 @@ static void batch_release(ct_rpc_server *s, batch *b) {
   if (--b->pending > 0)
     return;
   sconn *c = b->c;
+  c->batches--;
   /* Only notifications (or nothing left to say): no reply at all. */
   if (b->out.len > 1 && !c->closed && s != NULL &&
       ct__rpc_buf_lit(&b->out, "]") == 0) {
-    ct_messenger_send(c->m, s->hdr, b->out.data, b->out.len);
+    sconn_send(s, c, b->out.data, b->out.len);
   }
+  if (c->m == NULL)
+    oneshot_finish(c, NULL, 0); /* nothing was sent: nothing to answer */
   ct__rpc_buf_free(&b->out);
   free(b);
   sconn_unref(c);
@@ -243,7 +328,7 @@ static void batch_release(ct_rpc_server *s, batch *b) {
 /* ------------------------------------------------------ async requests */
 
 static void set_paused(sconn *c, int pause) {
-  ct_transport *t = ct_messenger_transport(c->m);
+  ct_transport *t = c->m != NULL ? ct_messenger_transport(c->m) : NULL;
   if (t == NULL || c->paused == pause)
     return;
   c->paused = pause;
@@ -455,15 +540,9 @@ static void handle_entry(ct_rpc_server *s, sconn *c, json_t *e, batch *b,
   }
 }
 
-static void on_message(ct_messenger *m, const ct_msg_header *h,
-                       const char *content, size_t len, void *arg) {
-  ct_rpc_server *s = arg;
-  sconn *c = ct_messenger_user(m);
-  if (c == NULL || c->closed)
-    return;
-  int64_t deadline_ms = 0;
-  int has_deadline =
-      ct_msg_header_get_int(h, CT_RPC_DEADLINE_KEY, &deadline_ms) == 0;
+/* Serve one request text (an object or a batch) arriving on `c`. */
+static void serve_text(ct_rpc_server *s, sconn *c, const char *content,
+                       size_t len, int has_deadline, int64_t deadline_ms) {
   /* Nesting needs one bracket per level: short content cannot be too
    * deep, and skips the scan. */
   if (len > s->opts.max_depth &&
@@ -508,16 +587,29 @@ static void on_message(ct_messenger *m, const ct_msg_header *h,
   if (b == NULL || ct__rpc_buf_lit(&b->out, "[") != 0) {
     free(b);
     json_decref(root);
-    ct_messenger_abort(m);
+    sconn_abort(c);
     return;
   }
   b->c = c;
   c->refs++;
+  c->batches++;
   b->pending = 1; /* held until every entry has started */
   for (size_t i = 0; i < n && !c->closed; i++)
     handle_entry(s, c, json_array_get(root, i), b, has_deadline, deadline_ms);
   json_decref(root);
   batch_release(s, b);
+}
+
+static void on_message(ct_messenger *m, const ct_msg_header *h,
+                       const char *content, size_t len, void *arg) {
+  ct_rpc_server *s = arg;
+  sconn *c = ct_messenger_user(m);
+  if (c == NULL || c->closed)
+    return;
+  int64_t deadline_ms = 0;
+  int has_deadline =
+      ct_msg_header_get_int(h, CT_RPC_DEADLINE_KEY, &deadline_ms) == 0;
+  serve_text(s, c, content, len, has_deadline, deadline_ms);
 }
 
 /* ---------------------------------------------------------- connections */
@@ -534,10 +626,7 @@ static void on_connect(ct_messenger *m, void *arg) {
   c->s = s;
   c->m = ct_messenger_ref(m);
   c->refs = 1; /* the open connection's */
-  c->next = s->conns;
-  if (s->conns != NULL)
-    s->conns->prev = c;
-  s->conns = c;
+  sconn_link(s, c);
   s->stats.connections++;
   ct_messenger_set_user(m, c);
 }
@@ -545,21 +634,75 @@ static void on_connect(ct_messenger *m, void *arg) {
 /* The connection ends: whatever it had in flight is cancelled (nobody is
  * left to read the answers), so methods stop their work. */
 static void sconn_close(sconn *c) {
-  ct_rpc_server *s = c->s;
   c->closed = 1;
   for (areq *a = c->head, *next; a != NULL; a = next) {
     next = a->next;
     areq_cancel(a, CT_RPC_REQUEST_CANCELLED);
   }
-  if (c->prev != NULL)
-    c->prev->next = c->next;
-  else
-    s->conns = c->next;
-  if (c->next != NULL)
-    c->next->prev = c->prev;
-  s->stats.connections--;
-  ct_messenger_set_user(c->m, NULL);
+  sconn_unlink(c);
+  if (c->m != NULL) {
+    c->s->stats.connections--;
+    ct_messenger_set_user(c->m, NULL);
+    sconn_unref(c);
+  } else if (c->done != NULL) { /* the server goes away before answering */
+    ct_deferred *d = c->done;
+    c->done = NULL;
+    ct_deferred_errback(d, ct_failure_new(CT_ECLOSED,
+                                          "the JSON-RPC server was freed"));
+    ct_deferred_unref(d);
+    sconn_unref(c);
+  }
+}
+
+/* ------------------------------------------------- requests from elsewhere */
+
+/* The caller of ct_rpc_server_handle() cancelled: cancel what the request
+ * has in flight, as a closed connection does.  The Deferred then errbacks
+ * with CT_ECANCELLED (ct_deferred_cancel()). */
+static void oneshot_cancel(ct_deferred *d, void *arg) {
+  sconn *c = arg;
+  if (c->done != d)
+    return;
+  c->done = NULL;
+  c->closed = 1;
+  for (areq *a = c->head, *next; a != NULL; a = next) {
+    next = a->next;
+    areq_cancel(a, CT_RPC_REQUEST_CANCELLED);
+  }
+  ct_deferred_unref(d);
   sconn_unref(c);
+}
+
+/* An answer is still to come: an async request with an id, or a batch. */
+static int reply_pending(const sconn *c) {
+  if (c->batches > 0)
+    return 1;
+  for (const areq *a = c->head; a != NULL; a = a->next)
+    if (a->id != NULL)
+      return 1;
+  return 0;
+}
+
+ct_deferred *ct_rpc_server_handle(ct_rpc_server *s, const char *text,
+                                  size_t len, int64_t deadline_ms) {
+  if (s == NULL || (text == NULL && len > 0))
+    return NULL;
+  sconn *c = calloc(1, sizeof *c);
+  ct_deferred *d = c != NULL ? ct_deferred_new(oneshot_cancel, c) : NULL;
+  if (d == NULL) {
+    free(c);
+    return NULL;
+  }
+  c->s = s;
+  c->refs = 1; /* held until answered (or cancelled) */
+  c->done = ct_deferred_ref(d);
+  sconn_link(s, c);
+  c->refs++; /* serving may answer (and drop the hold) before we look */
+  serve_text(s, c, text, len, deadline_ms >= 0, deadline_ms);
+  if (c->done != NULL && !reply_pending(c))
+    oneshot_finish(c, NULL, 0);
+  sconn_unref(c);
+  return d;
 }
 
 static void on_close(ct_messenger *m, size_t alive, const ct_failure *reason,
@@ -674,7 +817,7 @@ const char *ct_rpc_request_method(const ct_rpc_request *req) {
   return req->method;
 }
 ct_messenger *ct_rpc_request_messenger(const ct_rpc_request *req) {
-  return req->c->m;
+  return req->c->m; /* NULL for ct_rpc_server_handle() requests */
 }
 int ct_rpc_request_is_notification(const ct_rpc_request *req) {
   return req->notification;

@@ -174,23 +174,25 @@ static const ct_plugin_descriptor message_echo_plugin = {
 /* web: a static file server (python -m http.server done properly). */
 typedef struct web_service {
   ct_http_static *files;
-  FILE *log; /* the access log when it is a file we opened */
+  FILE *log;        /* the access log when it is a file we opened */
+  rpc_service *rpc; /* --rpc: the rpc plugin's methods at POST /rpc */
 } web_service;
 
 static void destroy_web(ct_factory *f) {
   ct_http_site *site = ct_http_site_of(f);
   web_service *w = ct_http_site_user(site);
+  ct_http_site_free(site);
+  ct__rpc_service_free(w->rpc);
   ct_http_static_free(w->files);
   if (w->log != NULL)
     fclose(w->log);
   free(w);
-  ct_http_site_free(site);
 }
 
 static int make_web(ct_reactor *r, int argc, char **argv, ct_factory **out,
                     ct_failure **err) {
   const char *path = ".", *log = "-";
-  int allow_out = 0, no_listing = 0, no_index = 0;
+  int allow_out = 0, no_listing = 0, no_index = 0, rpc = 0;
   long max_body = 16L * 1024 * 1024;
   const ct_plugin_option opts[] = {
       {"path", CT_PLUGIN_OPT_STRING, &path, 0, 0, "directory to serve [.]"},
@@ -204,6 +206,8 @@ static int make_web(ct_reactor *r, int argc, char **argv, ct_factory **out,
        "do not serve index.html for directories"},
       {"max-body", CT_PLUGIN_OPT_LONG, &max_body, 1, 1e12,
        "largest request body accepted, bytes [16 MiB]"},
+      {"rpc", CT_PLUGIN_OPT_FLAG, &rpc, 0, 0,
+       "also serve the rpc plugin's JSON-RPC methods at POST /rpc"},
       {NULL, 0, NULL, 0, 0, NULL}};
   int rc = ct_plugin_parse_options(opts, argc, argv, err);
   if (rc != 0)
@@ -253,6 +257,17 @@ static int make_web(ct_reactor *r, int argc, char **argv, ct_factory **out,
   limits.max_body = (size_t)max_body;
   ct_http_site_set_limits(site, &limits);
   ct_http_site_set_user(site, w);
+  if (rpc) {
+    w->rpc = ct__rpc_service_new(r, NULL, 32);
+    if (w->rpc == NULL ||
+        ct_http_site_route(site, "/rpc", ct_rpc_http_handler,
+                           ct__rpc_service_server(w->rpc)) != 0) {
+      if (err != NULL)
+        *err = ct_failure_new(CT_ENOMEM, "plugin web: out of memory");
+      destroy_web(ct_http_site_factory(site));
+      return CT_ENOMEM;
+    }
+  }
   ct_http_site_route(site, "/", ct_http_static_handler, w->files);
   *out = ct_http_site_factory(site);
   return 0;
@@ -261,9 +276,10 @@ static int make_web(ct_reactor *r, int argc, char **argv, ct_factory **out,
 static const ct_plugin_descriptor web_plugin = {
     CT_PLUGIN_ABI_VERSION,
     "web",
-    "HTTP/1.1 static file server with directory listings",
+    "HTTP/1.1 static file server with directory listings (--rpc: and "
+    "JSON-RPC at POST /rpc)",
     "[--path DIR] [--access-log FILE|-|none] [--allow-symlinks-out] "
-    "[--no-listing] [--no-index] [--max-body N]",
+    "[--no-listing] [--no-index] [--max-body N] [--rpc]",
     make_web,
     destroy_web};
 

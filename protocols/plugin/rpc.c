@@ -11,7 +11,8 @@
  *                   uptime
  *
  * The factory ctwistd listens with wraps the server's own factory, so that
- * destroy() can find the server again through `user`.
+ * destroy() can find the server again through `user`.  The web plugin's
+ * --rpc serves the same methods over HTTP (ct__rpc_service_new()).
  */
 #include <jansson.h>
 #include <stdlib.h>
@@ -20,13 +21,13 @@
 #include "ctwist/plugin.h"
 #include "protocols/plugin/internal.h"
 
-typedef struct rpc_service {
+struct rpc_service {
   ct_factory f; /* first: destroy() gets this back */
   ct_reactor *r;
   ct_rpc_server *s;
   double started;
   long max_fib;
-} rpc_service;
+};
 
 static ct_failure *bad_params(const char *what) {
   return ct_rpc_error_new(CT_RPC_INVALID_PARAMS, NULL, "Invalid params: %s",
@@ -137,7 +138,46 @@ static ct_protocol *build(ct_factory *f, const ct_address *peer) {
 static const ct_factory_ops rpc_factory_ops = {"rpc", build, NULL, NULL};
 
 static void destroy_rpc(ct_factory *f) {
-  rpc_service *svc = (rpc_service *)f;
+  ct__rpc_service_free((rpc_service *)f);
+}
+
+rpc_service *ct__rpc_service_new(ct_reactor *r,
+                                 const ct_rpc_server_options *so,
+                                 long max_fib) {
+  rpc_service *svc = calloc(1, sizeof *svc);
+  if (svc != NULL)
+    svc->s = ct_rpc_server_new(r, so);
+  if (svc == NULL || svc->s == NULL) {
+    free(svc);
+    return NULL;
+  }
+  ct_factory_init(&svc->f, &rpc_factory_ops, NULL, 0, svc);
+  svc->r = r;
+  svc->started = ct_reactor_seconds(r);
+  svc->max_fib = max_fib;
+  static const struct {
+    const char *name;
+    ct_rpc_method_cb fn;
+  } methods[] = {{"add", m_add},
+                 {"echo", m_echo},
+                 {"sleep", m_sleep},
+                 {"fib", m_fib},
+                 {"stats", m_stats}};
+  for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+    if (ct_rpc_server_register(svc->s, methods[i].name, methods[i].fn, svc) !=
+        0) {
+      ct__rpc_service_free(svc);
+      return NULL;
+    }
+  }
+  return svc;
+}
+
+ct_rpc_server *ct__rpc_service_server(rpc_service *svc) {
+  return svc->s;
+}
+
+void ct__rpc_service_free(rpc_service *svc) {
   if (svc == NULL)
     return;
   ct_rpc_server_free(svc->s);
@@ -159,37 +199,13 @@ static int make_rpc(ct_reactor *r, int argc, char **argv, ct_factory **out,
   int rc = ct_plugin_parse_options(opts, argc, argv, err);
   if (rc != 0)
     return rc;
-  rpc_service *svc = calloc(1, sizeof *svc);
   ct_rpc_server_options so = {.max_inflight = (size_t)max_inflight,
                               .max_batch = (size_t)max_batch};
-  if (svc != NULL)
-    svc->s = ct_rpc_server_new(r, &so);
-  if (svc == NULL || svc->s == NULL) {
-    free(svc);
+  rpc_service *svc = ct__rpc_service_new(r, &so, max_fib);
+  if (svc == NULL) {
     if (err != NULL)
       *err = ct_failure_new(CT_ENOMEM, "plugin rpc: out of memory");
     return CT_ENOMEM;
-  }
-  ct_factory_init(&svc->f, &rpc_factory_ops, NULL, 0, svc);
-  svc->r = r;
-  svc->started = ct_reactor_seconds(r);
-  svc->max_fib = max_fib;
-  static const struct {
-    const char *name;
-    ct_rpc_method_cb fn;
-  } methods[] = {{"add", m_add},
-                 {"echo", m_echo},
-                 {"sleep", m_sleep},
-                 {"fib", m_fib},
-                 {"stats", m_stats}};
-  for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
-    if (ct_rpc_server_register(svc->s, methods[i].name, methods[i].fn, svc) !=
-        0) {
-      destroy_rpc(&svc->f);
-      if (err != NULL)
-        *err = ct_failure_new(CT_ENOMEM, "plugin rpc: out of memory");
-      return CT_ENOMEM;
-    }
   }
   *out = &svc->f;
   return 0;

@@ -4,6 +4,7 @@
  * with a fake clock.  All of a table runs on one connection, which must
  * keep serving after every error; each table runs with whole frames and
  * with one-byte chunks. */
+#include "ctwist/bytes.h"
 #include "test_jsonrpc_common.h"
 
 typedef struct example {
@@ -158,6 +159,9 @@ static const example edges[] = {
      "{\"jsonrpc\": \"2.0\", \"result\": 5, \"id\": 17}"},
 };
 
+static const ct_rpc_server_options edge_limits = {.max_batch = 4,
+                                                  .max_depth = 8};
+
 static void run_table(const example *t, size_t n, size_t chunk,
                       const ct_rpc_server_options *o) {
   rpc_fx fx;
@@ -188,12 +192,52 @@ Test(jsonrpc_conformance, spec_section_7_examples) {
   run_table(spec, sizeof spec / sizeof spec[0], 0, NULL);
 }
 
+/* The same table served through ct_rpc_server_handle() (the HTTP path):
+ * the same replies, text for text, without a message frame around them. */
+static void run_table_handle(const example *t, size_t n,
+                             const ct_rpc_server_options *o) {
+  rpc_fx fx;
+  rpc_fx_init(&fx, o);
+  for (size_t i = 0; i < n; i++) {
+    ct_deferred *d =
+        ct_rpc_server_handle(fx.s, t[i].request, strlen(t[i].request), -1);
+    cr_assert_not_null(d);
+    cr_assert(ct_deferred_called(d), "%s: not answered at once", t[i].name);
+    ct_result r;
+    cr_assert_eq(ct_deferred_take_result(d, &r), 0);
+    cr_assert_null(r.failure, "%s: failed", t[i].name);
+    ct_bytes *b = r.value.ptr;
+    if (t[i].response == NULL) {
+      cr_assert_null(b, "%s: expected no reply", t[i].name);
+    } else {
+      cr_assert_not_null(b, "%s: expected a reply", t[i].name);
+      json_t *got = json_loadb(ct_bytes_data(b), ct_bytes_len(b), 0, NULL);
+      json_t *want = json_loads(t[i].response, 0, NULL);
+      cr_assert_not_null(got, "%s: reply is not JSON", t[i].name);
+      strip_data(got);
+      cr_assert(json_same(got, want), "%s: got %.*s", t[i].name,
+                (int)ct_bytes_len(b), (const char *)ct_bytes_data(b));
+      json_decref(got);
+      json_decref(want);
+    }
+    ct_value_free(r.value);
+    ct_deferred_unref(d);
+  }
+  rpc_fx_free(&fx);
+}
+
+Test(jsonrpc_conformance, spec_section_7_examples_through_handle) {
+  run_table_handle(spec, sizeof spec / sizeof spec[0], NULL);
+}
+
+Test(jsonrpc_conformance, edge_cases_through_handle) {
+  run_table_handle(edges, sizeof edges / sizeof edges[0], &edge_limits);
+}
+
 Test(jsonrpc_conformance, spec_section_7_examples_one_byte_chunks) {
   run_table(spec, sizeof spec / sizeof spec[0], 1, NULL);
 }
 
-static const ct_rpc_server_options edge_limits = {.max_batch = 4,
-                                                  .max_depth = 8};
 
 Test(jsonrpc_conformance, edge_cases) {
   run_table(edges, sizeof edges / sizeof edges[0], 0, &edge_limits);

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """End to end: `ctwistd rpc` served to `ct-rpc` and to the Python
 standard-library client of docs/rpc.md (docs/examples/rpc_client.py),
-with one worker and with --workers 2.
+with one worker and with --workers 2; and `ctwistd web --rpc`, whose
+POST /rpc must answer every request text exactly as the message frames do.
 
 usage: test_rpc.py CTWISTD CT_RPC RPC_CLIENT_PY
 
@@ -16,7 +17,10 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.error
+import urllib.request
 
 CTWISTD, CT_RPC, CLIENT_PY = sys.argv[1:4]
 SANITIZER = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error:")
@@ -31,9 +35,9 @@ def check(cond, what):
         raise AssertionError(what)
 
 
-def start(extra=()):
-    proc = subprocess.Popen([CTWISTD] + list(extra) +
-                            ["rpc", "--listen", "tcp:0:interface=127.0.0.1"],
+def start(extra=(), plugin=("rpc",)):
+    proc = subprocess.Popen([CTWISTD] + list(extra) + list(plugin) +
+                            ["--listen", "tcp:0:interface=127.0.0.1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out = b""
     deadline = time.monotonic() + 15
@@ -161,6 +165,72 @@ def test_python_client(port, one_worker=True):
               % s)
 
 
+def http_post(port, text, headers=None):
+    req = urllib.request.Request("http://127.0.0.1:%d/rpc" % port,
+                                 data=text.encode(), method="POST",
+                                 headers=headers or {
+                                     "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=15) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_web_rpc(rpc_port):
+    """The same request texts over POST /rpc and over message frames."""
+    texts = [
+        '{"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 1}',
+        '{"jsonrpc": "2.0", "method": "add", "params": {"a": 1.5, "b": 2},'
+        ' "id": "x"}',
+        '[{"jsonrpc": "2.0", "method": "add", "params": [1, 1], "id": "a"},'
+        ' {"jsonrpc": "2.0", "method": "echo", "params": [0]},'
+        ' {"jsonrpc": "2.0", "method": "nope", "id": "b"}]',
+        '{"jsonrpc": "2.0", "method": "fib", "params": [1000], "id": 2}',
+        '{"jsonrpc": "2.0", "method": "echo", "params": ["caf\u00e9"],'
+        ' "id": null}',
+        '{oops', '[]', '[1, 2]',
+    ]
+    c = rpc_client.RpcClient("127.0.0.1", rpc_port)
+    with tempfile.TemporaryDirectory() as root:
+        proc, port = start(plugin=("web", "--rpc", "--path", root,
+                                   "--access-log", "none"))
+        try:
+            for text in texts:
+                status, body = http_post(port, text)
+                if text == "{oops":  # not JSON: the client cannot frame it
+                    check(status == 200 and
+                          json.loads(body)["error"]["code"] == -32700, body)
+                    continue
+                c.send(json.loads(text))
+                framed = c.recv()
+                check(status == 200, "%s -> %d %s" % (text, status, body))
+                check(json.loads(body) == framed,
+                      "%s: http %s, frames %s" % (text, body, framed))
+            # A notification: nothing to answer.
+            status, body = http_post(
+                port, '{"jsonrpc": "2.0", "method": "echo", "params": [1]}')
+            check(status == 204 and body == "", (status, body))
+            # The deadline travels as a header, as deadline-ms in frames.
+            status, body = http_post(
+                port, '{"jsonrpc": "2.0", "method": "sleep", "params": [30],'
+                ' "id": 5}', {"Content-Type": "application/json",
+                              "Deadline-Ms": "50"})
+            check(status == 200 and
+                  json.loads(body)["error"]["code"] == -32001, body)
+            status, _ = http_post(port, "{}", {"Content-Type": "text/plain"})
+            check(status == 415, status)
+            # The static files are still served next to /rpc.
+            with open(os.path.join(root, "a.txt"), "w") as f:
+                f.write("static\n")
+            with urllib.request.urlopen("http://127.0.0.1:%d/a.txt" % port,
+                                        timeout=15) as r:
+                check(r.read() == b"static\n", "static file")
+        finally:
+            stop(proc)
+    c.close()
+
+
 def main():
     p = subprocess.run([CT_RPC, "--help"], capture_output=True, text=True)
     check(p.returncode == 0 and "--bench" in p.stdout, p.stdout)
@@ -174,6 +244,7 @@ def main():
     try:
         test_ct_rpc(port)
         test_python_client(port)
+        test_web_rpc(port)
     finally:
         stop(proc)
     proc, port = start(["--workers", "2"])
