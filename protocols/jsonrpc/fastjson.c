@@ -235,6 +235,80 @@ json_t *ct__rpc_json_fast(const char *s, size_t len) {
   return v;
 }
 
+/* A plain string (fj_string()) at f->p, which may be anything. */
+static int fj_plain(fj *f, const char **k, size_t *kn) {
+  return f->p < f->e && *f->p == '"' && fj_string(f, k, kn) == 0 ? 0 : -1;
+}
+
+int ct__rpc_envelope_fast(const char *s, size_t len, ct__rpc_envelope *out) {
+  memset(out, 0, sizeof *out);
+  fj f = {s, s + len, 1};
+  if (s == NULL)
+    return -1;
+  fj_ws(&f);
+  if (f.p >= f.e || *f.p++ != '{')
+    return -1;
+  fj_ws(&f);
+  unsigned seen = 0;
+  int ok = f.p < f.e && *f.p != '}';
+  while (ok) {
+    const char *k;
+    size_t kn;
+    ok = fj_plain(&f, &k, &kn) == 0;
+    if (ok) {
+      fj_ws(&f);
+      ok = f.p < f.e && *f.p++ == ':';
+      fj_ws(&f);
+    }
+    unsigned bit = !ok                                        ? 0
+                   : kn == 7 && memcmp(k, "jsonrpc", 7) == 0 ? 1
+                   : kn == 6 && memcmp(k, "method", 6) == 0  ? 2
+                   : kn == 6 && memcmp(k, "params", 6) == 0  ? 4
+                   : kn == 2 && memcmp(k, "id", 2) == 0      ? 8
+                                                             : 0;
+    /* Other members and repeated ones: jansson's path decides. */
+    if (bit == 0 || (seen & bit) != 0)
+      break;
+    seen |= bit;
+    if (bit == 1 || bit == 2) {
+      const char *v;
+      size_t vn;
+      if (fj_plain(&f, &v, &vn) != 0 || (bit == 2 && vn >= CT__RPC_METHOD_MAX))
+        break;
+      if (bit == 1) {
+        out->version = v;
+        out->version_len = vn;
+      } else {
+        memcpy(out->method, v, vn);
+        out->method[vn] = '\0';
+        out->has_method = 1;
+      }
+    } else {
+      json_t *v = fj_value(&f);
+      if (v == NULL)
+        break;
+      *(bit == 4 ? &out->params : &out->id) = v;
+    }
+    fj_ws(&f);
+    if (f.p < f.e && *f.p == ',') {
+      f.p++;
+      fj_ws(&f);
+      continue;
+    }
+    if (f.p < f.e && *f.p == '}') {
+      f.p++;
+      fj_ws(&f);
+      if (f.p == f.e)
+        return 0;
+    }
+    break;
+  }
+  json_decref(out->params);
+  json_decref(out->id);
+  memset(out, 0, sizeof *out);
+  return -1;
+}
+
 json_t *ct__rpc_json_load(const char *s, size_t len, json_error_t *err) {
   json_t *v = ct__rpc_json_fast(s, len);
   return v != NULL ? v : json_loadb(s != NULL ? s : "", len, JSON_DECODE_ANY, err);

@@ -38,6 +38,24 @@ size_t ct__rpc_depth(const char *s, size_t len, size_t limit);
  * tree several times faster; NULL for anything else (fastjson.c). */
 json_t *ct__rpc_json_fast(const char *s, size_t len);
 
+/* The members of a plain request object, found without building the
+ * object: the server's fast path for the usual single request. */
+#define CT__RPC_METHOD_MAX 128
+typedef struct ct__rpc_envelope {
+  const char *version; /* "jsonrpc" (not NUL-terminated), NULL: absent */
+  size_t version_len;
+  char method[CT__RPC_METHOD_MAX]; /* "method", NUL-terminated */
+  int has_method;
+  json_t *params; /* owned; NULL: absent */
+  json_t *id;     /* owned; NULL: absent */
+} ct__rpc_envelope;
+
+/* Fill `out` from `s` when it is exactly one plain object (see
+ * ct__rpc_json_fast()) whose members are only jsonrpc and method (plain
+ * strings), params and id, each at most once: 0.  Anything else: -1 and
+ * nothing to free; parse it with ct__rpc_json_load(). */
+int ct__rpc_envelope_fast(const char *s, size_t len, ct__rpc_envelope *out);
+
 /* Parse any JSON text: ct__rpc_json_fast(), then json_loadb() when the
  * fast path gives up (jansson reports every error, in `err`). */
 json_t *ct__rpc_json_load(const char *s, size_t len, json_error_t *err);

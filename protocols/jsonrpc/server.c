@@ -468,23 +468,48 @@ static int cancel_request(sconn *c, const json_t *params) {
   return 0;
 }
 
-static void handle_entry(ct_rpc_server *s, sconn *c, json_t *e, batch *b,
+/* One request, taken apart: from a parsed tree (entry_of()) or straight
+ * from the text (ct__rpc_envelope_fast()). */
+typedef struct entry {
+  int valid;        /* jsonrpc "2.0", a string method, params array/object */
+  const char *name; /* the method (when valid) */
+  json_t *params;   /* borrowed; NULL: none */
+  json_t *id;       /* borrowed; NULL: none */
+  int notification; /* a valid object without an id */
+} entry;
+
+static void entry_check(entry *e, int object, int version_ok, int method_ok) {
+  e->notification = object && e->id == NULL;
+  e->valid = object && version_ok && method_ok &&
+             (e->params == NULL || json_is_array(e->params) ||
+              json_is_object(e->params)) &&
+             (e->id == NULL || valid_id(e->id));
+}
+
+static entry entry_of(json_t *j) {
+  entry e = {0};
+  e.id = json_object_get(j, "id"); /* NULL for non-objects too */
+  e.params = json_object_get(j, "params");
+  json_t *ver = json_object_get(j, "jsonrpc");
+  json_t *mname = json_object_get(j, "method");
+  e.name = json_string_value(mname);
+  entry_check(&e, json_is_object(j),
+              json_is_string(ver) && strcmp(json_string_value(ver), "2.0") == 0,
+              json_is_string(mname));
+  return e;
+}
+
+static void handle_entry(ct_rpc_server *s, sconn *c, const entry *e, batch *b,
                          int has_deadline, int64_t deadline_ms) {
   s->stats.served++;
-  json_t *id = json_object_get(e, "id"); /* NULL for non-objects too */
-  int notification = json_is_object(e) && id == NULL;
-  json_t *ver = json_object_get(e, "jsonrpc");
-  json_t *mname = json_object_get(e, "method");
-  json_t *params = json_object_get(e, "params");
-  if (!json_is_object(e) || !json_is_string(ver) ||
-      strcmp(json_string_value(ver), "2.0") != 0 || !json_is_string(mname) ||
-      (params != NULL && !json_is_array(params) && !json_is_object(params)) ||
-      (id != NULL && !valid_id(id))) {
+  json_t *id = e->id, *params = e->params;
+  int notification = e->notification;
+  if (!e->valid) {
     reply_error(s, c, b, valid_id(id) ? id : NULL, CT_RPC_INVALID_REQUEST,
                 "Invalid Request", NULL);
     return;
   }
-  const char *name = json_string_value(mname);
+  const char *name = e->name;
   if (strncmp(name, "rpc.", 4) == 0) {
     if (strcmp(name, "rpc.cancel") == 0) {
       int found = cancel_request(c, params);
@@ -554,6 +579,21 @@ static void serve_text(ct_rpc_server *s, sconn *c, const char *content,
     reply_error(s, c, NULL, NULL, CT_RPC_INVALID_REQUEST, msg, NULL);
     return;
   }
+  ct__rpc_envelope env;
+  if (ct__rpc_envelope_fast(content, len, &env) == 0) {
+    entry e = {0};
+    e.name = env.method;
+    e.params = env.params;
+    e.id = env.id;
+    entry_check(&e, 1,
+                env.version != NULL && env.version_len == 3 &&
+                    memcmp(env.version, "2.0", 3) == 0,
+                env.has_method);
+    handle_entry(s, c, &e, NULL, has_deadline, deadline_ms);
+    json_decref(env.params);
+    json_decref(env.id);
+    return;
+  }
   json_error_t jerr;
   json_t *root = ct__rpc_json_load(content, len, &jerr);
   if (root == NULL) {
@@ -566,7 +606,8 @@ static void serve_text(ct_rpc_server *s, sconn *c, const char *content,
     return;
   }
   if (!json_is_array(root)) {
-    handle_entry(s, c, root, NULL, has_deadline, deadline_ms);
+    entry e = entry_of(root);
+    handle_entry(s, c, &e, NULL, has_deadline, deadline_ms);
     json_decref(root);
     return;
   }
@@ -594,8 +635,10 @@ static void serve_text(ct_rpc_server *s, sconn *c, const char *content,
   c->refs++;
   c->batches++;
   b->pending = 1; /* held until every entry has started */
-  for (size_t i = 0; i < n && !c->closed; i++)
-    handle_entry(s, c, json_array_get(root, i), b, has_deadline, deadline_ms);
+  for (size_t i = 0; i < n && !c->closed; i++) {
+    entry e = entry_of(json_array_get(root, i));
+    handle_entry(s, c, &e, b, has_deadline, deadline_ms);
+  }
   json_decref(root);
   batch_release(s, b);
 }
