@@ -25,6 +25,7 @@
 
 #include "ctwist/log.h"
 #include "ctwist/stdio.h"
+#include "reactor/buf.h"
 #include "reactor/internal.h"
 #include "transports/internal.h"
 
@@ -38,8 +39,7 @@ typedef struct stdio_t {
   struct event *rev, *wev;
   int rev_added, wev_added;
   int file_read_queued; /* a call_soon read of a file is queued */
-  char *obuf;
-  size_t ohead, olen, ocap;
+  ct__buf out; /* what the output did not take yet */
   int write_shut;  /* half_close done */
   int lost_queued; /* the close is reported on a later turn */
   ct_failure *lost_reason;
@@ -102,7 +102,7 @@ static void close_with(stdio_t *s, ct_failure *f) {
   stop_io(s);
   restore_fds(s);
   shut_output(s);
-  s->olen = s->ohead = 0;
+  ct__buf_clear(&s->out);
   s->lost_reason = f;
   s->lost_queued = 1;
   if (ct__reactor_call_soon(s->base.reactor, lost_cb, s) != 0)
@@ -123,7 +123,7 @@ static void close_errno(stdio_t *s, int err, const char *what) {
 /* ---------------------------------------------------------------- output */
 
 static void update_write_event(stdio_t *s) {
-  int want = s->olen > 0 && !s->out_file;
+  int want = ct__buf_len(&s->out) > 0 && !s->out_file;
   if (want && !s->wev_added) {
     event_add(s->wev, NULL);
     s->wev_added = 1;
@@ -163,11 +163,11 @@ static ssize_t write_nosigpipe(int fd, const void *buf, size_t len) {
 
 /* Write what is queued.  Returns 0, or -1 after closing on an error. */
 static int flush(stdio_t *s) {
-  while (s->olen > 0) {
-    ssize_t n = write_nosigpipe(s->out_fd, s->obuf + s->ohead, s->olen);
+  while (ct__buf_len(&s->out) > 0) {
+    ssize_t n = write_nosigpipe(s->out_fd, ct__buf_head(&s->out),
+                                ct__buf_len(&s->out));
     if (n > 0) {
-      s->ohead += (size_t)n;
-      s->olen -= (size_t)n;
+      ct__buf_consume(&s->out, (size_t)n);
       continue;
     }
     if (n < 0 && errno == EINTR)
@@ -177,10 +177,8 @@ static int flush(stdio_t *s) {
     close_errno(s, n < 0 ? errno : EIO, "write");
     return -1;
   }
-  if (s->olen == 0)
-    s->ohead = 0;
   update_write_event(s);
-  ct__transport_buffer_changed(&s->base, s->olen);
+  ct__transport_buffer_changed(&s->base, ct__buf_len(&s->out));
   return 0;
 }
 
@@ -203,33 +201,13 @@ static void write_cb(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
   stdio_t *s = arg;
-  if (flush(s) == 0 && s->olen == 0)
+  if (flush(s) == 0 && ct__buf_len(&s->out) == 0)
     drained(s);
-}
-
-static int queue(stdio_t *s, const void *data, size_t len) {
-  if (s->ohead > 0 && s->ohead + s->olen + len > s->ocap) {
-    memmove(s->obuf, s->obuf + s->ohead, s->olen);
-    s->ohead = 0;
-  }
-  if (s->olen + len > s->ocap) {
-    size_t cap = s->ocap ? s->ocap : 4096;
-    while (cap < s->olen + len)
-      cap *= 2;
-    char *b = realloc(s->obuf, cap);
-    if (b == NULL)
-      return CT_ENOMEM;
-    s->obuf = b;
-    s->ocap = cap;
-  }
-  memcpy(s->obuf + s->ohead + s->olen, data, len);
-  s->olen += len;
-  return 0;
 }
 
 static int st_write(ct_transport *t, const void *data, size_t len) {
   stdio_t *s = st_of(t);
-  if (queue(s, data, len) != 0) {
+  if (ct__buf_append(&s->out, data, len) != 0) {
     close_errno(s, ENOMEM, "write");
     return CT_ENOMEM;
   }
@@ -240,11 +218,9 @@ static int st_write(ct_transport *t, const void *data, size_t len) {
 
 static int st_writev(ct_transport *t, const struct iovec *iov, int iovcnt) {
   stdio_t *s = st_of(t);
-  for (int i = 0; i < iovcnt; i++) {
-    if (queue(s, iov[i].iov_base, iov[i].iov_len) != 0) {
-      close_errno(s, ENOMEM, "write");
-      return CT_ENOMEM;
-    }
+  if (ct__buf_appendv(&s->out, iov, iovcnt, 0) != 0) {
+    close_errno(s, ENOMEM, "write");
+    return CT_ENOMEM;
   }
   flush(s);
   return 0;
@@ -292,7 +268,7 @@ static void got_eof(stdio_t *s) {
     return;
   /* Not half-closeable: flush, then close. */
   s->base.flags |= CT__T_CLOSING;
-  if (s->olen == 0)
+  if (ct__buf_len(&s->out) == 0)
     close_clean(s);
 }
 
@@ -347,7 +323,7 @@ static int st_lose_connection(ct_transport *t) {
   stdio_t *s = st_of(t);
   t->flags |= CT__T_CLOSING;
   stop_reading(s);
-  if (s->olen == 0)
+  if (ct__buf_len(&s->out) == 0)
     close_clean(s);
   return 0;
 }
@@ -362,7 +338,7 @@ static int st_abort(ct_transport *t) {
 static int st_half_close(ct_transport *t) {
   stdio_t *s = st_of(t);
   t->flags |= CT__T_WRITE_SHUT;
-  if (s->olen == 0 && !s->write_shut) {
+  if (ct__buf_len(&s->out) == 0 && !s->write_shut) {
     s->write_shut = 1;
     shut_output(s);
   }
@@ -386,7 +362,7 @@ static int st_addr(ct_transport *t, ct_address *out) {
 }
 
 static size_t st_buffered(const ct_transport *t) {
-  return ((const stdio_t *)(const void *)t)->olen;
+  return ct__buf_len(&((const stdio_t *)(const void *)t)->out);
 }
 
 static int st_fileno(const ct_transport *t) {
@@ -400,7 +376,7 @@ static void st_destroy(ct_transport *t) {
   if (s->wev != NULL)
     event_free(s->wev);
   ct_failure_free(s->lost_reason);
-  free(s->obuf);
+  ct__buf_free(&s->out);
   free(s);
 }
 
