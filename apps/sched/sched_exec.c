@@ -13,6 +13,7 @@
 #define _DEFAULT_SOURCE
 #include <jansson.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,20 @@ static void job_finish(job *j, const ct_failure *f) {
   ct_sched_run_done(run, f, tail);
 }
 
+/* Finish `j` with a new failure (code, printf-style message). */
+static void job_fail(job *j, int code, const char *fmt, ...) CT_PRINTF(3, 4);
+
+static void job_fail(job *j, int code, const char *fmt, ...) {
+  char msg[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  ct_failure *f = ct_failure_new(code, "%s", msg);
+  job_finish(j, f);
+  ct_failure_free(f);
+}
+
 /* ------------------------------------------------------------- commands */
 
 static void keep_tail(job *j, const char *d, size_t n) {
@@ -121,11 +136,8 @@ static void p_ended(ct_process *p, const ct_failure *reason, void *arg) {
   (void)p;
   j->proc = NULL;
   if (j->timed_out) {
-    ct_failure *f = ct_failure_new(
-        CT_ETIMEDOUT, "timed out after %gs and was stopped (%s)",
-        j->spec->timeout, reason != NULL ? reason->message : "?");
-    job_finish(j, f);
-    ct_failure_free(f);
+    job_fail(j, CT_ETIMEDOUT, "timed out after %gs and was stopped (%s)",
+             j->spec->timeout, reason != NULL ? reason->message : "?");
   } else if (reason == NULL || reason->code == CT_ECONNDONE) {
     job_finish(j, NULL);
   } else {
@@ -208,10 +220,7 @@ static void start_rpc(job *j, peer *p) {
     o.fail_fast = 1;
     p->rpc = ct_rpc_client_new(j->e->r, &o);
     if (p->rpc == NULL || ct_rpc_client_connect(p->rpc, p->endpoint) != 0) {
-      ct_failure *f = ct_failure_new(CT_EINVAL, "cannot connect to %s",
-                                     p->endpoint);
-      job_finish(j, f);
-      ct_failure_free(f);
+      job_fail(j, CT_EINVAL, "cannot connect to %s", p->endpoint);
       return;
     }
   }
@@ -223,9 +232,7 @@ static void start_rpc(job *j, peer *p) {
   ct_deferred *d = ct_rpc_call_timeout(p->rpc, j->spec->method, params,
                                        timeout);
   if (d == NULL) {
-    ct_failure *f = ct_failure_new(CT_ENOMEM, "rpc call failed");
-    job_finish(j, f);
-    ct_failure_free(f);
+    job_fail(j, CT_ENOMEM, "rpc call failed");
     return;
   }
   j->d = ct_deferred_ref(d);
@@ -255,10 +262,7 @@ static ct_msg_header *header_of(const char *text) {
 static void send_on(job *j, peer *p) {
   ct_messenger *m = NULL;
   if (ct_msg_client_messengers(p->msg, &m, 1) == 0 || m == NULL) {
-    ct_failure *f =
-        ct_failure_new(CT_ECONNLOST, "no connection to %s", p->endpoint);
-    job_finish(j, f);
-    ct_failure_free(f);
+    job_fail(j, CT_ECONNLOST, "no connection to %s", p->endpoint);
     return;
   }
   ct_msg_header *h = header_of(j->spec->header);
@@ -267,10 +271,7 @@ static void send_on(job *j, peer *p) {
                      : CT_ENOMEM;
   ct_msg_header_free(h);
   if (rc != 0) {
-    ct_failure *f = ct_failure_new(rc, "send to %s: %s", p->endpoint,
-                                   ct_strerror(rc));
-    job_finish(j, f);
-    ct_failure_free(f);
+    job_fail(j, rc, "send to %s: %s", p->endpoint, ct_strerror(rc));
     return;
   }
   job_finish(j, NULL);
@@ -299,9 +300,7 @@ static void start_send(job *j, peer *p) {
   if (p->msg == NULL) {
     p->msg = ct_msg_client_new(j->e->r, NULL, NULL);
     if (p->msg == NULL) {
-      ct_failure *f = ct_failure_new(CT_ENOMEM, "out of memory");
-      job_finish(j, f);
-      ct_failure_free(f);
+      job_fail(j, CT_ENOMEM, "out of memory");
       return;
     }
   }
@@ -314,9 +313,7 @@ static void start_send(job *j, peer *p) {
                              : NULL;
   if (d == NULL) {
     free(w);
-    ct_failure *f = ct_failure_new(CT_ENOMEM, "out of memory");
-    job_finish(j, f);
-    ct_failure_free(f);
+    job_fail(j, CT_ENOMEM, "out of memory");
     return;
   }
   w->j = j;
@@ -348,9 +345,7 @@ static void exec_start(ct_sched_run *run, const ct_sched_spec *spec,
   }
   peer *p = peer_get(e, spec->endpoint);
   if (p == NULL) {
-    ct_failure *f = ct_failure_new(CT_ENOMEM, "out of memory");
-    job_finish(j, f);
-    ct_failure_free(f);
+    job_fail(j, CT_ENOMEM, "out of memory");
     return;
   }
   if (spec->action == CT_SCHED_RPC)

@@ -455,19 +455,24 @@ Test(sched, a_day_in_milliseconds) {
   free(rec);
 }
 
-Test(sched, a_spring_forward_day_simulated) {
-  WALL_BASE = local(2026, 3, 8, 0, 0, -1);
+/* Simulate a DST day from its local midnight: a daily task at `daily`
+ * (expected once, at `night_at`) and an hourly cron (`hours` runs). */
+static void simulate_dst_day(int m, int d, const char *daily, int hours,
+                             double night_at) {
+  WALL_BASE = local(2026, m, d, 0, 0, -1);
   recorder *rec = calloc(1, sizeof *rec);
   rec->auto_done = 1;
   ct_sched *s = new_sched(rec, NULL);
-  load(s, "night daily 02:30 run x\n"
-          "hourly cron \"0 * * * *\" run x\n");
-  run_for(23 * 3600); /* the day is 23 hours long */
+  char conf[128];
+  snprintf(conf, sizeof conf,
+           "night daily %s run x\nhourly cron \"0 * * * *\" run x\n", daily);
+  load(s, conf);
+  run_for(hours * 3600.0); /* the day is `hours` long */
   cr_assert_eq(count_task(rec, "night"), 1);
-  cr_assert_eq(count_task(rec, "hourly"), 23);
+  cr_assert_eq(count_task(rec, "hourly"), hours);
   for (size_t i = 0; i < rec->n; i++) {
     if (strcmp(rec->runs[i].task, "night") == 0) {
-      cr_expect_eq(rec->runs[i].scheduled, local(2026, 3, 8, 3, 0, 1));
+      cr_expect_eq(rec->runs[i].scheduled, night_at);
       cr_expect_eq(rec->runs[i].wall, rec->runs[i].scheduled);
     }
   }
@@ -475,22 +480,14 @@ Test(sched, a_spring_forward_day_simulated) {
   free(rec);
 }
 
+Test(sched, a_spring_forward_day_simulated) {
+  /* 02:30 does not exist: it runs at the change, 03:00 EDT. */
+  simulate_dst_day(3, 8, "02:30", 23, local(2026, 3, 8, 3, 0, 1));
+}
+
 Test(sched, a_fall_back_day_simulated) {
-  WALL_BASE = local(2026, 11, 1, 0, 0, -1);
-  recorder *rec = calloc(1, sizeof *rec);
-  rec->auto_done = 1;
-  ct_sched *s = new_sched(rec, NULL);
-  load(s, "night daily 01:30 run x\n"
-          "hourly cron \"0 * * * *\" run x\n");
-  run_for(25 * 3600); /* the day is 25 hours long */
-  cr_assert_eq(count_task(rec, "night"), 1);
-  cr_assert_eq(count_task(rec, "hourly"), 25);
-  for (size_t i = 0; i < rec->n; i++) {
-    if (strcmp(rec->runs[i].task, "night") == 0)
-      cr_expect_eq(rec->runs[i].scheduled, local(2026, 11, 1, 1, 30, 1));
-  }
-  finish(s, rec);
-  free(rec);
+  /* 01:30 happens twice: it runs at the first, 01:30 EDT. */
+  simulate_dst_day(11, 1, "01:30", 25, local(2026, 11, 1, 1, 30, 1));
 }
 
 Test(sched, jitter_within_bounds_and_reproducible) {
