@@ -63,6 +63,7 @@ static void on_hup(ct_reactor *r, int signum, void *arg) {
     return;
   }
   ct_log(CT_LOG_INFO, "sched", "SIGHUP: reloading %s", a->config);
+  tzset(); /* a changed TZ database or /etc/localtime is picked up too */
   ct_sched_load(a->s, &cfg);
 }
 

@@ -247,7 +247,9 @@ ct_sched *ct_sched_new(ct_reactor *r, const ct_sched_options *opts);
  * left empty).  A task whose line is identical to a loaded task's keeps
  * its timer and counters untouched; a new or changed task is scheduled
  * from now (with catch-up from the state file); a task no longer present
- * is cancelled, and its runs in progress finish.  Returns 0.
+ * is cancelled, and its runs in progress finish.  Returns 0, CT_EINVAL
+ * (NULL argument) or CT_ESTATE after ct_sched_shutdown() (`cfg` is
+ * emptied then too).
  */
 int ct_sched_load(ct_sched *s, ct_sched_config *cfg);
 

@@ -546,8 +546,10 @@ static void task_remove(task *t) {
 int ct_sched_load(ct_sched *s, ct_sched_config *cfg) {
   if (s == NULL || cfg == NULL)
     return CT_EINVAL;
-  if (s->shut)
+  if (s->shut) {
+    ct_sched_config_clear(cfg);
     return CT_ESTATE;
+  }
   task *old = s->tasks, *head = NULL, **tail = &head;
   size_t kept = 0, fresh = 0, removed = 0;
   for (size_t i = 0; i < cfg->n; i++) {
