@@ -451,7 +451,11 @@ int ct_sched_config_parse(const char *text, size_t len, const char *filename,
     memset(t, 0, sizeof *t);
     cfg.n++;
     t->lineno = lineno;
-    t->line = strndup(s, (size_t)(e - s));
+    t->line = malloc((size_t)(e - s) + 1); /* the text is not NUL-terminated */
+    if (t->line != NULL) {
+      memcpy(t->line, s, (size_t)(e - s));
+      t->line[e - s] = '\0';
+    }
     if (t->line == NULL || parse_task(&ws, t, buf, sizeof buf) != 0) {
       if (t->line == NULL)
         snprintf(buf, sizeof buf, "out of memory");

@@ -205,7 +205,8 @@ static void start_command(job *j) {
 static ct_step rpc_done(ct_result r, void *arg) {
   job *j = arg;
   if (r.failure != NULL) {
-    job_finish(j, r.failure);
+    job_finish(j, r.failure); /* borrows it */
+    ct_failure_free(r.failure);
     return ct_pass(CT_NONE);
   }
   ct_value_free(r.value);
@@ -288,7 +289,8 @@ static ct_step connected(ct_result r, void *arg) {
   peer *p = w->p;
   free(w);
   if (r.failure != NULL) {
-    job_finish(j, r.failure);
+    job_finish(j, r.failure); /* borrows it */
+    ct_failure_free(r.failure);
     return ct_pass(CT_NONE);
   }
   ct_value_free(r.value);
