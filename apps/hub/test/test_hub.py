@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 
-HUB, FILER, SCENARIO = sys.argv[1], sys.argv[2], sys.argv[3]
+HUB = FILER = SCENARIO = None  # set by main, or by an importer (bench/hub)
 TIMEOUT = float(os.environ.get("CT_TEST_TIMEOUT", "30"))
 procs = []
 
@@ -496,4 +496,5 @@ def main():
 
 
 if __name__ == "__main__":
+    HUB, FILER, SCENARIO = sys.argv[1], sys.argv[2], sys.argv[3]
     main()
