@@ -14,7 +14,9 @@
  *   help, id, list, send ID TEXT, broadcast TEXT, multicast ID,ID TEXT,
  *   connect ID, put ID FILE, get ID NAME, transfers, stats, watch, quit
  * Events (messages received, peers, transfer outcomes) are written to
- * standard output, and to control connections that sent `watch`.
+ * standard output, and to control connections that sent `watch`.  At the
+ * end of standard input (without --control) the filer exits once its
+ * running transfers have finished.
  *
  * File transfer (docs/hub.md): the receiver opens a data connection to the
  * sender's listening endpoint and asks for a file from an offset; the
@@ -60,6 +62,8 @@
 typedef struct filer filer;
 typedef struct xfer xfer;
 typedef struct peer peer;
+typedef struct grave grave;
+typedef struct oneshot oneshot;
 
 /* What a connection of the peer server is for (its messenger's user). */
 enum { CONN_PEER = 1, CONN_XFER = 2 };
@@ -93,7 +97,7 @@ struct xfer {
   EVP_MD_CTX *md;
   /* incoming: our data connection */
   ct_msg_client *c;
-  ct_msg_client *c_dying; /* freed on the next loop turn */
+  ct_msg_client *c_dying; /* in the graveyard, until freed */
   ct_messenger *m;
   /* outgoing: the receiver's data connection (referenced) */
   ct_messenger *sm;
@@ -157,6 +161,10 @@ struct filer {
   uint64_t next_xfer;
   ct_looping_call *progress_loop;
   long long corrupt_at; /* test-only, -1 normally */
+  grave *graves;
+  int graves_scheduled;
+  oneshot *oneshots; /* offers being delivered */
+  int quit_when_idle; /* stdin ended: stop once no transfer runs */
   /* commands */
   cmd_conn *stdio_conn;
   cmd_conn *ctl_conns;
@@ -303,24 +311,53 @@ static void xfer_close_fd(xfer *x) {
   x->md = NULL;
 }
 
-static void free_client_later(void *arg) {
-  ct_msg_client_free(arg);
+/* Clients are freed on a later loop turn, never from inside their own
+ * callbacks: `bury` puts one in the graveyard, which the next turn (or the
+ * shutdown) empties.  `flag` (may be NULL) is cleared then: an xfer stays
+ * alive while its client can still call it back. */
+typedef struct grave {
+  struct grave *next;
+  ct_msg_client *c;
+  ct_msg_client **flag;
+} grave;
+
+static void flush_graves(void *arg) {
+  filer *f = arg;
+  f->graves_scheduled = 0;
+  while (f->graves != NULL) {
+    grave *g = f->graves;
+    f->graves = g->next;
+    ct_msg_client_free(g->c);
+    if (g->flag != NULL)
+      *g->flag = NULL;
+    free(g);
+  }
 }
 
-/* An xfer's data client is freed on a later turn (not from inside its own
- * callbacks); the xfer stays until then, since the client's callbacks
- * point at it. */
-static void free_xfer_client(void *arg) {
-  xfer *x = arg;
-  ct_msg_client_free(x->c_dying);
-  x->c_dying = NULL;
+static void bury(filer *f, ct_msg_client *c, ct_msg_client **flag) {
+  grave *g = malloc(sizeof *g);
+  if (g == NULL) { /* leak-free fallback: callbacks stop at once */
+    ct_msg_client_free(c);
+    if (flag != NULL)
+      *flag = NULL;
+    return;
+  }
+  g->c = c;
+  g->flag = flag;
+  g->next = f->graves;
+  f->graves = g;
+  if (flag != NULL)
+    *flag = c;
+  if (!f->graves_scheduled &&
+      ct_call_later(f->r, 0, flush_graves, f) != NULL)
+    f->graves_scheduled = 1;
 }
 
 static void xfer_release_conn(xfer *x) {
   if (x->c != NULL) {
-    x->c_dying = x->c;
+    ct_msg_client *c = x->c;
     x->c = NULL;
-    ct_call_later(x->f->r, 0, free_xfer_client, x);
+    bury(x->f, c, &x->c_dying);
   }
   x->m = NULL;
   if (x->sm != NULL) {
@@ -333,10 +370,12 @@ static void xfer_release_conn(xfer *x) {
   }
 }
 
+/* At shutdown, after flush_graves(): frees the client at once. */
 static void xfer_free(xfer *x) {
   xfer_close_fd(x);
+  ct_msg_client_free(x->c);
+  x->c = NULL;
   xfer_release_conn(x);
-  ct_msg_client_free(x->c_dying);
   free(x);
 }
 
@@ -354,6 +393,16 @@ static void xfer_prune(filer *f) {
       pp = &x->next;
     }
   }
+}
+
+/* After the end of standard input: stop when no transfer is running. */
+static void maybe_quit(filer *f) {
+  if (!f->quit_when_idle)
+    return;
+  for (xfer *x = f->xfers; x != NULL; x = x->next)
+    if (x->state < XS_DONE)
+      return;
+  ct_reactor_stop(f->r);
 }
 
 static void xfer_finish(xfer *x, enum xstate st, const char *fmt, ...)
@@ -374,6 +423,7 @@ static void xfer_finish(xfer *x, enum xstate st, const char *fmt, ...) {
   event(x->f, "transfer %s", line);
   xfer_close_fd(x);
   xfer_release_conn(x);
+  maybe_quit(x->f);
 }
 
 static xfer *xfer_new(filer *f, int incoming, const char *name) {
@@ -896,7 +946,9 @@ static peer *peer_by_id(filer *f, int64_t id) {
   return NULL;
 }
 
-static void peer_unlink(peer *p) {
+/* Forget `p`.  From its client's callbacks the client is buried; at
+ * shutdown (`now`) it is freed at once. */
+static void peer_unlink(peer *p, int now) {
   filer *f = p->f;
   for (peer **pp = &f->peer_list; *pp != NULL; pp = &(*pp)->next)
     if (*pp == p) {
@@ -907,8 +959,10 @@ static void peer_unlink(peer *p) {
     ct_messenger_set_user(p->m, NULL);
     ct_messenger_unref(p->m);
   }
-  if (p->c != NULL)
-    ct_call_later(f->r, 0, free_client_later, p->c);
+  if (p->c != NULL && now)
+    ct_msg_client_free(p->c);
+  else if (p->c != NULL)
+    bury(f, p->c, NULL);
   free(p);
 }
 
@@ -954,7 +1008,7 @@ static void po_close(ct_messenger *m, size_t alive, const ct_failure *reason,
   peer *p = arg;
   event(p->f, "direct connection to %lld (%s) closed: %s", (long long)p->id,
         p->name, reason != NULL ? reason->message : "closed");
-  peer_unlink(p);
+  peer_unlink(p, 0);
 }
 
 static void po_failed(const char *endpoint, const ct_failure *reason,
@@ -962,7 +1016,7 @@ static void po_failed(const char *endpoint, const ct_failure *reason,
   peer *p = arg;
   event(p->f, "cannot connect to %lld at %s: %s", (long long)p->id, endpoint,
         reason->message);
-  peer_unlink(p);
+  peer_unlink(p, 0);
 }
 
 /* The peer server: direct connections from other filers, and their data
@@ -1044,15 +1098,16 @@ static void ps_close(ct_messenger *m, size_t alive, const ct_failure *reason,
   peer *p = (peer *)tag;
   event(f, "direct connection from %lld (%s) closed", (long long)p->id,
         p->name);
-  peer_unlink(p);
+  peer_unlink(p, 0);
 }
 
 /* Offer: a one-shot connection carrying an `offer`, then closed. */
-typedef struct oneshot {
+struct oneshot {
+  oneshot *next;
   filer *f;
   ct_msg_client *c;
   ct_msg_header *h;
-} oneshot;
+};
 
 static void os_connect(ct_messenger *m, void *arg) {
   oneshot *o = arg;
@@ -1061,8 +1116,13 @@ static void os_connect(ct_messenger *m, void *arg) {
 }
 
 static void os_done(oneshot *o) {
+  for (oneshot **pp = &o->f->oneshots; *pp != NULL; pp = &(*pp)->next)
+    if (*pp == o) {
+      *pp = o->next;
+      break;
+    }
   ct_msg_header_free(o->h);
-  ct_call_later(o->f->r, 0, free_client_later, o->c);
+  bury(o->f, o->c, NULL);
   free(o);
 }
 
@@ -1473,6 +1533,8 @@ static void run_command(cmd_conn *cc, char *line) {
       free(os);
       return;
     }
+    os->next = f->oneshots;
+    f->oneshots = os;
     reply(t, "offered %s (%lld bytes) to %lld", base, (long long)st.st_size,
           (long long)id);
   } else if (strcmp(cmd, "transfers") == 0) {
@@ -1517,8 +1579,10 @@ static void cmd_lost(ct_line_receiver *lr, const ct_failure *reason) {
   filer *f = cc->f;
   if (cc->is_stdio) {
     f->stdio_conn = NULL;
-    if (f->control_path == NULL) /* standard input was the only source */
-      ct_reactor_stop(f->r);
+    if (f->control_path == NULL) { /* standard input was the only source */
+      f->quit_when_idle = 1;
+      maybe_quit(f);
+    }
     return;
   }
   for (cmd_conn **pp = &f->ctl_conns; *pp != NULL; pp = &(*pp)->next)
@@ -1793,13 +1857,21 @@ out:
     if (c->lr.base.transport != NULL)
       ct_transport_abort(c->lr.base.transport);
   drop_pending(&f);
+  flush_graves(&f);
+  while (f.oneshots != NULL) {
+    oneshot *o = f.oneshots;
+    f.oneshots = o->next;
+    ct_msg_client_free(o->c);
+    ct_msg_header_free(o->h);
+    free(o);
+  }
   while (f.xfers != NULL) {
     xfer *x = f.xfers;
     f.xfers = x->next;
     xfer_free(x);
   }
   while (f.peer_list != NULL)
-    peer_unlink(f.peer_list);
+    peer_unlink(f.peer_list, 1);
   while (f.offers != NULL) {
     offer *o = f.offers;
     f.offers = o->next;

@@ -61,6 +61,8 @@ struct hub {
   member members; /* list head */
   size_t joined;
   double broadcast_interval, default_report_interval;
+  ct_messenger **scratch; /* recipient lists, room for every member */
+  size_t scratch_cap;
   /* stats */
   uint64_t joins, leaves, silent_drops, relayed, relayed_bytes, bad_requests;
 };
@@ -72,6 +74,28 @@ static member *find_member(hub *h, uint64_t id) {
     if (x->id == id)
       return x;
   return NULL;
+}
+
+/* Room for a recipient list of every member; NULL if memory runs out. */
+static ct_messenger **scratch(hub *h) {
+  if (h->scratch_cap < h->joined + 1) {
+    size_t cap = 2 * (h->joined + 1);
+    ct_messenger **p = realloc(h->scratch, cap * sizeof *p);
+    if (p == NULL)
+      return NULL;
+    h->scratch = p;
+    h->scratch_cap = cap;
+  }
+  return h->scratch;
+}
+
+/* Every open member but `skip` (may be NULL) into `list`; returns n. */
+static size_t members_except(hub *h, member *skip, ct_messenger **list) {
+  size_t n = 0;
+  for (member *y = h->members.next; y != &h->members; y = y->next)
+    if (y != skip && ct_messenger_is_open(y->m)) /* not one being closed */
+      list[n++] = y->m;
+  return n;
 }
 
 /* The roster as a JSON array (content of `members`). */
@@ -106,12 +130,10 @@ static void send_roster(hub *h, ct_messenger *to, int64_t req) {
   if (to != NULL) {
     ct_messenger_send(to, hd, js, len);
   } else {
-    ct_messenger *list[1024];
-    size_t n = 0;
-    for (member *x = h->members.next; x != &h->members && n < 1024;
-         x = x->next)
-      list[n++] = x->m;
-    ct_msg_server_multicast(h->server, list, n, hd, js, len);
+    ct_messenger **list = scratch(h);
+    if (list != NULL)
+      ct_msg_server_multicast(h->server, list, members_except(h, NULL, list),
+                              hd, js, len);
   }
   ct_msg_header_free(hd);
   free(js);
@@ -272,9 +294,11 @@ static void do_multicast(member *x, const ct_msg_header *hd, int64_t req,
                 "multicast needs \"to\": a list of ids like \"1,2,5\"");
     return;
   }
-  ct_messenger *list[1024];
+  ct_messenger **list = scratch(x->h);
   size_t n = 0;
   const char *p = to;
+  if (list == NULL)
+    return;
   while (*p) {
     char *end;
     unsigned long long id = strtoull(p, &end, 10);
@@ -292,7 +316,7 @@ static void do_multicast(member *x, const ct_msg_header *hd, int64_t req,
     int dup = 0;
     for (size_t i = 0; i < n; i++)
       dup |= list[i] == dst->m;
-    if (!dup && n < 1024)
+    if (!dup) /* at most one per member: fits */
       list[n++] = dst->m;
     p = *end ? end + 1 : end;
   }
@@ -301,12 +325,9 @@ static void do_multicast(member *x, const ct_msg_header *hd, int64_t req,
 
 static void do_broadcast(member *x, const char *content, size_t len) {
   hub *h = x->h;
-  ct_messenger *list[1024];
-  size_t n = 0;
-  for (member *y = h->members.next; y != &h->members && n < 1024; y = y->next)
-    if (y != x)
-      list[n++] = y->m;
-  relay(x, "broadcast", list, n, content, len);
+  ct_messenger **list = scratch(h);
+  if (list != NULL)
+    relay(x, "broadcast", list, members_except(h, x, list), content, len);
 }
 
 static void do_stats(member *x, int64_t req) {
@@ -551,9 +572,10 @@ int main(int argc, char **argv) {
     free(x);
     x = nx;
   }
-  ct_messenger *all[1024];
-  size_t n = ct_msg_server_messengers(h.server, all, 1024);
-  for (size_t i = 0; i < n && i < 1024; i++) {
+  size_t n = ct_msg_server_messengers(h.server, NULL, 0);
+  ct_messenger **all = calloc(n + 1, sizeof *all);
+  n = all != NULL ? ct_msg_server_messengers(h.server, all, n) : 0;
+  for (size_t i = 0; i < n; i++) {
     member *x = ct_messenger_user(all[i]);
     if (x != NULL) { /* connected, no hello yet */
       ct_idle_timeout_cancel(&x->idle);
@@ -561,6 +583,8 @@ int main(int argc, char **argv) {
       free(x);
     }
   }
+  free(all);
+  free(h.scratch);
   ct_msg_server_free(h.server);
   ct_reactor_iterate(h.r);
   ct_reactor_free(h.r);

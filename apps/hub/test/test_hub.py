@@ -270,14 +270,15 @@ def messaging(tmp):
 
 
 def slow_consumer(tmp):
-    # a member that never reads: raw socket, says hello, reports, never
-    # recv()s; the hub's soft limit (1 MiB for 0.5 s) disconnects it while
-    # a normal member keeps receiving.
+    # a member that never reads: raw socket, says hello, never recv()s;
+    # the hub's limits (hard 4 MiB; soft 1 MiB for 0.5 s) disconnect it
+    # while a normal member keeps receiving.
     hub, ep = start_hub("--broadcast-interval", "5", "--output-hard-limit",
                         "4M", "--output-soft-limit", "1M",
                         "--output-soft-seconds", "0.5")
-    a = start_filer("a", ep, tmp)
-    b = start_filer("b", ep, tmp)
+    # reports every second: the flood below must not make them late
+    a = start_filer("a", ep, tmp, interval="1")
+    b = start_filer("b", ep, tmp, interval="1")
     port = int(ep.rsplit("=", 1)[1])
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
