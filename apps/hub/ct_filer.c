@@ -165,6 +165,7 @@ struct filer {
   int graves_scheduled;
   oneshot *oneshots; /* offers being delivered */
   int quit_when_idle; /* stdin ended: stop once no transfer runs */
+  int progress_shown;  /* a progress line (no newline) is on the terminal */
   /* commands */
   cmd_conn *stdio_conn;
   cmd_conn *ctl_conns;
@@ -199,10 +200,15 @@ static void event(filer *f, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
-  if (f->stdio_conn != NULL)
-    write_line(f->stdio_conn->lr.base.transport, buf);
-  else
+  if (f->stdio_conn != NULL) {
+    ct_transport *t = f->stdio_conn->lr.base.transport;
+    if (f->progress_shown && t != NULL) /* replace the progress line */
+      ct_transport_write_str(t, "\r\033[K");
+    f->progress_shown = 0;
+    write_line(t, buf);
+  } else {
     ct_log(CT_LOG_INFO, "filer", "%s", buf);
+  }
   for (cmd_conn *c = f->ctl_conns; c != NULL; c = c->next)
     if (c->watch)
       write_line(c->lr.base.transport, buf);
@@ -418,9 +424,7 @@ static void xfer_finish(xfer *x, enum xstate st, const char *fmt, ...) {
   x->t1 = ct_reactor_seconds(x->f->r);
   char line[LINE_MAX_LEN];
   xfer_progress_text(x, line, sizeof line);
-  if (x->f->tty && x->f->stdio_conn != NULL)
-    write_line(x->f->stdio_conn->lr.base.transport, "");
-  event(x->f, "transfer %s", line);
+  event(x->f, "transfer %s", line); /* replaces the progress line */
   xfer_close_fd(x);
   xfer_release_conn(x);
   maybe_quit(x->f);
@@ -931,6 +935,7 @@ static int progress_tick(ct_looping_call *lc, uint64_t count, void *arg) {
       if (t != NULL) {
         ct_transport_write_str(t, "\r\033[K");
         ct_transport_write_str(t, line);
+        f->progress_shown = 1;
       }
       break;
     }
