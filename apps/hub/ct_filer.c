@@ -928,7 +928,7 @@ static int progress_tick(ct_looping_call *lc, uint64_t count, void *arg) {
   if (f->stdio_conn == NULL)
     return 0;
   for (xfer *x = f->xfers; x != NULL; x = x->next)
-    if (x->state == XS_RUNNING) {
+    if (x->state <= XS_RUNNING) { /* connecting or running */
       char line[LINE_MAX_LEN];
       xfer_progress_text(x, line, sizeof line);
       ct_transport *t = f->stdio_conn->lr.base.transport;

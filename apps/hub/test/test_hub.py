@@ -2,7 +2,8 @@
 """End-to-end tests of ct-hub and ct-filer on loopback.
 
 usage: test_hub.py CT_HUB CT_FILER SCENARIO
-SCENARIO: messaging | slow-consumer | transfer | resume | corrupt | daemon
+SCENARIO: messaging | slow-consumer | transfer | resume | corrupt | daemon |
+          terminal
 
 Every wait is on a condition (a line printed by a process, a /proc
 state, a file), bounded by a timeout; nothing sleeps for a fixed time.
@@ -428,6 +429,70 @@ def corrupt(tmp):
         p.stop()
 
 
+def terminal(tmp):
+    """On a terminal (a pty), a transfer shows a progress line (bytes,
+    rate, ETA) rewritten in place.  The sender is stopped (SIGSTOP) so the
+    transfer waits long enough to be drawn, then continued."""
+    import pty
+    hub, ep = start_hub("--broadcast-interval", "0.2")
+    snd = start_filer("snd", ep, tmp)
+    src = os.path.join(snd.dir, "share", "t.bin")
+    digest = make_file(src, 4)
+    d = os.path.join(tmp, "tty")
+    os.makedirs(d)
+    master, slave = pty.openpty()
+    p = subprocess.Popen([FILER, "--hub", ep, "--name", "tty",
+                          "--report-interval", "0.2", "--dir", d],
+                         stdin=slave, stdout=slave, stderr=subprocess.PIPE)
+    os.close(slave)
+    buf = bytearray()
+    cv = threading.Condition()
+
+    def reader():
+        while True:
+            try:
+                b = os.read(master, 65536)
+            except OSError:
+                b = b""
+            with cv:
+                if not b:
+                    buf.extend(b"\0EOF")
+                    cv.notify_all()
+                    return
+                buf.extend(b)
+                cv.notify_all()
+    threading.Thread(target=reader, daemon=True).start()
+
+    def wait(pattern):
+        rx = re.compile(pattern.encode())
+        with cv:
+            if not cv.wait_for(lambda: rx.search(buf), timeout=TIMEOUT):
+                fail("tty: no %r in %r" % (pattern, bytes(buf[-2000:])))
+
+    try:
+        wait(r"joined the hub as")
+        os.write(master, b"list\n")
+        wait(r"2 members:")
+        os.kill(snd.p.pid, signal.SIGSTOP)
+        os.write(master, b"get %d t.bin\n" % snd.id)
+        # the progress line: carriage return, erase line, then the fields
+        wait(r"\r\x1b\[K#1 get t\.bin from \d+: connecting [\d.]+% "
+             r"\S+ \S*B/\S+ \S*B \S+ \S*B/s ETA ")
+        os.kill(snd.p.pid, signal.SIGCONT)
+        wait(r"\r\x1b\[Ktransfer #1 get t\.bin from \d+: done .*" + digest)
+        os.write(master, b"quit\n")
+        p.wait(TIMEOUT)
+        if p.stderr.read():
+            fail("tty: unexpected stderr")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+    for x in (snd, hub):
+        x.stop()
+
+
 def daemon(tmp):
     hub, ep = start_hub("--broadcast-interval", "0.2")
     a = start_filer("a", ep, tmp)
@@ -476,7 +541,7 @@ def main():
     try:
         {"messaging": messaging, "slow-consumer": slow_consumer,
          "transfer": transfer, "resume": resume, "corrupt": corrupt,
-         "daemon": daemon}[SCENARIO](tmp)
+         "daemon": daemon, "terminal": terminal}[SCENARIO](tmp)
     finally:
         for p in procs:
             if p.p.poll() is None:
