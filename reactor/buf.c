@@ -175,8 +175,12 @@ static int block_resize(ct__buf *b, size_t cap, size_t keep) {
 int ct__buf_reserve(ct__buf *b, size_t more) {
   if (more <= b->cap - b->off - b->olen)
     return 0;
-  if (b->off > 0) {
-    /* Compact: every own segment moves down by `off`. */
+  /* Compact only when that frees at least as many bytes as it moves: every
+   * byte moved is then paid for by a consumed one.  A buffer that is
+   * drained a little and refilled a little (a slow reader) would otherwise
+   * move all it holds on every append. */
+  if (b->off > 0 && b->off >= b->olen) {
+    /* Every own segment moves down by `off`. */
     memmove(b->data, b->data + b->off, b->olen);
     for (size_t i = 0; i < b->nsegs; i++) {
       ct__bufseg *s = seg_at(b, i);
@@ -187,13 +191,16 @@ int ct__buf_reserve(ct__buf *b, size_t more) {
     if (more <= b->cap - b->olen)
       return 0;
   }
-  if (more > SIZE_MAX / 2 - b->olen)
+  /* Grow by doubling, keeping the consumed prefix (less than what is
+   * held, so at most half the block). */
+  size_t used = b->off + b->olen;
+  if (more > SIZE_MAX / 2 - used)
     return CT_ENOMEM;
-  size_t need = b->olen + more;
+  size_t need = used + more;
   size_t cap = b->cap ? b->cap : 256;
   while (cap < need)
     cap *= 2;
-  return block_resize(b, cap, b->olen);
+  return block_resize(b, cap, used);
 }
 
 char *ct__buf_tail(ct__buf *b, size_t more) {
