@@ -554,3 +554,51 @@ Test(jsonrpc_balance, removal_window_zero_is_at_once) {
   json_decref(o.value);
   net_free(&nt);
 }
+
+Test(jsonrpc_balance, error_answers_are_successes_for_accrual) {
+  net nt;
+  ct_rpc_client_options co = {.accrual_failures = 2, .timeout = 1};
+  net_init(&nt, 1, &co);
+  net_join(&nt, 1);
+  ct_rpc_member_stats st[MAXS];
+  outcome t1 = {0}, e = {0}, t2 = {0}, t3 = {0};
+  call_done(&nt, "sleep", secs(10), &t1);
+  net_advance(&nt, 1.1);
+  cr_assert_eq(t1.code, CT_ETIMEDOUT);
+  call_done(&nt, "apperr", NULL, &e); /* an answer: resets the count */
+  net_flush(&nt);
+  cr_assert_eq(e.code, -32000);
+  call_done(&nt, "sleep", secs(10), &t2);
+  net_advance(&nt, 1.1);
+  cr_assert_eq(t2.code, CT_ETIMEDOUT);
+  cr_assert(!member(&nt, 0, st)->dead);
+  call_done(&nt, "sleep", secs(10), &t3);
+  net_advance(&nt, 1.1);
+  cr_assert(member(&nt, 0, st)->dead, "two timeouts in a row");
+  cr_assert_eq(member(&nt, 0, st)->failures, 3);
+  net_free(&nt);
+}
+
+Test(jsonrpc_balance, member_reconnects_with_backoff) {
+  net nt;
+  ct_rpc_client_options co = {.retry_initial = 1, .retry_max = 4};
+  net_init(&nt, 1, &co);
+  net_join(&nt, 1);
+  cr_assert_eq(nt.attempts, 1);
+  net_kill(&nt, 0);
+  cr_assert_eq(ct_rpc_client_connections(nt.c), 0);
+  net_advance(&nt, 0.5);
+  cr_assert_eq(nt.attempts, 1, "no retry before the back-off");
+  net_advance(&nt, 1.5);
+  cr_assert_eq(nt.attempts, 2, "one refused retry after about 1 s");
+  outcome o = {0};
+  call_done(&nt, "sum", json_pack("[i]", 7), &o);
+  cr_assert_eq(ct_rpc_client_queued(nt.c), 1);
+  nt.srv[0].up = 1;
+  net_advance(&nt, 4);
+  cr_assert_eq(ct_rpc_client_connections(nt.c), 1);
+  cr_assert_eq(o.fired, 1);
+  cr_assert_eq(json_integer_value(o.value), 7);
+  json_decref(o.value);
+  net_free(&nt);
+}
