@@ -239,8 +239,10 @@ Test(jsonrpc_balance, p2c_spreads_over_three) {
     cr_assert_leq(nt.srv[i].cnt.sleeps_started, 15);
   }
   net_advance(&nt, 10);
-  for (size_t i = 0; i < 30; i++)
+  for (size_t i = 0; i < 30; i++) {
     cr_assert_eq(o[i].fired, 1);
+    json_decref(o[i].value);
+  }
   net_free(&nt);
 }
 
