@@ -756,10 +756,12 @@ static void on_message(ct_messenger *m, const ct_msg_header *h,
   if (conn == NULL)
     return;
   json_error_t jerr;
-  json_t *root = json_loadb(content ? content : "", len, 0, &jerr);
-  if (root == NULL) {
+  json_t *root = ct__rpc_json_load(content, len, &jerr);
+  if (!json_is_object(root) && !json_is_array(root)) {
     ct_log(CT_LOG_WARN, "jsonrpc", "unparsable response from %s: %s",
-           conn_name(conn), jerr.text);
+           conn_name(conn),
+           root != NULL ? "not an object or an array" : jerr.text);
+    json_decref(root);
     return;
   }
   /* Callbacks fired below may close this connection: keep it. */
