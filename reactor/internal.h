@@ -87,12 +87,33 @@ typedef struct ct__gather {
    * write or the next read; `buf` is empty meanwhile. */
   const char *ref;
   size_t reflen;
+  /* Stream dispatches under way (0 or 1: they do not nest), and the
+   * reactor time read once for them (ct__reactor_turn_seconds()). */
+  unsigned dispatching;
+  int now_valid;
+  int64_t now_ns;
 } ct__gather;
 
 ct__gather *ct__reactor_gather(ct_reactor *r);
 
 /** The reactor's current time in nanoseconds (monotonic or fake clock). */
 int64_t ct__reactor_now_ns(const ct_reactor *r);
+
+/** ct_reactor_seconds(), read at most once per stream transport dispatch:
+ *  everything one dispatch sends (a relay fanning a message out to many
+ *  connections) is stamped with one clock read.  Outside a dispatch, and
+ *  on a fake clock, it is ct_reactor_seconds(). */
+double ct__reactor_turn_seconds(ct_reactor *r);
+
+/** A stream transport's dispatch begins / ends (the turn time is dropped
+ *  at the end). */
+static inline void ct__gather_turn_begin(ct__gather *g) {
+  g->dispatching++;
+}
+static inline void ct__gather_turn_end(ct__gather *g) {
+  if (--g->dispatching == 0)
+    g->now_valid = 0;
+}
 
 /** 1 if the reactor runs on a fake clock (ct_reactor_new_with_clock()). */
 int ct__reactor_has_fake_clock(const ct_reactor *r);

@@ -74,6 +74,17 @@ double ct_reactor_seconds(const ct_reactor *r) {
   return (double)ct__reactor_now_ns(r) / 1e9;
 }
 
+double ct__reactor_turn_seconds(ct_reactor *r) {
+  ct__gather *g = &r->gather;
+  if (g->dispatching == 0 || r->clock != NULL)
+    return ct_reactor_seconds(r);
+  if (!g->now_valid) {
+    g->now_ns = mono_now_ns();
+    g->now_valid = 1;
+  }
+  return (double)g->now_ns / 1e9;
+}
+
 /* ------------------------------------------------------------------ slab */
 
 static struct ct_delayed_call *call_alloc(ct_reactor *r) {

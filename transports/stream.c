@@ -369,6 +369,7 @@ static CT__NOINLINE void gather_send(ct__stream *s) {
  * are gathered while its own buffer is empty (so order is kept). */
 static inline void begin_dispatch(ct__stream *s) {
   s->dispatching = 1;
+  ct__gather_turn_begin(s->gather);
   if (CT__LIKELY(out_len(s) == 0 && s->gather->owner == NULL)) {
     s->gather->owner = s;
     s->gathering = 1;
@@ -377,6 +378,7 @@ static inline void begin_dispatch(ct__stream *s) {
 
 static inline void end_dispatch(ct__stream *s) {
   s->dispatching = 0;
+  ct__gather_turn_end(s->gather);
   if (CT__LIKELY(s->gathering)) {
     s->gathering = 0;
     s->gather->owner = NULL;

@@ -19,6 +19,7 @@
 #include "ctwist/log.h"
 #include "protocols/message/internal.h"
 #include "protocols/policies/frame.h"
+#include "reactor/internal.h"
 
 /* A broadcast shares content of this size or more between its recipients
  * (one ct_bytes, a reference per connection) instead of copying it. */
@@ -43,8 +44,6 @@ struct ct_messenger {
   void *user;
   ct_msg_decoder dec;
   ct_failure *proto_err; /* the decode error reported by on_close */
-  int receiving;         /* inside our own data_received */
-  double turn_now;       /* the reactor time, read once per data_received */
   ct__frame_timer frame; /* frame deadline, then the error-close deadline */
 };
 
@@ -211,7 +210,7 @@ static int write_frame(ct_messenger *m, const ct__buf *head,
   if (rc != 0)
     return send_failed(m, rc);
   m->nsent++;
-  m->send_time = m->receiving ? m->turn_now : ct_reactor_seconds(t->reactor);
+  m->send_time = ct__reactor_turn_seconds(t->reactor);
   return 0;
 }
 
@@ -255,7 +254,7 @@ static int on_frame(void *arg, const ct_msg_header *h, const char *content,
   ct_transport *t = m->base.transport;
   (void)t;
   m->nrecv++;
-  m->recv_time = m->turn_now;
+  m->recv_time = ct__reactor_turn_seconds(m->base.transport->reactor);
   hub *hb = m->hub;
   if (!hb->closed && hb->cb.on_message != NULL)
     hb->cb.on_message(m, h, content, len, hb->cb.arg);
@@ -337,10 +336,7 @@ static void msg_data_received(ct_protocol *p, const char *data, size_t len) {
     return;
   ct_failure *f = NULL;
   uint64_t frames = m->nrecv;
-  m->turn_now = ct_reactor_seconds(m->base.transport->reactor);
-  m->receiving = 1;
   int rc = ct_msg_decoder_feed(&m->dec, data, len, &f);
-  m->receiving = 0;
   if (rc >= 0) {
     ct__frame_timer_update(&m->frame, len, m->nrecv != frames,
                            ct__msg_decoder_partial(&m->dec));
