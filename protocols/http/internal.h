@@ -16,6 +16,7 @@ typedef struct ct__http_route {
   size_t len;
   ct_http_handler_cb fn;
   void *arg;
+  int stream; /* called at the end of the headers; the body is streamed */
 } ct__http_route;
 
 struct ct_http_site {

@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -38,6 +39,12 @@
 
 typedef struct conn conn;
 
+/* A request body's state.  Buffered routes stay at BODY_BUFFER; streamed
+ * ones (ct_http_site_route_stream) go WAIT (handler called, no consumer
+ * yet: the parser holds) -> READ (a consumer gets the pieces) or DISCARD
+ * (replied without reading) -> END. */
+enum { BODY_BUFFER = 0, BODY_WAIT, BODY_READ, BODY_DISCARD, BODY_END };
+
 typedef struct slot {
   struct slot *next;
   conn *c; /* NULL once the connection is gone */
@@ -48,6 +55,12 @@ typedef struct slot {
   int status;    /* what was sent, for the log */
   uint64_t sent; /* body bytes sent, for the log */
   size_t body_cap;
+  /* Routing (at the end of the headers). */
+  ct_http_handler_cb fn; /* NULL: no route, 404 */
+  void *fn_arg;
+  /* Streamed bodies. */
+  int body_state, body_complete, body_paused, has_body, expect_continue;
+  ct_http_body_consumer consumer;
 } slot;
 
 struct conn {
@@ -66,6 +79,7 @@ struct conn {
   unsigned queued;
   int in_parse, in_pump, pump_again;
   int parser_paused, reading_paused;
+  int body_hold;      /* the parser waits for a streamed body's consumer */
   ct__http_buf stash; /* input held while the parser is paused */
   int closing;        /* no more requests: close once the queue drains */
   int lost;
@@ -83,6 +97,8 @@ struct conn {
 static void pump_output(conn *c);
 static void feed(conn *c, const char *data, size_t len);
 static void conn_fail(conn *c, int status, const char *detail);
+static void maybe_resume_parsing(conn *c);
+static void dispatch(conn *c, slot *s);
 
 /* ------------------------------------------------------------------ slots */
 
@@ -266,6 +282,139 @@ static int parse_target(conn *c, ct_http_request *q) {
   return 0;
 }
 
+/* ------------------------------------------------------ streamed bodies */
+
+/* Stop parsing until a streamed body's consumer wants more. */
+static void body_hold(conn *c) {
+  if (c->body_hold)
+    return;
+  c->body_hold = 1;
+  http_parser_pause(&c->parser, 1);
+  if (!c->in_parse) /* else feed() sees the pause and stashes the rest */
+    c->parser_paused = 1;
+  if (!c->reading_paused && !c->lost) {
+    c->reading_paused = 1;
+    ct_transport_pause_reading(c->base.transport);
+  }
+}
+
+static void body_release(conn *c) {
+  if (!c->body_hold)
+    return;
+  c->body_hold = 0;
+  if (c->in_parse)
+    http_parser_pause(&c->parser, 0); /* held and released in one callback */
+  else
+    maybe_resume_parsing(c);
+}
+
+/* The end of a streamed body: the consumer's `end` (if it has one). */
+static void body_end(slot *s, int code, const char *why) {
+  int reading = s->body_state == BODY_READ;
+  s->body_state = BODY_END;
+  if (!reading)
+    return;
+  ct_failure *f = code != 0 ? ct_failure_new(code, "%s", why) : NULL;
+  s->consumer.end(s->consumer.arg, f);
+  ct_failure_free(f);
+}
+
+/* The rest of a streamed body will not be read: the connection reads no
+ * more, answers `s` (and what precedes it) and closes.  `code` != 0: the
+ * consumer's `end` gets that failure. */
+static void body_stop(conn *c, slot *s, int code, const char *why) {
+  s->close_after = 1;
+  c->closing = 1;
+  if (c->cur == s)
+    c->cur = NULL;
+  c->body_hold = 0;
+  if (c->in_parse)
+    http_parser_pause(&c->parser, 1);
+  if (!c->reading_paused && !c->lost) {
+    c->reading_paused = 1;
+    ct_transport_pause_reading(c->base.transport);
+  }
+  ct__http_buf_free(&c->stash);
+  if (code != 0)
+    body_end(s, code, why);
+  else
+    s->body_state = BODY_END;
+}
+
+static slot *slot_of(ct_http_request *req) {
+  return (slot *)(void *)((char *)req - offsetof(slot, req));
+}
+
+int ct_http_request_read_body(ct_http_request *req,
+                              const ct_http_body_consumer *consumer) {
+  if (req == NULL || consumer == NULL || consumer->data == NULL ||
+      consumer->end == NULL)
+    return CT_EINVAL;
+  slot *s = slot_of(req);
+  if (s->c == NULL)
+    return CT_ECLOSED;
+  if (s->body_state != BODY_WAIT)
+    return CT_EINVAL;
+  conn *c = s->c;
+  s->consumer = *consumer;
+  s->body_state = BODY_READ;
+  if (s->body_complete) {
+    body_end(s, 0, NULL);
+    return 0;
+  }
+  if (s->expect_continue) {
+    s->expect_continue = 0;
+    s->send_continue = 1; /* in its turn (pump_output) */
+  }
+  if (c->cur == s)
+    body_release(c);
+  pump_output(c);
+  return 0;
+}
+
+void ct_http_request_pause_body(ct_http_request *req) {
+  slot *s = req != NULL ? slot_of(req) : NULL;
+  if (s == NULL || s->c == NULL || s->body_state != BODY_READ || s->body_paused)
+    return;
+  s->body_paused = 1;
+  if (s->c->cur == s)
+    body_hold(s->c);
+}
+
+void ct_http_request_resume_body(ct_http_request *req) {
+  slot *s = req != NULL ? slot_of(req) : NULL;
+  if (s == NULL || !s->body_paused)
+    return;
+  s->body_paused = 0;
+  if (s->c != NULL && s->c->cur == s && s->body_state == BODY_READ)
+    body_release(s->c);
+}
+
+/* The connection ends (EOF or lost) while a streamed body is arriving. */
+static void body_lost(conn *c) {
+  slot *s = c->cur;
+  if (s == NULL || s->body_state == BODY_BUFFER)
+    return;
+  c->cur = NULL;
+  c->body_hold = 0;
+  body_end(s, CT_ECONNLOST, "the client went away before the body ended");
+}
+
+/* Find the request's route; streamed routes start at BODY_WAIT. */
+static void route_slot(conn *c, slot *s) {
+  ct_http_request *q = &s->req;
+  const ct__http_route *rt = ct__http_find_route(c->site, q->path);
+  if (rt == NULL)
+    return;
+  s->fn = rt->fn;
+  s->fn_arg = rt->arg;
+  q->subpath = rt->len == 1 ? q->path : q->path + rt->len;
+  if (*q->subpath == 0)
+    q->subpath = "/";
+  if (rt->stream)
+    s->body_state = BODY_WAIT;
+}
+
 static void write_continue(conn *c) {
   static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
   ct_transport_write(c->base.transport, cont, sizeof cont - 1);
@@ -290,25 +439,45 @@ static int on_headers_complete(http_parser *p) {
     return stop(c, 405, "CONNECT is not supported");
   if (parse_target(c, q) != 0)
     return -1;
-  if ((p->flags & F_CONTENTLENGTH) &&
+  route_slot(c, s);
+  int streamed = s->body_state == BODY_WAIT;
+  if (!streamed && (p->flags & F_CONTENTLENGTH) &&
       p->content_length > c->site->limits.max_body)
     return stop(c, 413, "the request body is too large");
+  s->has_body = (p->flags & F_CHUNKED) ||
+                ((p->flags & F_CONTENTLENGTH) && p->content_length > 0);
   const char *expect = ct_http_headers_get(&q->headers, "Expect");
   if (expect != NULL) {
     if (strcasecmp(expect, "100-continue") != 0)
       return stop(c, 417, "only Expect: 100-continue is supported");
-    if (p->http_minor >= 1) {
-      if (c->head == s)
-        write_continue(c);
-      else
-        s->send_continue = 1;
-    }
+    if (p->http_minor >= 1 && streamed)
+      s->expect_continue = 1; /* sent by ct_http_request_read_body() */
+    else if (p->http_minor >= 1 && c->head == s)
+      write_continue(c);
+    else if (p->http_minor >= 1)
+      s->send_continue = 1;
+  }
+  if (streamed) {
+    /* The handler runs now; until it reads the body (or answers), the
+     * parser holds the body back. */
+    dispatch(c, s);
+    if (c->cur == s && s->body_state == BODY_WAIT && s->has_body)
+      body_hold(c);
   }
   return 0;
 }
 
 static int on_body(http_parser *p, const char *at, size_t len) {
   conn *c = conn_of(p);
+  slot *s = c->cur;
+  if (s->body_state != BODY_BUFFER) {
+    /* Streamed: to the consumer, or dropped (DISCARD).  The parser holds
+     * while there is no consumer (WAIT) or it is paused. */
+    if (s->body_state == BODY_READ &&
+        s->consumer.data(s->consumer.arg, at, len) != 0)
+      body_stop(c, s, 0, NULL);
+    return 0;
+  }
   ct_http_request *q = &c->cur->req;
   if (q->body_len + len > c->site->limits.max_body)
     return stop(c, 413, "the request body is too large");
@@ -336,6 +505,19 @@ static int on_body(http_parser *p, const char *at, size_t len) {
 static void slot_ready(slot *s, ct_http_response *resp) {
   s->resp = resp;
   s->ready = 1;
+  conn *c = s->c;
+  if (c != NULL && s->body_state == BODY_WAIT && !s->body_complete) {
+    /* Answered without reading the body: a client waiting for 100
+     * Continue is not sent it (and the connection closes after the
+     * answer); otherwise the body is read and dropped. */
+    if (s->expect_continue && s->has_body) {
+      body_stop(c, s, 0, NULL);
+    } else {
+      s->body_state = BODY_DISCARD;
+      if (c->cur == s)
+        body_release(c);
+    }
+  }
   if (s->c != NULL)
     pump_output(s->c);
 }
@@ -380,15 +562,11 @@ static void dispatch(conn *c, slot *s) {
       return;
     }
   }
-  const ct__http_route *rt = ct__http_find_route(c->site, q->path);
-  if (rt == NULL) {
+  if (s->fn == NULL) {
     slot_ready(s, ct_http_response_error(404, "no such resource"));
     return;
   }
-  q->subpath = rt->len == 1 ? q->path : q->path + rt->len;
-  if (*q->subpath == 0)
-    q->subpath = "/";
-  ct_http_reply rep = rt->fn(q, rt->arg);
+  ct_http_reply rep = s->fn(q, s->fn_arg);
   if (rep.failure != NULL) {
     ct_http_response_free(rep.response);
     ct_deferred_unref(rep.deferred);
@@ -413,7 +591,14 @@ static int on_message_complete(http_parser *p) {
     s->close_after = 1;
     c->closing = 1;
   }
-  dispatch(c, s);
+  if (s->body_state == BODY_BUFFER) {
+    dispatch(c, s);
+  } else {
+    /* Streamed: the handler already runs; the body is complete. */
+    s->body_complete = 1;
+    if (s->body_state != BODY_WAIT)
+      body_end(s, 0, NULL);
+  }
   if (c->closing || c->queued >= c->site->limits.max_pipeline) {
     /* Stop here: the rest of the input waits in the stash. */
     http_parser_pause(p, 1);
@@ -481,7 +666,7 @@ static void feed(conn *c, const char *data, size_t len) {
 /* Unpause the parser when the queue has room again. */
 static void maybe_resume_parsing(conn *c) {
   if (!c->parser_paused || c->closing || c->in_parse || c->lost ||
-      c->queued >= c->site->limits.max_pipeline)
+      c->body_hold || c->queued >= c->site->limits.max_pipeline)
     return;
   c->parser_paused = 0;
   http_parser_pause(&c->parser, 0);
@@ -503,8 +688,16 @@ static void conn_fail(conn *c, int status, const char *detail) {
   if (c->closing && c->cur == NULL && c->error_status == 0)
     return;
   slot *s = c->cur;
-  c->cur = NULL;
   c->error_status = 0;
+  if (s != NULL && s->body_state != BODY_BUFFER) {
+    /* A streamed body went wrong (bad chunked framing): its handler has
+     * its request and answers; the consumer hears why. */
+    ct_log(CT_LOG_WARN, "http", "streamed request body of %s failed: %s",
+           s->req.target, detail);
+    body_stop(c, s, CT_EPROTO, detail);
+    return;
+  }
+  c->cur = NULL;
   if (s == NULL) {
     s = slot_new(c);
     if (s == NULL) {
@@ -828,10 +1021,11 @@ static void pump_output(conn *c) {
   c->in_pump = 1;
   do {
     c->pump_again = 0;
+    /* A streamed request's answer waits for the end of its body. */
     while (!c->lost && !c->streaming && c->head != NULL && c->head->ready &&
-           !ct_transport_is_closing(c->base.transport))
+           c->head != c->cur && !ct_transport_is_closing(c->base.transport))
       write_head(c);
-    if (!c->lost && !c->streaming && c->head != NULL && !c->head->ready &&
+    if (!c->lost && !c->streaming && c->head != NULL &&
         c->head->send_continue) {
       c->head->send_continue = 0;
       write_continue(c);
@@ -940,6 +1134,7 @@ static int conn_eof(ct_protocol *p) {
    * answered still goes out, in order; unanswered handlers are cancelled,
    * as for a lost connection (nginx's default, and Twisted's). */
   c->closing = 1;
+  body_lost(c);
   if (c->cur != NULL && !c->cur->queued)
     slot_free(c->cur);
   c->cur = NULL;
@@ -957,6 +1152,7 @@ static void conn_lost(ct_protocol *p, const ct_failure *reason) {
     ct_delayed_call_unref(c->timer);
     c->timer = NULL;
   }
+  body_lost(c);
   if (c->cur != NULL && !c->cur->queued)
     slot_free(c->cur);
   c->cur = NULL;
