@@ -69,7 +69,7 @@ struct conn {
   http_parser parser;
   /* The request being parsed. */
   slot *cur;
-  ct__http_buf url, field, value;
+  ct__buf url, field, value;
   int last_was_value;
   size_t header_bytes;
   int error_status; /* set by a callback that stops the parser */
@@ -80,7 +80,7 @@ struct conn {
   int in_parse, in_pump, pump_again;
   int parser_paused, reading_paused;
   int body_hold;      /* the parser waits for a streamed body's consumer */
-  ct__http_buf stash; /* input held while the parser is paused */
+  ct__buf stash;      /* input held while the parser is paused */
   int closing;        /* no more requests: close once the queue drains */
   int lost;
   /* The head slot's body, while it streams. */
@@ -160,7 +160,9 @@ static int on_message_begin(http_parser *p) {
   c->cur = slot_new(c);
   if (c->cur == NULL)
     return stop(c, 503, "out of memory");
-  c->url.len = c->field.len = c->value.len = 0;
+  ct__buf_clear(&c->url);
+  ct__buf_clear(&c->field);
+  ct__buf_clear(&c->value);
   c->last_was_value = 0;
   c->header_bytes = 0;
   c->header_started = ct_reactor_seconds(c->site->reactor);
@@ -190,7 +192,7 @@ static int finish_header(conn *c) {
              : stop(c, 503, "out of memory");
 }
 
-static int header_piece(conn *c, ct__http_buf *b, const char *at, size_t len) {
+static int header_piece(conn *c, ct__buf *b, const char *at, size_t len) {
   if (c->field.len + c->value.len + len + 4 > c->site->limits.max_header_line)
     return stop(c, 431, "a request header line is too long");
   if (count_header(c, len + (b == &c->field && b->len == 0 ? 4 : 0)) != 0)
@@ -247,7 +249,7 @@ static int parse_params(ct_http_headers *out, const char *q) {
 
 /* Fill the request from the target: raw path, decoded path, query. */
 static int parse_target(conn *c, ct_http_request *q) {
-  const char *t = c->url.len ? c->url.data : "";
+  const char *t = ct__http_str(&c->url);
   q->target = strdup(t);
   if (q->target == NULL)
     return stop(c, 503, "out of memory");
@@ -334,7 +336,7 @@ static void body_stop(conn *c, slot *s, int code, const char *why) {
     c->reading_paused = 1;
     ct_transport_pause_reading(c->base.transport);
   }
-  ct__http_buf_free(&c->stash);
+  ct__buf_free(&c->stash);
   if (code != 0)
     body_end(s, code, why);
   else
@@ -481,22 +483,8 @@ static int on_body(http_parser *p, const char *at, size_t len) {
   ct_http_request *q = &c->cur->req;
   if (q->body_len + len > c->site->limits.max_body)
     return stop(c, 413, "the request body is too large");
-  /* The body grows as it arrives (never pre-allocated from a declared
-   * length), doubling, so a lying Content-Length costs nothing. */
-  size_t need = q->body_len + len + 1;
-  if (need > c->cur->body_cap) {
-    size_t cap = c->cur->body_cap ? c->cur->body_cap : 1024;
-    while (cap < need)
-      cap *= 2;
-    char *b = realloc(q->body, cap);
-    if (b == NULL)
-      return stop(c, 503, "out of memory");
-    q->body = b;
-    c->cur->body_cap = cap;
-  }
-  memcpy(q->body + q->body_len, at, len);
-  q->body_len += len;
-  q->body[q->body_len] = 0;
+  if (ct__http_body_append(&q->body, &q->body_len, &s->body_cap, at, len) != 0)
+    return stop(c, 503, "out of memory");
   return 0;
 }
 
@@ -670,15 +658,15 @@ static void maybe_resume_parsing(conn *c) {
     return;
   c->parser_paused = 0;
   http_parser_pause(&c->parser, 0);
-  ct__http_buf held = c->stash;
-  c->stash = (ct__http_buf){0};
+  ct__buf held = c->stash;
+  c->stash = (ct__buf)CT__BUF_INIT;
   if (c->reading_paused) {
     c->reading_paused = 0;
     ct_transport_resume_reading(c->base.transport);
   }
   if (held.len > 0)
-    feed(c, held.data, held.len);
-  ct__http_buf_free(&held);
+    feed(c, ct__buf_head(&held), held.len);
+  ct__buf_free(&held);
 }
 
 /* ----------------------------------------------------------------- errors */
@@ -709,7 +697,7 @@ static void conn_fail(conn *c, int status, const char *detail) {
     slot_enqueue(c, s);
   if (s->req.target == NULL) {
     /* For the access log: what was received of the target. */
-    s->req.target = strdup(c->url.len ? c->url.data : "-");
+    s->req.target = strdup(c->url.len ? ct__http_str(&c->url) : "-");
     s->req.method = c->parser.method <= HTTP_SOURCE
                         ? http_method_str((enum http_method)c->parser.method)
                         : "-";
@@ -724,7 +712,7 @@ static void conn_fail(conn *c, int status, const char *detail) {
     c->reading_paused = 1;
     ct_transport_pause_reading(c->base.transport);
   }
-  ct__http_buf_free(&c->stash);
+  ct__buf_free(&c->stash);
   slot_ready(s, ct_http_response_error(status, detail));
 }
 
@@ -734,39 +722,78 @@ static int no_body_status(int status) {
   return (status >= 100 && status < 200) || status == 204 || status == 304;
 }
 
-/* Format the status line and headers of the head slot into `b`. */
-static int format_head(conn *c, slot *s, ct__http_buf *b, int64_t len) {
+/* Append "name: value\r\n" with one reservation. */
+static int put_header(ct__buf *b, const char *name, size_t nl,
+                      const char *value, size_t vl) {
+  char *t = ct__buf_tail(b, nl + vl + 4);
+  if (t == NULL)
+    return CT_ENOMEM;
+  memcpy(t, name, nl);
+  memcpy(t + nl, ": ", 2);
+  memcpy(t + nl + 2, value, vl);
+  memcpy(t + nl + 2 + vl, "\r\n", 2);
+  ct__buf_commit(b, nl + vl + 4);
+  return 0;
+}
+
+#define PUT_LIT(b, lit) ct__buf_append((b), (lit), sizeof(lit) - 1)
+
+/* Format the status line and headers of the head slot into `b` (plain
+ * copies: this runs once per response, printf would be most of its cost). */
+static int format_head(conn *c, slot *s, ct__buf *b, int64_t len) {
   ct_http_response *r = s->resp;
   ct_http_site *site = c->site;
-  int rc = ct__http_buf_printf(
-      b, "HTTP/1.1 %d %s\r\n", r->status,
-      r->reason != NULL ? r->reason : ct_http_status_text(r->status));
+  const char *reason =
+      r->reason != NULL ? r->reason : ct_http_status_text(r->status);
+  char line[48];
+  int st = r->status >= 100 && r->status <= 999 ? r->status : 500;
+  memcpy(line, "HTTP/1.1 ", 9);
+  line[9] = (char)('0' + st / 100);
+  line[10] = (char)('0' + st / 10 % 10);
+  line[11] = (char)('0' + st % 10);
+  line[12] = ' ';
+  int rc = ct__buf_append(b, line, 13);
+  rc = rc ? rc : ct__buf_append(b, reason, strlen(reason));
+  rc = rc ? rc : PUT_LIT(b, "\r\n");
+  int has_date = 0, has_server = 0;
   for (size_t i = 0; rc == 0 && i < r->headers.count; i++) {
     const ct_http_header *h = &r->headers.items[i];
-    if (strcasecmp(h->name, "Content-Length") == 0 ||
-        strcasecmp(h->name, "Transfer-Encoding") == 0 ||
-        strcasecmp(h->name, "Connection") == 0)
-      continue; /* the server owns the framing */
-    rc = ct__http_buf_printf(b, "%s: %s\r\n", h->name, h->value);
+    size_t nl = strlen(h->name);
+    /* The server owns the framing (Content-Length, Transfer-Encoding,
+     * Connection); Date and Server are the handler's if it set them. */
+    if ((nl == 14 && strcasecmp(h->name, "Content-Length") == 0) ||
+        (nl == 17 && strcasecmp(h->name, "Transfer-Encoding") == 0) ||
+        (nl == 10 && strcasecmp(h->name, "Connection") == 0))
+      continue;
+    if (nl == 4 && strcasecmp(h->name, "Date") == 0)
+      has_date = 1;
+    else if (nl == 6 && strcasecmp(h->name, "Server") == 0)
+      has_server = 1;
+    rc = put_header(b, h->name, nl, h->value, strlen(h->value));
   }
-  if (rc == 0 && ct_http_headers_get(&r->headers, "Date") == NULL)
-    rc = ct__http_buf_printf(b, "Date: %s\r\n", ct__http_site_date(site));
-  if (rc == 0 && site->server_name != NULL &&
-      ct_http_headers_get(&r->headers, "Server") == NULL)
-    rc = ct__http_buf_printf(b, "Server: %s\r\n", site->server_name);
+  if (rc == 0 && !has_date)
+    rc = put_header(b, "Date", 4, ct__http_site_date(site), 29);
+  if (rc == 0 && site->server_name != NULL && !has_server)
+    rc = put_header(b, "Server", 6, site->server_name,
+                    strlen(site->server_name));
   if (rc == 0 && !no_body_status(r->status)) {
-    if (len >= 0)
-      rc = ct__http_buf_printf(b, "Content-Length: %lld\r\n", (long long)len);
-    else if (c->chunked)
-      rc = ct__http_buf_printf(b, "Transfer-Encoding: chunked\r\n");
+    if (len >= 0) {
+      char num[24];
+      size_t n = sizeof num;
+      uint64_t v = (uint64_t)len;
+      do
+        num[--n] = (char)('0' + v % 10);
+      while ((v /= 10) != 0);
+      rc = put_header(b, "Content-Length", 14, num + n, sizeof num - n);
+    } else if (c->chunked) {
+      rc = PUT_LIT(b, "Transfer-Encoding: chunked\r\n");
+    }
   }
   if (rc == 0 && s->close_after)
-    rc = ct__http_buf_printf(b, "Connection: close\r\n");
+    rc = PUT_LIT(b, "Connection: close\r\n");
   else if (rc == 0 && s->req.version_minor == 0)
-    rc = ct__http_buf_printf(b, "Connection: keep-alive\r\n");
-  if (rc == 0)
-    rc = ct__http_buf_add(b, "\r\n", 2);
-  return rc;
+    rc = PUT_LIT(b, "Connection: keep-alive\r\n");
+  return rc ? rc : PUT_LIT(b, "\r\n");
 }
 
 /* The head slot is fully written: log it, pop it, maybe close. */
@@ -948,56 +975,54 @@ static void write_head(conn *c) {
   if (c->closing && s->next == NULL)
     s->close_after = 1;
   s->status = r->status;
-  ct__http_buf head = {0};
+  /* Most heads (and small files with them) fit on the stack. */
+  char store[4096];
+  ct__buf head;
+  ct__buf_init_storage(&head, store, sizeof store);
   if (format_head(c, s, &head, len) != 0) {
-    ct__http_buf_free(&head);
+    ct__buf_free(&head);
     ct_transport_abort(t);
     return;
   }
   int send_body = !s->head_only && !no_body_status(r->status);
   if (!send_body || r->body_kind == CT_HTTP_BODY_NONE) {
-    ct_transport_write(t, head.data, head.len);
-    ct__http_buf_free(&head);
+    ct_transport_write(t, ct__buf_head(&head), head.len);
+    ct__buf_free(&head);
     finish_head(c);
     return;
   }
   if (r->body_kind == CT_HTTP_BODY_MEMORY) {
-    struct iovec iov[2] = {{head.data, head.len}, {r->data, r->data_len}};
+    struct iovec iov[2] = {{ct__buf_head(&head), head.len},
+                           {r->data, r->data_len}};
     ct_transport_writev(t, iov, 2);
     s->sent = r->data_len;
-    ct__http_buf_free(&head);
+    ct__buf_free(&head);
     finish_head(c);
     return;
   }
   if (r->body_kind == CT_HTTP_BODY_FILE && r->file_length <= HTTP_CHUNK) {
     /* Small files leave with their headers in one write. */
     size_t want = (size_t)r->file_length;
-    if (ct__http_buf_add(&head, NULL, 0) == 0 &&
-        head.cap < head.len + want + 1) {
-      char *p = realloc(head.data, head.len + want + 1);
-      if (p != NULL) {
-        head.data = p;
-        head.cap = head.len + want + 1;
-      }
-    }
-    ssize_t n = head.cap >= head.len + want + 1
-                    ? pread(r->fd, head.data + head.len, want, r->file_offset)
-                    : -1;
+    char *at = ct__buf_tail(&head, want);
+    ssize_t n = at != NULL ? pread(r->fd, at, want, r->file_offset) : -1;
     if (n != (ssize_t)want) {
       ct_log(CT_LOG_ERROR, "http", "reading the file for %s: %s", s->req.target,
-             n < 0 ? strerror(errno) : "short read");
-      ct__http_buf_free(&head);
+             at == NULL ? "out of memory"
+             : n < 0    ? strerror(errno)
+                        : "short read");
+      ct__buf_free(&head);
       ct_transport_abort(t);
       return;
     }
-    ct_transport_write(t, head.data, head.len + want);
+    ct__buf_commit(&head, want);
+    ct_transport_write(t, ct__buf_head(&head), head.len);
     s->sent = want;
-    ct__http_buf_free(&head);
+    ct__buf_free(&head);
     finish_head(c);
     return;
   }
-  ct_transport_write(t, head.data, head.len);
-  ct__http_buf_free(&head);
+  ct_transport_write(t, ct__buf_head(&head), head.len);
+  ct__buf_free(&head);
   c->chunk = malloc(HTTP_CHUNK);
   if (c->chunk == NULL ||
       ct_transport_register_producer(t, &stream_ops, c, 0) != 0) {
@@ -1162,10 +1187,10 @@ static void conn_lost(ct_protocol *p, const ct_failure *reason) {
 
 static void conn_free(ct_protocol *p) {
   conn *c = (conn *)p;
-  ct__http_buf_free(&c->url);
-  ct__http_buf_free(&c->field);
-  ct__http_buf_free(&c->value);
-  ct__http_buf_free(&c->stash);
+  ct__buf_free(&c->url);
+  ct__buf_free(&c->field);
+  ct__buf_free(&c->value);
+  ct__buf_free(&c->stash);
   free(c->chunk);
   free(c);
 }

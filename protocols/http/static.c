@@ -222,7 +222,7 @@ static int has_dotdot(const char *p) {
 }
 
 /* Percent-encode a file name for an href (keeps unreserved characters). */
-static int url_encode(ct__http_buf *b, const char *s) {
+static int url_encode(ct__buf *b, const char *s) {
   static const char hex[] = "0123456789ABCDEF";
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
     int keep = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
@@ -278,7 +278,7 @@ static ct_http_reply listing(const char *dir, const char *shown) {
   closedir(d);
   if (n > 1)
     qsort(names, n, sizeof *names, name_cmp);
-  ct__http_buf b = {0};
+  ct__buf b = CT__BUF_INIT;
   char *title = ct__http_html_escape(shown);
   if (rc == 0 && title == NULL)
     rc = CT_ENOMEM;
@@ -312,11 +312,16 @@ static ct_http_reply listing(const char *dir, const char *shown) {
   ct_http_response *r = rc == 0 ? ct_http_response_new(200) : NULL;
   if (r == NULL || ct_http_headers_add(&r->headers, "Content-Type",
                                        "text/html; charset=utf-8") != 0) {
-    ct__http_buf_free(&b);
+    ct__buf_free(&b);
     ct_http_response_free(r);
     return ct_http_reply_fail(ct_failure_new(CT_ENOMEM, "out of memory"));
   }
-  ct_http_response_take_body(r, b.data, b.len);
+  rc = ct_http_response_set_body(r, ct__http_str(&b), b.len);
+  ct__buf_free(&b);
+  if (rc != 0) {
+    ct_http_response_free(r);
+    return ct_http_reply_fail(ct_failure_new(CT_ENOMEM, "out of memory"));
+  }
   return ct_http_reply_now(r);
 }
 
@@ -408,13 +413,13 @@ ct_http_reply ct_http_static_handler(ct_http_request *req, void *arg) {
   } else if (S_ISDIR(sb.st_mode)) {
     if (slen == 0 || sub[slen - 1] != '/') {
       /* Relative links in the listing need the trailing '/'. */
-      ct__http_buf loc = {0};
+      ct__buf loc = CT__BUF_INIT;
       int rc = ct__http_buf_printf(&loc, "%s/%s%s", req->raw_path,
                                    req->query[0] ? "?" : "", req->query);
       rep = rc == 0
-                ? ct_http_reply_now(ct_http_response_redirect(301, loc.data))
+                ? ct_http_reply_now(ct_http_response_redirect(301, ct__http_str(&loc)))
                 : ct_http_reply_fail(ct_failure_new(CT_ENOMEM, "oom"));
-      ct__http_buf_free(&loc);
+      ct__buf_free(&loc);
     } else {
       strcat(want, "index.html");
       char *index = NULL;
