@@ -409,6 +409,16 @@ typedef struct ct_http_static_options {
   /** The mime.types file to read ["/etc/mime.types"]; a built-in table
    *  covers the common types when it is missing. */
   const char *mime_types;
+  /** Open-file cache: a file that passed the checks is kept open with its
+   *  headers and served without resolving, stat-ing or opening its path
+   *  again for this many seconds of the reactor's clock [0: 1 s; < 0: no
+   *  cache].  Within that time a file replaced, removed or turned into a
+   *  symbolic link out of the root is still served as it was (the inode
+   *  that was checked, never the new target); after it the path is
+   *  checked again. */
+  double cache_validity;
+  /** Files kept open at most [0: 256; < 0: no cache]. */
+  int cache_entries;
 } ct_http_static_options;
 
 typedef struct ct_http_static ct_http_static;
