@@ -66,6 +66,7 @@ typedef struct slot {
 struct conn {
   ct_protocol base;
   ct_http_site *site;
+  ct_address peer; /* asked once (a syscall), copied into each request */
   http_parser parser;
   /* The request being parsed. */
   slot *cur;
@@ -124,8 +125,7 @@ static slot *slot_new(conn *c) {
   s->req.method = "GET";
   s->req.version_major = 1;
   s->req.version_minor = 1;
-  if (c->base.transport != NULL)
-    ct_transport_get_peer(c->base.transport, &s->req.peer);
+  s->req.peer = c->peer;
   return s;
 }
 
@@ -1100,9 +1100,9 @@ static void on_timer(void *arg) {
 
 static void conn_made(ct_protocol *p, ct_transport *t) {
   conn *c = (conn *)p;
-  (void)t;
   c->site = p->factory->user;
   c->site->live++;
+  ct_transport_get_peer(t, &c->peer);
   http_parser_init(&c->parser, HTTP_REQUEST);
   c->parser.data = c;
   c->header_started = -1;
