@@ -99,7 +99,7 @@ static void pump_output(conn *c);
 static void feed(conn *c, const char *data, size_t len);
 static void conn_fail(conn *c, int status, const char *detail);
 static void maybe_resume_parsing(conn *c);
-static void dispatch(conn *c, slot *s);
+static void dispatch(slot *s);
 
 /* ------------------------------------------------------------------ slots */
 
@@ -462,7 +462,7 @@ static int on_headers_complete(http_parser *p) {
   if (streamed) {
     /* The handler runs now; until it reads the body (or answers), the
      * parser holds the body back. */
-    dispatch(c, s);
+    dispatch(s);
     if (c->cur == s && s->body_state == BODY_WAIT && s->has_body)
       body_hold(c);
   }
@@ -541,7 +541,7 @@ static ct_step on_reply(ct_result r, void *arg) {
   return ct_pass(CT_NONE);
 }
 
-static void dispatch(conn *c, slot *s) {
+static void dispatch(slot *s) {
   ct_http_request *q = &s->req;
   if (q->body == NULL) {
     q->body = calloc(1, 1);
@@ -580,7 +580,7 @@ static int on_message_complete(http_parser *p) {
     c->closing = 1;
   }
   if (s->body_state == BODY_BUFFER) {
-    dispatch(c, s);
+    dispatch(s);
   } else {
     /* Streamed: the handler already runs; the body is complete. */
     s->body_complete = 1;
