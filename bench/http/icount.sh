@@ -2,10 +2,11 @@
 # Instructions per request of the HTTP server, counted by valgrind's
 # callgrind (unlike wall-clock figures, not disturbed by a busy machine).
 #
-#   bash bench/http/icount.sh BUILD_DIR [static|hello] [N]
+#   bash bench/http/icount.sh BUILD_DIR [static|hello|nginx-static|nginx-hello] [N]
 #
 # The server (ctwistd web on a 1 KiB file in a 4-level tree, or
-# bench/http/http_hello_server) runs under callgrind twice, answering
+# bench/http/http_hello_server; nginx-light, one process, `sendfile on`,
+# access log off, for reference) runs under callgrind twice, answering
 # N/5 and then N keep-alive requests from a Python http.client loop on one
 # connection; the difference of the two totals divided by the difference of
 # the request counts removes start-up and shut-down.  Prints
@@ -18,6 +19,8 @@ SHAPE=${2:-static}
 N=${3:-5000}
 PY=/usr/bin/python3
 OUT=${ICOUNT_OUT:-/tmp/ct-icount-$SHAPE.out}
+# shellcheck source=bench/http/nginx_conf.sh
+. "$(dirname "$0")/nginx_conf.sh"
 command -v valgrind >/dev/null || { echo "icount: valgrind is missing" >&2; exit 1; }
 
 WORK=$(mktemp -d /tmp/ct-icount-XXXXXX)
@@ -31,7 +34,13 @@ trap cleanup EXIT
 mkdir -p "$WORK/www/a/b/c"
 head -c 1024 /dev/urandom > "$WORK/www/a/b/c/file1k.bin"
 URL_PATH=/a/b/c/file1k.bin
-[ "$SHAPE" = hello ] && URL_PATH=/hello
+case $SHAPE in *hello) URL_PATH=/hello ;; esac
+mkdir -p "$WORK/nginx/tmp"
+chmod 755 "$WORK" "$WORK/www" "$WORK/www/a" "$WORK/www/a/b" "$WORK/www/a/b/c"
+chmod 644 "$WORK/www/a/b/c/file1k.bin"
+nginx_conf() {
+  nginx_conf_write "$WORK/nginx" "$WORK/www" "$1" "master_process off;"
+}
 
 free_port() {
   $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -41,7 +50,12 @@ free_port() {
 run() {
   local count=$1 out=$2 port
   port=$(free_port)
-  if [ "$SHAPE" = hello ]; then
+  if [ "${SHAPE#nginx}" != "$SHAPE" ]; then
+    nginx_conf "$port"
+    valgrind --tool=callgrind --callgrind-out-file="$out" \
+      /usr/sbin/nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" \
+      >"$WORK/server.log" 2>&1 &
+  elif [ "$SHAPE" = hello ]; then
     valgrind --tool=callgrind --callgrind-out-file="$out" \
       "$B/bench/http/http_hello_server" "$port" >"$WORK/server.log" 2>&1 &
   else

@@ -19,6 +19,8 @@ set -uo pipefail
 B=$(cd "${1:-build}" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(cd "$HERE/../.." && pwd)
+# shellcheck source=bench/http/nginx_conf.sh
+. "$HERE/nginx_conf.sh"
 SECS=${BENCH_SECONDS:-3}
 CONNS=${BENCH_CONNS:-50}
 SERVERS=${BENCH_SERVERS:-ctwist nginx twisted python}
@@ -73,30 +75,7 @@ stop() {
 }
 
 nginx_conf() {
-  cat > "$WORK/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 100000000;
-  client_body_temp_path $WORK/nginx/tmp/body;
-  proxy_temp_path $WORK/nginx/tmp/proxy;
-  fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
-  uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
-  scgi_temp_path $WORK/nginx/tmp/scgi;
-  types { application/octet-stream bin; }
-  server {
-    listen 127.0.0.1:$1;
-    root $WORK/www;
-    location = /hello { default_type text/plain; return 200 "hello world\n"; }
-  }
-}
-CONF
+  nginx_conf_write "$WORK/nginx" "$WORK/www" "$1"
 }
 
 # server_cmd NAME SHAPE PORT: the command line.
@@ -116,6 +95,16 @@ server_cmd() {
   esac
 }
 
+# nonvoluntary context switches of a server and its children (nginx's
+# worker, ctwistd's workers).
+preempted() {
+  local sum=0 p
+  for p in "$1" $(pgrep -P "$1"); do
+    sum=$(( sum + $(awk '/^nonvoluntary_ctxt_switches/ {print $2}' /proc/$p/status 2>/dev/null || echo 0) ))
+  done
+  echo $sum
+}
+
 RAW=$WORK/raw.txt
 : > "$RAW"
 run_one() {
@@ -127,15 +116,22 @@ run_one() {
   start "$cpus" "$port" $cmd || return 1
   local pid=$SERVER_PID
   taskset -c "$wrkcpus" wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$port$path" >/dev/null 2>&1
-  local out
+  local out cs0 cs1
+  # Involuntary context switches of the server during the run: each is a
+  # time slice lost to another process (the tail on a shared machine).
+  cs0=$(preempted "$pid")
   out=$(taskset -c "$wrkcpus" wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$port$path" 2>&1)
+  cs1=$(preempted "$pid")
   stop "$pid"
-  local rps p99 errs
+  local rps p50 p90 p99 errs
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1=="50%" {print $2}')
+  p90=$(echo "$out" | awk '$1=="90%" {print $2}')
   p99=$(echo "$out" | awk '$1=="99%" {print $2}')
   errs=$(echo "$out" | grep -E "Non-2xx|Socket errors" | tr '\n' ' ')
   echo "$name $shape ${rps:-0} ${p99:--}" >> "$RAW"
-  printf "%-10s %-7s %12s req/s   p99 %-9s %s\n" "$name" "$shape" "${rps:-0}" "${p99:--}" "$errs"
+  printf "%-10s %-7s %12s req/s   p50 %-9s p90 %-9s p99 %-9s preempted %5s/s %s\n" "$name" "$shape" \
+    "${rps:-0}" "${p50:--}" "${p90:--}" "${p99:--}" "$(( (${cs1:-0} - ${cs0:-0}) / SECS ))" "$errs"
 }
 
 ROUNDS=${BENCH_ROUNDS:-1}
