@@ -23,7 +23,9 @@
  * ## What the server does for every handler
  * - HTTP/1.0 and 1.1, keep-alive, pipelining (responses leave in request
  *   order however the handlers finish), `Expect: 100-continue`, chunked
- *   request bodies (decoded before the handler sees them);
+ *   request bodies (decoded before the handler sees them), request bodies
+ *   buffered up to a limit or streamed to the handler with back-pressure
+ *   (ct_http_site_route_stream());
  * - responses with Content-Length when the body length is known, chunked
  *   (HTTP/1.1) or close-delimited (HTTP/1.0) otherwise; no body for HEAD,
  *   1xx, 204 and 304;
