@@ -11,12 +11,16 @@
 # Servers are pinned to core 1 and wrk to core 0 (taskset); the 2-worker
 # run gives the server both cores and leaves wrk unpinned.  Each run is
 # preceded by a 1 s warm-up.  Environment: BENCH_SECONDS (default 3),
-# BENCH_CONNS (50), BENCH_SERVERS (default "ctwist nginx twisted python").
+# BENCH_CONNS (50), BENCH_SERVERS (default "ctwist nginx twisted python"),
+# BENCH_ROUNDS (1: every run repeated, interleaved; the table shows
+# medians).  Prints the load average before and after.
 set -uo pipefail
 
 B=$(cd "${1:-build}" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(cd "$HERE/../.." && pwd)
+# shellcheck source=bench/http/nginx_conf.sh
+. "$HERE/nginx_conf.sh"
 SECS=${BENCH_SECONDS:-3}
 CONNS=${BENCH_CONNS:-50}
 SERVERS=${BENCH_SERVERS:-ctwist nginx twisted python}
@@ -71,30 +75,7 @@ stop() {
 }
 
 nginx_conf() {
-  cat > "$WORK/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 100000000;
-  client_body_temp_path $WORK/nginx/tmp/body;
-  proxy_temp_path $WORK/nginx/tmp/proxy;
-  fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
-  uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
-  scgi_temp_path $WORK/nginx/tmp/scgi;
-  types { application/octet-stream bin; }
-  server {
-    listen 127.0.0.1:$1;
-    root $WORK/www;
-    location = /hello { default_type text/plain; return 200 "hello world\n"; }
-  }
-}
-CONF
+  nginx_conf_write "$WORK/nginx" "$WORK/www" "$1"
 }
 
 # server_cmd NAME SHAPE PORT: the command line.
@@ -114,7 +95,18 @@ server_cmd() {
   esac
 }
 
-declare -A RPS P99
+# nonvoluntary context switches of a server and its children (nginx's
+# worker, ctwistd's workers).
+preempted() {
+  local sum=0 p
+  for p in "$1" $(pgrep -P "$1"); do
+    sum=$(( sum + $(awk '/^nonvoluntary_ctxt_switches/ {print $2}' /proc/$p/status 2>/dev/null || echo 0) ))
+  done
+  echo $sum
+}
+
+RAW=$WORK/raw.txt
+: > "$RAW"
 run_one() {
   local name=$1 shape=$2 cpus=${3:-1} wrkcpus=${4:-0}
   local port; port=$(free_port)
@@ -124,34 +116,71 @@ run_one() {
   start "$cpus" "$port" $cmd || return 1
   local pid=$SERVER_PID
   taskset -c "$wrkcpus" wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$port$path" >/dev/null 2>&1
-  local out
+  local out cs0 cs1
+  # Involuntary context switches of the server during the run: each is a
+  # time slice lost to another process (the tail on a shared machine).
+  cs0=$(preempted "$pid")
   out=$(taskset -c "$wrkcpus" wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$port$path" 2>&1)
+  cs1=$(preempted "$pid")
   stop "$pid"
-  local rps p99 errs
+  local rps p50 p90 p99 errs
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1=="50%" {print $2}')
+  p90=$(echo "$out" | awk '$1=="90%" {print $2}')
   p99=$(echo "$out" | awk '$1=="99%" {print $2}')
   errs=$(echo "$out" | grep -E "Non-2xx|Socket errors" | tr '\n' ' ')
-  RPS[$name.$shape]=${rps:-0}
-  P99[$name.$shape]=${p99:--}
-  printf "%-10s %-7s %12s req/s   p99 %-9s %s\n" "$name" "$shape" "${rps:-0}" "${p99:--}" "$errs"
+  echo "$name $shape ${rps:-0} ${p99:--}" >> "$RAW"
+  printf "%-10s %-7s %12s req/s   p50 %-9s p90 %-9s p99 %-9s preempted %5s/s %s\n" "$name" "$shape" \
+    "${rps:-0}" "${p50:--}" "${p90:--}" "${p99:--}" "$(( (${cs1:-0} - ${cs0:-0}) / SECS ))" "$errs"
 }
 
-echo "wrk -t1 -c$CONNS -d${SECS}s, keep-alive; servers on cpu 1, wrk on cpu 0"
-for shape in static hello; do
-  for s in $SERVERS; do
-    run_one "$s" "$shape"
+ROUNDS=${BENCH_ROUNDS:-1}
+echo "wrk -t1 -c$CONNS -d${SECS}s --latency, keep-alive; servers on cpu 1, wrk on cpu 0; $ROUNDS round(s), interleaved"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+for _ in $(seq 1 "$ROUNDS"); do
+  for shape in static hello; do
+    for s in $SERVERS; do
+      run_one "$s" "$shape"
+    done
   done
+  # --workers 2 against 1 (server on both cores, wrk unpinned).
+  run_one ctwist-2w static 0,1 0,1
+  run_one ctwist-1w static 0,1 0,1
 done
-# --workers 2 against 1 (server on both cores, wrk unpinned).
-run_one ctwist-2w static 0,1 0,1
-run_one ctwist-1w static 0,1 0,1
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-ratio() { $PY -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print('%.2f' % (a/b) if b else '-')" "$1" "$2"; }
+# Medians over the rounds; ratios of ctwist to each reference, and p99s.
 echo
-echo "| shape | ctwist req/s | nginx req/s | ctwist/nginx | ctwist/Twisted | ctwist/python | p99 ctwist | p99 nginx |"
-echo "|---|---|---|---|---|---|---|---|"
-for shape in static hello; do
-  c=${RPS[ctwist.$shape]:-0}
-  echo "| $shape | $c | ${RPS[nginx.$shape]:-0} | $(ratio "$c" "${RPS[nginx.$shape]:-0}") | $(ratio "$c" "${RPS[twisted.$shape]:-0}") | $(ratio "$c" "${RPS[python.$shape]:-0}") | ${P99[ctwist.$shape]:--} | ${P99[nginx.$shape]:--} |"
-done
-echo "| --workers 2 / 1 (static, both cores, wrk unpinned) | ${RPS[ctwist-2w.static]:-0} | | $(ratio "${RPS[ctwist-2w.static]:-0}" "${RPS[ctwist-1w.static]:-0}") | | | | |"
+$PY - "$RAW" <<'PYEOF'
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    name, shape, rps, p99 = line.split()
+    ms = None
+    for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if p99.endswith(unit):
+            ms = float(p99[: -len(unit)]) * f
+            break
+    runs.setdefault((name, shape), []).append((float(rps), ms))
+def med(name, shape, i):
+    v = [r[i] for r in runs.get((name, shape), []) if r[i] is not None]
+    return statistics.median(v) if v else None
+def fmt(x, spec):
+    return "-" if x is None else format(x, spec)
+def ratio(a, b):
+    return "-" if not a or not b else "%.2f" % (a / b)
+refs = ("nginx", "twisted", "python")
+print("| shape | ctwist req/s | nginx | Twisted | python | ctwist/nginx | ctwist/Twisted | ctwist/python "
+      "| p99 ctwist | p99 nginx | p99 Twisted | p99 python |")
+print("|---" * 12 + "|")
+for shape in ("static", "hello"):
+    c = med("ctwist", shape, 0)
+    row = [shape, fmt(c, ",.0f")] + [fmt(med(r, shape, 0), ",.0f") for r in refs]
+    row += [ratio(c, med(r, shape, 0)) for r in refs]
+    row += [fmt(med(n, shape, 1), ".2f") + " ms" for n in ("ctwist",) + refs]
+    print("| " + " | ".join(row) + " |")
+w2, w1 = med("ctwist-2w", "static", 0), med("ctwist-1w", "static", 0)
+print("\n--workers 2 vs 1 (static, both cores, wrk unpinned): %s vs %s req/s = %s; p99 %s vs %s ms"
+      % (fmt(w2, ",.0f"), fmt(w1, ",.0f"), ratio(w2, w1),
+         fmt(med("ctwist-2w", "static", 1), ".2f"), fmt(med("ctwist-1w", "static", 1), ".2f")))
+PYEOF

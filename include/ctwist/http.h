@@ -23,7 +23,9 @@
  * ## What the server does for every handler
  * - HTTP/1.0 and 1.1, keep-alive, pipelining (responses leave in request
  *   order however the handlers finish), `Expect: 100-continue`, chunked
- *   request bodies (decoded before the handler sees them);
+ *   request bodies (decoded before the handler sees them), request bodies
+ *   buffered up to a limit or streamed to the handler with back-pressure
+ *   (ct_http_site_route_stream());
  * - responses with Content-Length when the body length is known, chunked
  *   (HTTP/1.1) or close-delimited (HTTP/1.0) otherwise; no body for HEAD,
  *   1xx, 204 and 304;
@@ -115,7 +117,9 @@ typedef struct ct_http_request {
   char *query;             /**< the raw query string ("x=1"), "" if none */
   ct_http_headers params;  /**< the query, split and decoded ('+' = ' ') */
   ct_http_headers headers; /**< request headers, in order */
-  char *body; /**< the body (dechunked; NUL-terminated), never NULL */
+  /** the body (dechunked; NUL-terminated), never NULL; empty on routes
+   *  that stream it (ct_http_site_route_stream()) */
+  char *body;
   size_t body_len;
   int version_major, version_minor; /**< 1.1 -> 1, 1 */
   int keep_alive; /**< the connection stays open after this response */
@@ -323,6 +327,76 @@ CT_EXTERN unsigned long ct_http_site_requests(const ct_http_site *s);
  */
 CT_EXTERN void ct_http_site_free(ct_http_site *s);
 
+/* ------------------------------------------------ streamed request bodies */
+
+/**
+ * Where a streamed request body goes (Twisted's IBodyConsumer / the
+ * protocol given to `Response.deliverBody`, on the server side).
+ *
+ * - `data` gets each piece of the body (dechunked) as it arrives, borrowed
+ *   for the call.  Return 0 to go on.  Returning non-zero refuses the rest
+ *   of the body: nothing more is delivered (and `end` is not called), the
+ *   server stops reading the connection, answers with the handler's reply
+ *   (`Connection: close`) and closes.
+ * - `end` is called once: with NULL when the whole body has arrived, or
+ *   with a failure (borrowed for the call) when it cannot: CT_ECONNLOST
+ *   (the client went away), CT_EPROTO (malformed chunked framing; the
+ *   connection closes after the handler's reply).  Nothing is delivered
+ *   after it.
+ */
+typedef struct ct_http_body_consumer {
+  int (*data)(void *arg, const char *d, size_t len);
+  void (*end)(void *arg, const ct_failure *reason);
+  void *arg;
+} ct_http_body_consumer;
+
+/**
+ * Route like ct_http_site_route(), but for handlers that stream the
+ * request body: `fn` is called as soon as the request's headers are
+ * complete, with an empty `req->body`, and reads the body (if it wants it)
+ * with ct_http_request_read_body().  `max_body` does not apply to these
+ * routes (the handler sees `Content-Length` and decides).
+ *
+ * - Until the handler calls ct_http_request_read_body() nothing of the
+ *   body is read from the connection (and `100 Continue` is not sent to a
+ *   client that asked for it), so a handler may first check the headers,
+ *   asynchronously if it likes.
+ * - If the handler replies without reading the body, the body is read and
+ *   discarded — unless the client sent `Expect: 100-continue`, in which
+ *   case it is not sent the body and the connection closes after the reply.
+ * - A reply is written once the whole request body has been read (the
+ *   consumer may still be receiving it when the handler replies).
+ *
+ * Returns as ct_http_site_route().
+ */
+CT_EXTERN int ct_http_site_route_stream(ct_http_site *s, const char *prefix,
+                                        ct_http_handler_cb fn, void *arg);
+
+/**
+ * Start receiving the body of `req` (a request of a route added with
+ * ct_http_site_route_stream()) through `consumer` (copied).  Sends
+ * `100 Continue` when the client asked for it (after the responses owed
+ * before it).  May call the consumer before returning (bytes already
+ * received; `end` at once for a request without a body).  Call it at most
+ * once, from the handler or later while the request is valid.  Returns 0,
+ * CT_EINVAL (NULL, not a streamed route, or already called) or CT_ECLOSED
+ * (the connection is gone; `end` will not be called).
+ */
+CT_EXTERN int ct_http_request_read_body(ct_http_request *req,
+                                        const ct_http_body_consumer *consumer);
+
+/**
+ * Back-pressure for a streamed request body: after
+ * ct_http_request_pause_body() no more `data` calls come (not even the
+ * rest of the current read) and the server stops reading the connection,
+ * so the client's sending blocks and the server holds at most one read's
+ * worth of input; ct_http_request_resume_body() delivers what is held
+ * (possibly before it returns) and reads again.  Both may be called from
+ * inside `data`.  No-ops on requests that are not streaming a body.
+ */
+CT_EXTERN void ct_http_request_pause_body(ct_http_request *req);
+CT_EXTERN void ct_http_request_resume_body(ct_http_request *req);
+
 /* ----------------------------------------------------------- static files */
 
 /** Options of a static-file route; zero-fill for the defaults. */
@@ -337,6 +411,16 @@ typedef struct ct_http_static_options {
   /** The mime.types file to read ["/etc/mime.types"]; a built-in table
    *  covers the common types when it is missing. */
   const char *mime_types;
+  /** Open-file cache: a file that passed the checks is kept open with its
+   *  headers and served without resolving, stat-ing or opening its path
+   *  again for this many seconds of the reactor's clock [0: 1 s; < 0: no
+   *  cache].  Within that time a file replaced, removed or turned into a
+   *  symbolic link out of the root is still served as it was (the inode
+   *  that was checked, never the new target); after it the path is
+   *  checked again. */
+  double cache_validity;
+  /** Files kept open at most [0: 256; < 0: no cache]. */
+  int cache_entries;
 } ct_http_static_options;
 
 typedef struct ct_http_static ct_http_static;

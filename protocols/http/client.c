@@ -70,6 +70,7 @@ struct creq {
   int reused, got_bytes;
   ct_http_client_response *resp;
   int discard_body; /* a redirect that will be followed */
+  size_t body_cap;  /* allocated for resp->body */
   int failed_code;  /* set by a parser callback that stopped it */
   const char *failed_what;
 };
@@ -84,7 +85,7 @@ struct cconn {
   creq *req;
   int idle, complete, lost, keep_alive, head;
   size_t header_bytes;
-  ct__http_buf field, value;
+  ct__buf field, value;
   int last_was_value;
   ct_delayed_call *idle_timer;
 };
@@ -244,13 +245,14 @@ static int on_message_begin(http_parser *p) {
   q->resp = calloc(1, sizeof *q->resp);
   if (q->resp == NULL)
     return stop(k, CT_ENOMEM, "out of memory");
-  k->field.len = k->value.len = 0;
+  ct__buf_clear(&k->field);
+  ct__buf_clear(&k->value);
   k->last_was_value = 0;
   k->header_bytes = 0;
   return 0;
 }
 
-static int grow(cconn *k, ct__http_buf *b, const char *at, size_t len) {
+static int grow(cconn *k, ct__buf *b, const char *at, size_t len) {
   k->header_bytes += len;
   if (k->header_bytes > 64 * 1024)
     return stop(k, CT_ETOOBIG, "response headers over 64 KiB");
@@ -278,8 +280,8 @@ static int on_header_field(http_parser *p, const char *at, size_t len) {
   } else if (k->field.len == 0 && k->value.len > 0 &&
              k->req->resp->reason == NULL) {
     /* The first field: what was collected so far is the reason phrase. */
-    k->req->resp->reason = strndup(k->value.data, k->value.len);
-    k->value.len = 0;
+    k->req->resp->reason = strndup(ct__http_str(&k->value), k->value.len);
+    ct__buf_clear(&k->value);
   }
   return grow(k, &k->field, at, len);
 }
@@ -304,8 +306,8 @@ static int on_headers_complete(http_parser *p) {
   cconn *k = p->data;
   ct_http_client_response *r = k->req->resp;
   if (r->reason == NULL && k->field.len == 0) {
-    r->reason = strndup(k->value.len ? k->value.data : "", k->value.len);
-    k->value.len = 0;
+    r->reason = strndup(ct__http_str(&k->value), k->value.len);
+    ct__buf_clear(&k->value);
   }
   if (finish_header(k) != 0)
     return -1;
@@ -327,12 +329,8 @@ static int on_body(http_parser *p, const char *at, size_t len) {
   }
   if (r->body_len + len > q->client->o.max_body)
     return stop(k, CT_ETOOBIG, "response body over max_body");
-  ct__http_buf b = {r->body, r->body_len, r->body ? r->body_len + 1 : 0};
-  /* Grow through the shared buffer (it keeps a NUL after the bytes). */
-  if (ct__http_buf_add(&b, at, len) != 0)
+  if (ct__http_body_append(&r->body, &r->body_len, &q->body_cap, at, len) != 0)
     return stop(k, CT_ENOMEM, "out of memory");
-  r->body = b.data;
-  r->body_len = b.len;
   return 0;
 }
 
@@ -513,8 +511,8 @@ static void scf_unref(shared_cf *scf) {
 static void cconn_free(ct_protocol *p) {
   cconn *k = (cconn *)p;
   scf_unref(k->scf);
-  ct__http_buf_free(&k->field);
-  ct__http_buf_free(&k->value);
+  ct__buf_free(&k->field);
+  ct__buf_free(&k->value);
   free(k->key);
   free(k);
 }
@@ -551,7 +549,7 @@ static void send_request(creq *q, cconn *k, const char *target,
   k->head = strcmp(q->method, "HEAD") == 0;
   http_parser_init(&k->parser, HTTP_RESPONSE);
   k->parser.data = k;
-  ct__http_buf b = {0};
+  ct__buf b = CT__BUF_INIT;
   int rc = ct__http_buf_printf(&b, "%s %s HTTP/1.1\r\n", q->method, target);
   if (rc == 0 && ct_http_headers_get(&q->headers, "Host") == NULL)
     rc = ct__http_buf_printf(&b, "Host: %s\r\n", host);
@@ -574,8 +572,8 @@ static void send_request(creq *q, cconn *k, const char *target,
   if (rc == 0 && q->body_len > 0)
     rc = ct__http_buf_add(&b, q->body, q->body_len);
   if (rc == 0)
-    rc = ct_transport_write(k->base.transport, b.data, b.len);
-  ct__http_buf_free(&b);
+    rc = ct_transport_write(k->base.transport, ct__http_str(&b), b.len);
+  ct__buf_free(&b);
   if (rc != 0)
     creq_fail(q, rc, "%s %s: %s", "writing the request failed");
 }

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "ctwist/http.h"
+#include "reactor/buf.h"
 
 /* A route of a site: a path prefix and its handler. */
 typedef struct ct__http_route {
@@ -16,6 +17,7 @@ typedef struct ct__http_route {
   size_t len;
   ct_http_handler_cb fn;
   void *arg;
+  int stream; /* called at the end of the headers; the body is streamed */
 } ct__http_route;
 
 struct ct_http_site {
@@ -69,21 +71,27 @@ int64_t ct__http_body_length(const ct_http_response *r);
 void ct__http_apply_conditionals(const ct_http_request *q,
                                  ct_http_response **resp);
 
-/* A small growable byte buffer. */
-typedef struct ct__http_buf {
-  char *data;
-  size_t len, cap;
-} ct__http_buf;
+/* Text in the core ct__buf (reactor/buf.h), kept NUL-terminated after its
+ * bytes (the NUL is not counted), so that ct__http_str() is a C string.
+ * The module only appends own bytes (no blobs), so buffers stay flat. */
 
 /* Append `n` bytes; returns 0 or CT_ENOMEM. */
-int ct__http_buf_add(ct__http_buf *b, const void *d, size_t n);
+int ct__http_buf_add(ct__buf *b, const void *d, size_t n);
 /* Append printf-formatted text; returns 0 or CT_ENOMEM. */
-int ct__http_buf_printf(ct__http_buf *b, const char *fmt, ...) CT_PRINTF(2, 3);
-void ct__http_buf_free(ct__http_buf *b);
+int ct__http_buf_printf(ct__buf *b, const char *fmt, ...) CT_PRINTF(2, 3);
+/* Append n bytes to a malloc'ed, NUL-terminated body (*body, *len, with
+ * *cap allocated), growing by doubling (never from a declared length, so
+ * a lying Content-Length costs nothing).  0 or CT_ENOMEM. */
+int ct__http_body_append(char **body, size_t *len, size_t *cap,
+                         const char *d, size_t n);
+/* The buffer's bytes as a C string ("" when empty). */
+static inline const char *ct__http_str(const ct__buf *b) {
+  return b->len ? ct__buf_head(b) : "";
+}
 
 /* Add the header collected in `field`/`value` (if any) to `h` and empty
  * both buffers.  Returns 0 or CT_ENOMEM. */
-int ct__http_flush_header(ct_http_headers *h, ct__http_buf *field,
-                          ct__http_buf *value);
+int ct__http_flush_header(ct_http_headers *h, ct__buf *field,
+                          ct__buf *value);
 
 #endif /* CT_PROTOCOLS_HTTP_INTERNAL_H */

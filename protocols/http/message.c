@@ -53,13 +53,14 @@ int ct__http_headers_addn(ct_http_headers *h, const char *name, size_t nlen,
   return 0;
 }
 
-int ct__http_flush_header(ct_http_headers *h, ct__http_buf *field,
-                          ct__http_buf *value) {
+int ct__http_flush_header(ct_http_headers *h, ct__buf *field,
+                          ct__buf *value) {
   if (field->len == 0)
     return 0;
-  int rc = ct__http_headers_addn(h, field->data, field->len,
-                                 value->len ? value->data : "", value->len);
-  field->len = value->len = 0;
+  int rc = ct__http_headers_addn(h, ct__http_str(field), field->len,
+                                 ct__http_str(value), value->len);
+  ct__buf_clear(field);
+  ct__buf_clear(value);
   return rc;
 }
 
@@ -427,47 +428,52 @@ ct_http_response *ct_http_response_json_error(int status, const char *message) {
 
 /* ----------------------------------------------------------------- buffer */
 
-int ct__http_buf_add(ct__http_buf *b, const void *d, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1)
-      cap *= 2;
-    char *p = realloc(b->data, cap);
-    if (p == NULL)
+int ct__http_body_append(char **body, size_t *len, size_t *cap,
+                         const char *d, size_t n) {
+  size_t need = *len + n + 1;
+  if (need > *cap) {
+    size_t c = *cap ? *cap : 1024;
+    while (c < need)
+      c *= 2;
+    char *b = realloc(*body, c);
+    if (b == NULL)
       return CT_ENOMEM;
-    b->data = p;
-    b->cap = cap;
+    *body = b;
+    *cap = c;
   }
-  if (n > 0)
-    memcpy(b->data + b->len, d, n);
-  b->len += n;
-  b->data[b->len] = 0;
+  memcpy(*body + *len, d, n);
+  *len += n;
+  (*body)[*len] = 0;
   return 0;
 }
 
-int ct__http_buf_printf(ct__http_buf *b, const char *fmt, ...) {
-  char small[256];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(small, sizeof small, fmt, ap);
-  va_end(ap);
-  if (n < 0)
-    return CT_EINVAL;
-  if ((size_t)n < sizeof small)
-    return ct__http_buf_add(b, small, (size_t)n);
-  char *big = malloc((size_t)n + 1);
-  if (big == NULL)
+int ct__http_buf_add(ct__buf *b, const void *d, size_t n) {
+  char *t = ct__buf_tail(b, n + 1);
+  if (t == NULL)
     return CT_ENOMEM;
-  va_start(ap, fmt);
-  vsnprintf(big, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  int rc = ct__http_buf_add(b, big, (size_t)n);
-  free(big);
-  return rc;
+  if (n > 0)
+    memcpy(t, d, n);
+  t[n] = 0;
+  ct__buf_commit(b, n);
+  return 0;
 }
 
-void ct__http_buf_free(ct__http_buf *b) {
-  free(b->data);
-  b->data = NULL;
-  b->len = b->cap = 0;
+int ct__http_buf_printf(ct__buf *b, const char *fmt, ...) {
+  va_list ap;
+  size_t room = 128;
+  for (;;) {
+    char *t = ct__buf_tail(b, room);
+    if (t == NULL)
+      return CT_ENOMEM;
+    va_start(ap, fmt);
+    int n = vsnprintf(t, room, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+      return CT_EINVAL;
+    if ((size_t)n < room) {
+      ct__buf_commit(b, (size_t)n);
+      return 0;
+    }
+    room = (size_t)n + 1;
+  }
 }

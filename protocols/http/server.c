@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -38,6 +39,12 @@
 
 typedef struct conn conn;
 
+/* A request body's state.  Buffered routes stay at BODY_BUFFER; streamed
+ * ones (ct_http_site_route_stream) go WAIT (handler called, no consumer
+ * yet: the parser holds) -> READ (a consumer gets the pieces) or DISCARD
+ * (replied without reading) -> END. */
+enum { BODY_BUFFER = 0, BODY_WAIT, BODY_READ, BODY_DISCARD, BODY_END };
+
 typedef struct slot {
   struct slot *next;
   conn *c; /* NULL once the connection is gone */
@@ -48,15 +55,22 @@ typedef struct slot {
   int status;    /* what was sent, for the log */
   uint64_t sent; /* body bytes sent, for the log */
   size_t body_cap;
+  /* Routing (at the end of the headers). */
+  ct_http_handler_cb fn; /* NULL: no route, 404 */
+  void *fn_arg;
+  /* Streamed bodies. */
+  int body_state, body_complete, body_paused, has_body, expect_continue;
+  ct_http_body_consumer consumer;
 } slot;
 
 struct conn {
   ct_protocol base;
   ct_http_site *site;
+  ct_address peer; /* asked once (a syscall), copied into each request */
   http_parser parser;
   /* The request being parsed. */
   slot *cur;
-  ct__http_buf url, field, value;
+  ct__buf url, field, value;
   int last_was_value;
   size_t header_bytes;
   int error_status; /* set by a callback that stops the parser */
@@ -66,7 +80,8 @@ struct conn {
   unsigned queued;
   int in_parse, in_pump, pump_again;
   int parser_paused, reading_paused;
-  ct__http_buf stash; /* input held while the parser is paused */
+  int body_hold;      /* the parser waits for a streamed body's consumer */
+  ct__buf stash;      /* input held while the parser is paused */
   int closing;        /* no more requests: close once the queue drains */
   int lost;
   /* The head slot's body, while it streams. */
@@ -83,6 +98,8 @@ struct conn {
 static void pump_output(conn *c);
 static void feed(conn *c, const char *data, size_t len);
 static void conn_fail(conn *c, int status, const char *detail);
+static void maybe_resume_parsing(conn *c);
+static void dispatch(slot *s);
 
 /* ------------------------------------------------------------------ slots */
 
@@ -108,8 +125,7 @@ static slot *slot_new(conn *c) {
   s->req.method = "GET";
   s->req.version_major = 1;
   s->req.version_minor = 1;
-  if (c->base.transport != NULL)
-    ct_transport_get_peer(c->base.transport, &s->req.peer);
+  s->req.peer = c->peer;
   return s;
 }
 
@@ -144,7 +160,9 @@ static int on_message_begin(http_parser *p) {
   c->cur = slot_new(c);
   if (c->cur == NULL)
     return stop(c, 503, "out of memory");
-  c->url.len = c->field.len = c->value.len = 0;
+  ct__buf_clear(&c->url);
+  ct__buf_clear(&c->field);
+  ct__buf_clear(&c->value);
   c->last_was_value = 0;
   c->header_bytes = 0;
   c->header_started = ct_reactor_seconds(c->site->reactor);
@@ -174,7 +192,7 @@ static int finish_header(conn *c) {
              : stop(c, 503, "out of memory");
 }
 
-static int header_piece(conn *c, ct__http_buf *b, const char *at, size_t len) {
+static int header_piece(conn *c, ct__buf *b, const char *at, size_t len) {
   if (c->field.len + c->value.len + len + 4 > c->site->limits.max_header_line)
     return stop(c, 431, "a request header line is too long");
   if (count_header(c, len + (b == &c->field && b->len == 0 ? 4 : 0)) != 0)
@@ -231,7 +249,7 @@ static int parse_params(ct_http_headers *out, const char *q) {
 
 /* Fill the request from the target: raw path, decoded path, query. */
 static int parse_target(conn *c, ct_http_request *q) {
-  const char *t = c->url.len ? c->url.data : "";
+  const char *t = ct__http_str(&c->url);
   q->target = strdup(t);
   if (q->target == NULL)
     return stop(c, 503, "out of memory");
@@ -266,6 +284,139 @@ static int parse_target(conn *c, ct_http_request *q) {
   return 0;
 }
 
+/* ------------------------------------------------------ streamed bodies */
+
+/* Stop parsing until a streamed body's consumer wants more. */
+static void body_hold(conn *c) {
+  if (c->body_hold)
+    return;
+  c->body_hold = 1;
+  http_parser_pause(&c->parser, 1);
+  if (!c->in_parse) /* else feed() sees the pause and stashes the rest */
+    c->parser_paused = 1;
+  if (!c->reading_paused && !c->lost) {
+    c->reading_paused = 1;
+    ct_transport_pause_reading(c->base.transport);
+  }
+}
+
+static void body_release(conn *c) {
+  if (!c->body_hold)
+    return;
+  c->body_hold = 0;
+  if (c->in_parse)
+    http_parser_pause(&c->parser, 0); /* held and released in one callback */
+  else
+    maybe_resume_parsing(c);
+}
+
+/* The end of a streamed body: the consumer's `end` (if it has one). */
+static void body_end(slot *s, int code, const char *why) {
+  int reading = s->body_state == BODY_READ;
+  s->body_state = BODY_END;
+  if (!reading)
+    return;
+  ct_failure *f = code != 0 ? ct_failure_new(code, "%s", why) : NULL;
+  s->consumer.end(s->consumer.arg, f);
+  ct_failure_free(f);
+}
+
+/* The rest of a streamed body will not be read: the connection reads no
+ * more, answers `s` (and what precedes it) and closes.  `code` != 0: the
+ * consumer's `end` gets that failure. */
+static void body_stop(conn *c, slot *s, int code, const char *why) {
+  s->close_after = 1;
+  c->closing = 1;
+  if (c->cur == s)
+    c->cur = NULL;
+  c->body_hold = 0;
+  if (c->in_parse)
+    http_parser_pause(&c->parser, 1);
+  if (!c->reading_paused && !c->lost) {
+    c->reading_paused = 1;
+    ct_transport_pause_reading(c->base.transport);
+  }
+  ct__buf_free(&c->stash);
+  if (code != 0)
+    body_end(s, code, why);
+  else
+    s->body_state = BODY_END;
+}
+
+static slot *slot_of(ct_http_request *req) {
+  return (slot *)(void *)((char *)req - offsetof(slot, req));
+}
+
+int ct_http_request_read_body(ct_http_request *req,
+                              const ct_http_body_consumer *consumer) {
+  if (req == NULL || consumer == NULL || consumer->data == NULL ||
+      consumer->end == NULL)
+    return CT_EINVAL;
+  slot *s = slot_of(req);
+  if (s->c == NULL)
+    return CT_ECLOSED;
+  if (s->body_state != BODY_WAIT)
+    return CT_EINVAL;
+  conn *c = s->c;
+  s->consumer = *consumer;
+  s->body_state = BODY_READ;
+  if (s->body_complete) {
+    body_end(s, 0, NULL);
+    return 0;
+  }
+  if (s->expect_continue) {
+    s->expect_continue = 0;
+    s->send_continue = 1; /* in its turn (pump_output) */
+  }
+  if (c->cur == s)
+    body_release(c);
+  pump_output(c);
+  return 0;
+}
+
+void ct_http_request_pause_body(ct_http_request *req) {
+  slot *s = req != NULL ? slot_of(req) : NULL;
+  if (s == NULL || s->c == NULL || s->body_state != BODY_READ || s->body_paused)
+    return;
+  s->body_paused = 1;
+  if (s->c->cur == s)
+    body_hold(s->c);
+}
+
+void ct_http_request_resume_body(ct_http_request *req) {
+  slot *s = req != NULL ? slot_of(req) : NULL;
+  if (s == NULL || !s->body_paused)
+    return;
+  s->body_paused = 0;
+  if (s->c != NULL && s->c->cur == s && s->body_state == BODY_READ)
+    body_release(s->c);
+}
+
+/* The connection ends (EOF or lost) while a streamed body is arriving. */
+static void body_lost(conn *c) {
+  slot *s = c->cur;
+  if (s == NULL || s->body_state == BODY_BUFFER)
+    return;
+  c->cur = NULL;
+  c->body_hold = 0;
+  body_end(s, CT_ECONNLOST, "the client went away before the body ended");
+}
+
+/* Find the request's route; streamed routes start at BODY_WAIT. */
+static void route_slot(conn *c, slot *s) {
+  ct_http_request *q = &s->req;
+  const ct__http_route *rt = ct__http_find_route(c->site, q->path);
+  if (rt == NULL)
+    return;
+  s->fn = rt->fn;
+  s->fn_arg = rt->arg;
+  q->subpath = rt->len == 1 ? q->path : q->path + rt->len;
+  if (*q->subpath == 0)
+    q->subpath = "/";
+  if (rt->stream)
+    s->body_state = BODY_WAIT;
+}
+
 static void write_continue(conn *c) {
   static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
   ct_transport_write(c->base.transport, cont, sizeof cont - 1);
@@ -290,44 +441,50 @@ static int on_headers_complete(http_parser *p) {
     return stop(c, 405, "CONNECT is not supported");
   if (parse_target(c, q) != 0)
     return -1;
-  if ((p->flags & F_CONTENTLENGTH) &&
+  route_slot(c, s);
+  int streamed = s->body_state == BODY_WAIT;
+  if (!streamed && (p->flags & F_CONTENTLENGTH) &&
       p->content_length > c->site->limits.max_body)
     return stop(c, 413, "the request body is too large");
+  s->has_body = (p->flags & F_CHUNKED) ||
+                ((p->flags & F_CONTENTLENGTH) && p->content_length > 0);
   const char *expect = ct_http_headers_get(&q->headers, "Expect");
   if (expect != NULL) {
     if (strcasecmp(expect, "100-continue") != 0)
       return stop(c, 417, "only Expect: 100-continue is supported");
-    if (p->http_minor >= 1) {
-      if (c->head == s)
-        write_continue(c);
-      else
-        s->send_continue = 1;
-    }
+    if (p->http_minor >= 1 && streamed)
+      s->expect_continue = 1; /* sent by ct_http_request_read_body() */
+    else if (p->http_minor >= 1 && c->head == s)
+      write_continue(c);
+    else if (p->http_minor >= 1)
+      s->send_continue = 1;
+  }
+  if (streamed) {
+    /* The handler runs now; until it reads the body (or answers), the
+     * parser holds the body back. */
+    dispatch(s);
+    if (c->cur == s && s->body_state == BODY_WAIT && s->has_body)
+      body_hold(c);
   }
   return 0;
 }
 
 static int on_body(http_parser *p, const char *at, size_t len) {
   conn *c = conn_of(p);
+  slot *s = c->cur;
+  if (s->body_state != BODY_BUFFER) {
+    /* Streamed: to the consumer, or dropped (DISCARD).  The parser holds
+     * while there is no consumer (WAIT) or it is paused. */
+    if (s->body_state == BODY_READ &&
+        s->consumer.data(s->consumer.arg, at, len) != 0)
+      body_stop(c, s, 0, NULL);
+    return 0;
+  }
   ct_http_request *q = &c->cur->req;
   if (q->body_len + len > c->site->limits.max_body)
     return stop(c, 413, "the request body is too large");
-  /* The body grows as it arrives (never pre-allocated from a declared
-   * length), doubling, so a lying Content-Length costs nothing. */
-  size_t need = q->body_len + len + 1;
-  if (need > c->cur->body_cap) {
-    size_t cap = c->cur->body_cap ? c->cur->body_cap : 1024;
-    while (cap < need)
-      cap *= 2;
-    char *b = realloc(q->body, cap);
-    if (b == NULL)
-      return stop(c, 503, "out of memory");
-    q->body = b;
-    c->cur->body_cap = cap;
-  }
-  memcpy(q->body + q->body_len, at, len);
-  q->body_len += len;
-  q->body[q->body_len] = 0;
+  if (ct__http_body_append(&q->body, &q->body_len, &s->body_cap, at, len) != 0)
+    return stop(c, 503, "out of memory");
   return 0;
 }
 
@@ -336,6 +493,19 @@ static int on_body(http_parser *p, const char *at, size_t len) {
 static void slot_ready(slot *s, ct_http_response *resp) {
   s->resp = resp;
   s->ready = 1;
+  conn *c = s->c;
+  if (c != NULL && s->body_state == BODY_WAIT && !s->body_complete) {
+    /* Answered without reading the body: a client waiting for 100
+     * Continue is not sent it (and the connection closes after the
+     * answer); otherwise the body is read and dropped. */
+    if (s->expect_continue && s->has_body) {
+      body_stop(c, s, 0, NULL);
+    } else {
+      s->body_state = BODY_DISCARD;
+      if (c->cur == s)
+        body_release(c);
+    }
+  }
   if (s->c != NULL)
     pump_output(s->c);
 }
@@ -371,7 +541,7 @@ static ct_step on_reply(ct_result r, void *arg) {
   return ct_pass(CT_NONE);
 }
 
-static void dispatch(conn *c, slot *s) {
+static void dispatch(slot *s) {
   ct_http_request *q = &s->req;
   if (q->body == NULL) {
     q->body = calloc(1, 1);
@@ -380,15 +550,11 @@ static void dispatch(conn *c, slot *s) {
       return;
     }
   }
-  const ct__http_route *rt = ct__http_find_route(c->site, q->path);
-  if (rt == NULL) {
+  if (s->fn == NULL) {
     slot_ready(s, ct_http_response_error(404, "no such resource"));
     return;
   }
-  q->subpath = rt->len == 1 ? q->path : q->path + rt->len;
-  if (*q->subpath == 0)
-    q->subpath = "/";
-  ct_http_reply rep = rt->fn(q, rt->arg);
+  ct_http_reply rep = s->fn(q, s->fn_arg);
   if (rep.failure != NULL) {
     ct_http_response_free(rep.response);
     ct_deferred_unref(rep.deferred);
@@ -413,7 +579,14 @@ static int on_message_complete(http_parser *p) {
     s->close_after = 1;
     c->closing = 1;
   }
-  dispatch(c, s);
+  if (s->body_state == BODY_BUFFER) {
+    dispatch(s);
+  } else {
+    /* Streamed: the handler already runs; the body is complete. */
+    s->body_complete = 1;
+    if (s->body_state != BODY_WAIT)
+      body_end(s, 0, NULL);
+  }
   if (c->closing || c->queued >= c->site->limits.max_pipeline) {
     /* Stop here: the rest of the input waits in the stash. */
     http_parser_pause(p, 1);
@@ -481,19 +654,19 @@ static void feed(conn *c, const char *data, size_t len) {
 /* Unpause the parser when the queue has room again. */
 static void maybe_resume_parsing(conn *c) {
   if (!c->parser_paused || c->closing || c->in_parse || c->lost ||
-      c->queued >= c->site->limits.max_pipeline)
+      c->body_hold || c->queued >= c->site->limits.max_pipeline)
     return;
   c->parser_paused = 0;
   http_parser_pause(&c->parser, 0);
-  ct__http_buf held = c->stash;
-  c->stash = (ct__http_buf){0};
+  ct__buf held = c->stash;
+  c->stash = (ct__buf)CT__BUF_INIT;
   if (c->reading_paused) {
     c->reading_paused = 0;
     ct_transport_resume_reading(c->base.transport);
   }
   if (held.len > 0)
-    feed(c, held.data, held.len);
-  ct__http_buf_free(&held);
+    feed(c, ct__buf_head(&held), held.len);
+  ct__buf_free(&held);
 }
 
 /* ----------------------------------------------------------------- errors */
@@ -503,8 +676,16 @@ static void conn_fail(conn *c, int status, const char *detail) {
   if (c->closing && c->cur == NULL && c->error_status == 0)
     return;
   slot *s = c->cur;
-  c->cur = NULL;
   c->error_status = 0;
+  if (s != NULL && s->body_state != BODY_BUFFER) {
+    /* A streamed body went wrong (bad chunked framing): its handler has
+     * its request and answers; the consumer hears why. */
+    ct_log(CT_LOG_WARN, "http", "streamed request body of %s failed: %s",
+           s->req.target, detail);
+    body_stop(c, s, CT_EPROTO, detail);
+    return;
+  }
+  c->cur = NULL;
   if (s == NULL) {
     s = slot_new(c);
     if (s == NULL) {
@@ -516,7 +697,7 @@ static void conn_fail(conn *c, int status, const char *detail) {
     slot_enqueue(c, s);
   if (s->req.target == NULL) {
     /* For the access log: what was received of the target. */
-    s->req.target = strdup(c->url.len ? c->url.data : "-");
+    s->req.target = strdup(c->url.len ? ct__http_str(&c->url) : "-");
     s->req.method = c->parser.method <= HTTP_SOURCE
                         ? http_method_str((enum http_method)c->parser.method)
                         : "-";
@@ -531,7 +712,7 @@ static void conn_fail(conn *c, int status, const char *detail) {
     c->reading_paused = 1;
     ct_transport_pause_reading(c->base.transport);
   }
-  ct__http_buf_free(&c->stash);
+  ct__buf_free(&c->stash);
   slot_ready(s, ct_http_response_error(status, detail));
 }
 
@@ -541,39 +722,78 @@ static int no_body_status(int status) {
   return (status >= 100 && status < 200) || status == 204 || status == 304;
 }
 
-/* Format the status line and headers of the head slot into `b`. */
-static int format_head(conn *c, slot *s, ct__http_buf *b, int64_t len) {
+/* Append "name: value\r\n" with one reservation. */
+static int put_header(ct__buf *b, const char *name, size_t nl,
+                      const char *value, size_t vl) {
+  char *t = ct__buf_tail(b, nl + vl + 4);
+  if (t == NULL)
+    return CT_ENOMEM;
+  memcpy(t, name, nl);
+  memcpy(t + nl, ": ", 2);
+  memcpy(t + nl + 2, value, vl);
+  memcpy(t + nl + 2 + vl, "\r\n", 2);
+  ct__buf_commit(b, nl + vl + 4);
+  return 0;
+}
+
+#define PUT_LIT(b, lit) ct__buf_append((b), (lit), sizeof(lit) - 1)
+
+/* Format the status line and headers of the head slot into `b` (plain
+ * copies: this runs once per response, printf would be most of its cost). */
+static int format_head(conn *c, slot *s, ct__buf *b, int64_t len) {
   ct_http_response *r = s->resp;
   ct_http_site *site = c->site;
-  int rc = ct__http_buf_printf(
-      b, "HTTP/1.1 %d %s\r\n", r->status,
-      r->reason != NULL ? r->reason : ct_http_status_text(r->status));
+  const char *reason =
+      r->reason != NULL ? r->reason : ct_http_status_text(r->status);
+  char line[48];
+  int st = r->status >= 100 && r->status <= 999 ? r->status : 500;
+  memcpy(line, "HTTP/1.1 ", 9);
+  line[9] = (char)('0' + st / 100);
+  line[10] = (char)('0' + st / 10 % 10);
+  line[11] = (char)('0' + st % 10);
+  line[12] = ' ';
+  int rc = ct__buf_append(b, line, 13);
+  rc = rc ? rc : ct__buf_append(b, reason, strlen(reason));
+  rc = rc ? rc : PUT_LIT(b, "\r\n");
+  int has_date = 0, has_server = 0;
   for (size_t i = 0; rc == 0 && i < r->headers.count; i++) {
     const ct_http_header *h = &r->headers.items[i];
-    if (strcasecmp(h->name, "Content-Length") == 0 ||
-        strcasecmp(h->name, "Transfer-Encoding") == 0 ||
-        strcasecmp(h->name, "Connection") == 0)
-      continue; /* the server owns the framing */
-    rc = ct__http_buf_printf(b, "%s: %s\r\n", h->name, h->value);
+    size_t nl = strlen(h->name);
+    /* The server owns the framing (Content-Length, Transfer-Encoding,
+     * Connection); Date and Server are the handler's if it set them. */
+    if ((nl == 14 && strcasecmp(h->name, "Content-Length") == 0) ||
+        (nl == 17 && strcasecmp(h->name, "Transfer-Encoding") == 0) ||
+        (nl == 10 && strcasecmp(h->name, "Connection") == 0))
+      continue;
+    if (nl == 4 && strcasecmp(h->name, "Date") == 0)
+      has_date = 1;
+    else if (nl == 6 && strcasecmp(h->name, "Server") == 0)
+      has_server = 1;
+    rc = put_header(b, h->name, nl, h->value, strlen(h->value));
   }
-  if (rc == 0 && ct_http_headers_get(&r->headers, "Date") == NULL)
-    rc = ct__http_buf_printf(b, "Date: %s\r\n", ct__http_site_date(site));
-  if (rc == 0 && site->server_name != NULL &&
-      ct_http_headers_get(&r->headers, "Server") == NULL)
-    rc = ct__http_buf_printf(b, "Server: %s\r\n", site->server_name);
+  if (rc == 0 && !has_date)
+    rc = put_header(b, "Date", 4, ct__http_site_date(site), 29);
+  if (rc == 0 && site->server_name != NULL && !has_server)
+    rc = put_header(b, "Server", 6, site->server_name,
+                    strlen(site->server_name));
   if (rc == 0 && !no_body_status(r->status)) {
-    if (len >= 0)
-      rc = ct__http_buf_printf(b, "Content-Length: %lld\r\n", (long long)len);
-    else if (c->chunked)
-      rc = ct__http_buf_printf(b, "Transfer-Encoding: chunked\r\n");
+    if (len >= 0) {
+      char num[24];
+      size_t n = sizeof num;
+      uint64_t v = (uint64_t)len;
+      do
+        num[--n] = (char)('0' + v % 10);
+      while ((v /= 10) != 0);
+      rc = put_header(b, "Content-Length", 14, num + n, sizeof num - n);
+    } else if (c->chunked) {
+      rc = PUT_LIT(b, "Transfer-Encoding: chunked\r\n");
+    }
   }
   if (rc == 0 && s->close_after)
-    rc = ct__http_buf_printf(b, "Connection: close\r\n");
+    rc = PUT_LIT(b, "Connection: close\r\n");
   else if (rc == 0 && s->req.version_minor == 0)
-    rc = ct__http_buf_printf(b, "Connection: keep-alive\r\n");
-  if (rc == 0)
-    rc = ct__http_buf_add(b, "\r\n", 2);
-  return rc;
+    rc = PUT_LIT(b, "Connection: keep-alive\r\n");
+  return rc ? rc : PUT_LIT(b, "\r\n");
 }
 
 /* The head slot is fully written: log it, pop it, maybe close. */
@@ -755,56 +975,54 @@ static void write_head(conn *c) {
   if (c->closing && s->next == NULL)
     s->close_after = 1;
   s->status = r->status;
-  ct__http_buf head = {0};
+  /* Most heads (and small files with them) fit on the stack. */
+  char store[4096];
+  ct__buf head;
+  ct__buf_init_storage(&head, store, sizeof store);
   if (format_head(c, s, &head, len) != 0) {
-    ct__http_buf_free(&head);
+    ct__buf_free(&head);
     ct_transport_abort(t);
     return;
   }
   int send_body = !s->head_only && !no_body_status(r->status);
   if (!send_body || r->body_kind == CT_HTTP_BODY_NONE) {
-    ct_transport_write(t, head.data, head.len);
-    ct__http_buf_free(&head);
+    ct_transport_write(t, ct__buf_head(&head), head.len);
+    ct__buf_free(&head);
     finish_head(c);
     return;
   }
   if (r->body_kind == CT_HTTP_BODY_MEMORY) {
-    struct iovec iov[2] = {{head.data, head.len}, {r->data, r->data_len}};
+    struct iovec iov[2] = {{ct__buf_head(&head), head.len},
+                           {r->data, r->data_len}};
     ct_transport_writev(t, iov, 2);
     s->sent = r->data_len;
-    ct__http_buf_free(&head);
+    ct__buf_free(&head);
     finish_head(c);
     return;
   }
   if (r->body_kind == CT_HTTP_BODY_FILE && r->file_length <= HTTP_CHUNK) {
     /* Small files leave with their headers in one write. */
     size_t want = (size_t)r->file_length;
-    if (ct__http_buf_add(&head, NULL, 0) == 0 &&
-        head.cap < head.len + want + 1) {
-      char *p = realloc(head.data, head.len + want + 1);
-      if (p != NULL) {
-        head.data = p;
-        head.cap = head.len + want + 1;
-      }
-    }
-    ssize_t n = head.cap >= head.len + want + 1
-                    ? pread(r->fd, head.data + head.len, want, r->file_offset)
-                    : -1;
+    char *at = ct__buf_tail(&head, want);
+    ssize_t n = at != NULL ? pread(r->fd, at, want, r->file_offset) : -1;
     if (n != (ssize_t)want) {
       ct_log(CT_LOG_ERROR, "http", "reading the file for %s: %s", s->req.target,
-             n < 0 ? strerror(errno) : "short read");
-      ct__http_buf_free(&head);
+             at == NULL ? "out of memory"
+             : n < 0    ? strerror(errno)
+                        : "short read");
+      ct__buf_free(&head);
       ct_transport_abort(t);
       return;
     }
-    ct_transport_write(t, head.data, head.len + want);
+    ct__buf_commit(&head, want);
+    ct_transport_write(t, ct__buf_head(&head), head.len);
     s->sent = want;
-    ct__http_buf_free(&head);
+    ct__buf_free(&head);
     finish_head(c);
     return;
   }
-  ct_transport_write(t, head.data, head.len);
-  ct__http_buf_free(&head);
+  ct_transport_write(t, ct__buf_head(&head), head.len);
+  ct__buf_free(&head);
   c->chunk = malloc(HTTP_CHUNK);
   if (c->chunk == NULL ||
       ct_transport_register_producer(t, &stream_ops, c, 0) != 0) {
@@ -828,10 +1046,11 @@ static void pump_output(conn *c) {
   c->in_pump = 1;
   do {
     c->pump_again = 0;
+    /* A streamed request's answer waits for the end of its body. */
     while (!c->lost && !c->streaming && c->head != NULL && c->head->ready &&
-           !ct_transport_is_closing(c->base.transport))
+           c->head != c->cur && !ct_transport_is_closing(c->base.transport))
       write_head(c);
-    if (!c->lost && !c->streaming && c->head != NULL && !c->head->ready &&
+    if (!c->lost && !c->streaming && c->head != NULL &&
         c->head->send_continue) {
       c->head->send_continue = 0;
       write_continue(c);
@@ -881,9 +1100,9 @@ static void on_timer(void *arg) {
 
 static void conn_made(ct_protocol *p, ct_transport *t) {
   conn *c = (conn *)p;
-  (void)t;
   c->site = p->factory->user;
   c->site->live++;
+  ct_transport_get_peer(t, &c->peer);
   http_parser_init(&c->parser, HTTP_REQUEST);
   c->parser.data = c;
   c->header_started = -1;
@@ -940,6 +1159,7 @@ static int conn_eof(ct_protocol *p) {
    * answered still goes out, in order; unanswered handlers are cancelled,
    * as for a lost connection (nginx's default, and Twisted's). */
   c->closing = 1;
+  body_lost(c);
   if (c->cur != NULL && !c->cur->queued)
     slot_free(c->cur);
   c->cur = NULL;
@@ -957,6 +1177,7 @@ static void conn_lost(ct_protocol *p, const ct_failure *reason) {
     ct_delayed_call_unref(c->timer);
     c->timer = NULL;
   }
+  body_lost(c);
   if (c->cur != NULL && !c->cur->queued)
     slot_free(c->cur);
   c->cur = NULL;
@@ -966,10 +1187,10 @@ static void conn_lost(ct_protocol *p, const ct_failure *reason) {
 
 static void conn_free(ct_protocol *p) {
   conn *c = (conn *)p;
-  ct__http_buf_free(&c->url);
-  ct__http_buf_free(&c->field);
-  ct__http_buf_free(&c->value);
-  ct__http_buf_free(&c->stash);
+  ct__buf_free(&c->url);
+  ct__buf_free(&c->field);
+  ct__buf_free(&c->value);
+  ct__buf_free(&c->stash);
   free(c->chunk);
   free(c);
 }

@@ -107,8 +107,8 @@ ct_http_site *ct_http_site_new(ct_reactor *r) {
   return s;
 }
 
-int ct_http_site_route(ct_http_site *s, const char *prefix,
-                       ct_http_handler_cb fn, void *arg) {
+static int route_add(ct_http_site *s, const char *prefix,
+                     ct_http_handler_cb fn, void *arg, int stream) {
   if (s == NULL || prefix == NULL || prefix[0] != '/' || fn == NULL)
     return CT_EINVAL;
   size_t len = strlen(prefix);
@@ -127,9 +127,19 @@ int ct_http_site_route(ct_http_site *s, const char *prefix,
     rs[i] = rs[i - 1];
     i--;
   }
-  rs[i] = (ct__http_route){copy, len, fn, arg};
+  rs[i] = (ct__http_route){copy, len, fn, arg, stream};
   s->nroutes++;
   return 0;
+}
+
+int ct_http_site_route(ct_http_site *s, const char *prefix,
+                       ct_http_handler_cb fn, void *arg) {
+  return route_add(s, prefix, fn, arg, 0);
+}
+
+int ct_http_site_route_stream(ct_http_site *s, const char *prefix,
+                              ct_http_handler_cb fn, void *arg) {
+  return route_add(s, prefix, fn, arg, 1);
 }
 
 void ct_http_site_set_limits(ct_http_site *s, const ct_http_limits *limits) {

@@ -8,6 +8,17 @@
  * the server decoded to "..", is refused too, and "%252e%252e" stays the
  * literal name "%2e%2e"), then the resolved path (realpath) must lie under
  * the resolved root, which catches symbolic links leading out.
+ *
+ * The open-file cache (nginx's open_file_cache idea): a file that passed
+ * those checks is kept open, keyed by the request's path, with its
+ * headers, for `cache_validity` seconds of the reactor's clock.  Within
+ * that time a request for the same path is answered from the open
+ * descriptor with no path resolution, stat or open; after it, the next
+ * request checks the path again from scratch.  A cached descriptor is the
+ * inode that was checked, so a file replaced, removed or turned into a
+ * symbolic link out of the root is served as it was for at most that long
+ * (never the new target); a file changed in place is re-checked at once
+ * when its size no longer matches.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -28,13 +39,35 @@ typedef struct mime_entry {
   char *type;
 } mime_entry;
 
+/* A checked file, open (see the file comment). */
+typedef struct fentry {
+  struct fentry *next;             /* hash chain */
+  struct fentry *newer, *older;    /* LRU list */
+  char *key;                       /* the request's subpath */
+  uint32_t hash;
+  double checked;                  /* reactor time of the full check */
+  int fd;
+  uint64_t size;
+  const char *type;                /* in the mime table */
+  char etag[64], modified[32];
+} fentry;
+
 struct ct_http_static {
   char *root; /* realpath of the root, no trailing '/' (except "/") */
   size_t root_len;
   int index_html, listing, allow_symlinks_out;
   mime_entry *mime;
   size_t nmime;
+  /* The open-file cache: off when max_entries is 0. */
+  double validity;
+  size_t max_entries, nentries, nbuckets;
+  fentry **buckets;
+  fentry *newest, *oldest;
 };
+
+/* Files up to this size are read from a cached descriptor into the
+ * response (one pread); larger ones get a dup of it (sendfile). */
+#define STATIC_INLINE_MAX (64u * 1024u)
 
 /* Used when mime.types is missing (a minimal container, say). */
 static const char *const fallback_mime[][2] = {
@@ -175,6 +208,25 @@ ct_http_static *ct_http_static_new(const char *root,
   st->index_html = o->index_html >= 0;
   st->listing = o->listing >= 0;
   st->allow_symlinks_out = o->allow_symlinks_out > 0;
+  st->validity = o->cache_validity > 0    ? o->cache_validity
+                 : o->cache_validity == 0 ? 1.0
+                                          : 0;
+  st->max_entries = st->validity <= 0      ? 0
+                    : o->cache_entries > 0 ? (size_t)o->cache_entries
+                    : o->cache_entries == 0 ? 256
+                                            : 0;
+  if (st->max_entries > 0) {
+    st->nbuckets = 16;
+    while (st->nbuckets < st->max_entries * 2)
+      st->nbuckets *= 2;
+    st->buckets = calloc(st->nbuckets, sizeof *st->buckets);
+    if (st->buckets == NULL) {
+      ct_http_static_free(st);
+      if (err != NULL)
+        *err = ct_failure_new(CT_ENOMEM, "out of memory");
+      return NULL;
+    }
+  }
   const char *types = o->mime_types ? o->mime_types : "/etc/mime.types";
   int rc = mime_load(st, types);
   if (rc == CT_ENOENT || (rc == 0 && st->nmime == 0))
@@ -190,9 +242,14 @@ ct_http_static *ct_http_static_new(const char *root,
   return st;
 }
 
+static void cache_drop(ct_http_static *st, fentry *e);
+
 void ct_http_static_free(ct_http_static *st) {
   if (st == NULL)
     return;
+  while (st->oldest != NULL)
+    cache_drop(st, st->oldest);
+  free(st->buckets);
   for (size_t i = 0; i < st->nmime; i++) {
     free(st->mime[i].ext);
     free(st->mime[i].type);
@@ -222,7 +279,7 @@ static int has_dotdot(const char *p) {
 }
 
 /* Percent-encode a file name for an href (keeps unreserved characters). */
-static int url_encode(ct__http_buf *b, const char *s) {
+static int url_encode(ct__buf *b, const char *s) {
   static const char hex[] = "0123456789ABCDEF";
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
     int keep = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
@@ -278,7 +335,7 @@ static ct_http_reply listing(const char *dir, const char *shown) {
   closedir(d);
   if (n > 1)
     qsort(names, n, sizeof *names, name_cmp);
-  ct__http_buf b = {0};
+  ct__buf b = CT__BUF_INIT;
   char *title = ct__http_html_escape(shown);
   if (rc == 0 && title == NULL)
     rc = CT_ENOMEM;
@@ -312,15 +369,163 @@ static ct_http_reply listing(const char *dir, const char *shown) {
   ct_http_response *r = rc == 0 ? ct_http_response_new(200) : NULL;
   if (r == NULL || ct_http_headers_add(&r->headers, "Content-Type",
                                        "text/html; charset=utf-8") != 0) {
-    ct__http_buf_free(&b);
+    ct__buf_free(&b);
     ct_http_response_free(r);
     return ct_http_reply_fail(ct_failure_new(CT_ENOMEM, "out of memory"));
   }
-  ct_http_response_take_body(r, b.data, b.len);
+  rc = ct_http_response_set_body(r, ct__http_str(&b), b.len);
+  ct__buf_free(&b);
+  if (rc != 0) {
+    ct_http_response_free(r);
+    return ct_http_reply_fail(ct_failure_new(CT_ENOMEM, "out of memory"));
+  }
   return ct_http_reply_now(r);
 }
 
-static ct_http_reply serve_file(const ct_http_static *st, const char *path) {
+/* ------------------------------------------------------ open-file cache */
+
+static uint32_t key_hash(const char *k) {
+  uint32_t h = 2166136261u;
+  for (; *k; k++)
+    h = (h ^ (unsigned char)*k) * 16777619u;
+  return h;
+}
+
+static void lru_unlink(ct_http_static *st, fentry *e) {
+  if (e->newer != NULL)
+    e->newer->older = e->older;
+  else
+    st->newest = e->older;
+  if (e->older != NULL)
+    e->older->newer = e->newer;
+  else
+    st->oldest = e->newer;
+  e->newer = e->older = NULL;
+}
+
+static void lru_push(ct_http_static *st, fentry *e) {
+  e->older = st->newest;
+  e->newer = NULL;
+  if (st->newest != NULL)
+    st->newest->newer = e;
+  st->newest = e;
+  if (st->oldest == NULL)
+    st->oldest = e;
+}
+
+static void cache_drop(ct_http_static *st, fentry *e) {
+  fentry **pp = &st->buckets[e->hash & (st->nbuckets - 1)];
+  while (*pp != e)
+    pp = &(*pp)->next;
+  *pp = e->next;
+  lru_unlink(st, e);
+  st->nentries--;
+  close(e->fd);
+  free(e->key);
+  free(e);
+}
+
+/* The entry for `key` still valid at `now`; an expired one is dropped. */
+static fentry *cache_find(ct_http_static *st, const char *key, double now) {
+  if (st->max_entries == 0)
+    return NULL;
+  uint32_t h = key_hash(key);
+  fentry *e = st->buckets[h & (st->nbuckets - 1)];
+  while (e != NULL && (e->hash != h || strcmp(e->key, key) != 0))
+    e = e->next;
+  if (e == NULL)
+    return NULL;
+  if (!(now - e->checked < st->validity) || now < e->checked) {
+    cache_drop(st, e);
+    return NULL;
+  }
+  lru_unlink(st, e);
+  lru_push(st, e);
+  return e;
+}
+
+/* Keep a copy (dup) of `fd`, checked at `now`, for `key` (replacing an
+ * entry of the same key); the least recently used entry goes when full.
+ * Failure (no memory, no descriptor left) just leaves it uncached. */
+static void cache_put(ct_http_static *st, const char *key, const fentry *info,
+                      int fd, double now) {
+  if (st->max_entries == 0)
+    return;
+  fentry *old = cache_find(st, key, now);
+  if (old != NULL)
+    cache_drop(st, old);
+  if (st->nentries >= st->max_entries)
+    cache_drop(st, st->oldest);
+  fentry *e = malloc(sizeof *e);
+  char *k = strdup(key);
+  int dfd = e != NULL && k != NULL ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+  if (dfd < 0) {
+    free(e);
+    free(k);
+    return;
+  }
+  *e = *info;
+  e->key = k;
+  e->hash = key_hash(key);
+  e->checked = now;
+  e->fd = dfd;
+  e->next = st->buckets[e->hash & (st->nbuckets - 1)];
+  st->buckets[e->hash & (st->nbuckets - 1)] = e;
+  lru_push(st, e);
+  st->nentries++;
+}
+
+/* --------------------------------------------------------------- files */
+
+/* A 200 for a file described by `info`; `fd` (taken) is its body, or -1
+ * with `data` (taken, info->size bytes) as a memory body. */
+static ct_http_reply file_reply(const fentry *info, int fd, char *data) {
+  ct_http_response *r = ct_http_response_new(200);
+  int rc = r == NULL ? CT_ENOMEM : 0;
+  rc = rc ? rc : ct_http_headers_add(&r->headers, "Content-Type", info->type);
+  rc = rc ? rc
+          : ct_http_headers_add(&r->headers, "Last-Modified", info->modified);
+  rc = rc ? rc : ct_http_headers_add(&r->headers, "ETag", info->etag);
+  rc = rc ? rc : ct_http_headers_add(&r->headers, "Accept-Ranges", "bytes");
+  if (r != NULL && fd >= 0)
+    ct_http_response_set_file(r, fd, 0, info->size);
+  else if (r != NULL)
+    ct_http_response_take_body(r, data, (size_t)info->size);
+  else if (fd >= 0)
+    close(fd);
+  else
+    free(data);
+  if (rc != 0) {
+    ct_http_response_free(r);
+    return ct_http_reply_fail(ct_failure_new(CT_ENOMEM, "out of memory"));
+  }
+  return ct_http_reply_now(r);
+}
+
+/* Answer from a cached entry; 0 (and nothing answered) when the file no
+ * longer matches it (the caller drops it and checks the path again). */
+static int serve_cached(const fentry *e, ct_http_reply *out) {
+  if (e->size <= STATIC_INLINE_MAX) {
+    char *data = malloc(e->size + 1);
+    ssize_t n = data != NULL ? pread(e->fd, data, e->size + 1, 0) : -1;
+    if (n != (ssize_t)e->size) { /* changed in place, or no memory */
+      free(data);
+      return 0;
+    }
+    *out = file_reply(e, -1, data);
+    return 1;
+  }
+  int fd = fcntl(e->fd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0)
+    return 0;
+  *out = file_reply(e, fd, NULL);
+  return 1;
+}
+
+/* Open `path` (already checked to lie in the root) and answer with it;
+ * cache it for `key`. */
+static ct_http_reply serve_file(ct_http_static *st, const char *path,
+                                const char *key, double now) {
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0)
     return error(errno == EACCES ? 403 : 404,
@@ -330,28 +535,16 @@ static ct_http_reply serve_file(const ct_http_static *st, const char *path) {
     close(fd);
     return error(403, "not a regular file");
   }
-  ct_http_response *r = ct_http_response_new(200);
-  if (r == NULL) {
-    close(fd);
-    return ct_http_reply_fail(ct_failure_new(CT_ENOMEM, "out of memory"));
-  }
-  char etag[96], date[32];
-  snprintf(etag, sizeof etag, "\"%llx-%llx-%llx\"",
+  fentry info = {0};
+  info.size = (uint64_t)sb.st_size;
+  info.type = ct_http_static_mime_type(st, path);
+  snprintf(info.etag, sizeof info.etag, "\"%llx-%llx-%llx\"",
            (unsigned long long)sb.st_ino, (unsigned long long)sb.st_size,
            (unsigned long long)sb.st_mtim.tv_sec * 1000000000ull +
                (unsigned long long)sb.st_mtim.tv_nsec);
-  ct_http_format_date((int64_t)sb.st_mtim.tv_sec, date);
-  int rc = ct_http_headers_add(&r->headers, "Content-Type",
-                               ct_http_static_mime_type(st, path));
-  rc = rc ? rc : ct_http_headers_add(&r->headers, "Last-Modified", date);
-  rc = rc ? rc : ct_http_headers_add(&r->headers, "ETag", etag);
-  rc = rc ? rc : ct_http_headers_add(&r->headers, "Accept-Ranges", "bytes");
-  ct_http_response_set_file(r, fd, 0, (uint64_t)sb.st_size);
-  if (rc != 0) {
-    ct_http_response_free(r);
-    return ct_http_reply_fail(ct_failure_new(CT_ENOMEM, "out of memory"));
-  }
-  return ct_http_reply_now(r);
+  ct_http_format_date((int64_t)sb.st_mtim.tv_sec, info.modified);
+  cache_put(st, key, &info, fd, now);
+  return file_reply(&info, fd, NULL);
 }
 
 /* realpath of `path`, refused (403) outside the root unless allowed.
@@ -379,7 +572,7 @@ static ct_http_reply resolve_error(int status) {
 }
 
 ct_http_reply ct_http_static_handler(ct_http_request *req, void *arg) {
-  const ct_http_static *st = arg;
+  ct_http_static *st = arg;
   if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
     ct_http_response *r = ct_http_response_error(405, "only GET and HEAD");
     if (r != NULL)
@@ -389,6 +582,14 @@ ct_http_reply ct_http_static_handler(ct_http_request *req, void *arg) {
   const char *sub = req->subpath;
   if (has_dotdot(sub))
     return error(404, "no such file");
+  double now = ct_reactor_seconds(req->reactor);
+  fentry *hit = cache_find(st, sub, now);
+  if (hit != NULL) {
+    ct_http_reply rep;
+    if (serve_cached(hit, &rep))
+      return rep;
+    cache_drop(st, hit);
+  }
   size_t slen = strlen(sub);
   char *want = malloc(st->root_len + slen + sizeof "/index.html");
   if (want == NULL)
@@ -408,20 +609,21 @@ ct_http_reply ct_http_static_handler(ct_http_request *req, void *arg) {
   } else if (S_ISDIR(sb.st_mode)) {
     if (slen == 0 || sub[slen - 1] != '/') {
       /* Relative links in the listing need the trailing '/'. */
-      ct__http_buf loc = {0};
+      ct__buf loc = CT__BUF_INIT;
       int rc = ct__http_buf_printf(&loc, "%s/%s%s", req->raw_path,
                                    req->query[0] ? "?" : "", req->query);
       rep = rc == 0
-                ? ct_http_reply_now(ct_http_response_redirect(301, loc.data))
+                ? ct_http_reply_now(ct_http_response_redirect(301, ct__http_str(&loc)))
                 : ct_http_reply_fail(ct_failure_new(CT_ENOMEM, "oom"));
-      ct__http_buf_free(&loc);
+      ct__buf_free(&loc);
     } else {
       strcat(want, "index.html");
       char *index = NULL;
       struct stat ib;
       if (st->index_html && stat(want, &ib) == 0 && S_ISREG(ib.st_mode)) {
         status = resolve(st, want, &index);
-        rep = status == 0 ? serve_file(st, index) : resolve_error(status);
+        rep = status == 0 ? serve_file(st, index, sub, now)
+                          : resolve_error(status);
         free(index);
       } else if (st->listing)
         rep = listing(real, req->path);
@@ -429,7 +631,7 @@ ct_http_reply ct_http_static_handler(ct_http_request *req, void *arg) {
         rep = error(403, "directory listing is off");
     }
   } else {
-    rep = serve_file(st, real);
+    rep = serve_file(st, real, sub, now);
   }
   free(want);
   free(real);

@@ -194,6 +194,7 @@ static int make_web(ct_reactor *r, int argc, char **argv, ct_factory **out,
   const char *path = ".", *log = "-";
   int allow_out = 0, no_listing = 0, no_index = 0, rpc = 0;
   long max_body = 16L * 1024 * 1024;
+  double file_cache = 1;
   const ct_plugin_option opts[] = {
       {"path", CT_PLUGIN_OPT_STRING, &path, 0, 0, "directory to serve [.]"},
       {"access-log", CT_PLUGIN_OPT_STRING, &log, 0, 0,
@@ -206,6 +207,9 @@ static int make_web(ct_reactor *r, int argc, char **argv, ct_factory **out,
        "do not serve index.html for directories"},
       {"max-body", CT_PLUGIN_OPT_LONG, &max_body, 1, 1e12,
        "largest request body accepted, bytes [16 MiB]"},
+      {"file-cache", CT_PLUGIN_OPT_DOUBLE, &file_cache, 0, 3600,
+       "seconds an open, checked file is served before its path is "
+       "checked again; 0: no cache [1]"},
       {"rpc", CT_PLUGIN_OPT_FLAG, &rpc, 0, 0,
        "also serve the rpc plugin's JSON-RPC methods at POST /rpc"},
       {NULL, 0, NULL, 0, 0, NULL}};
@@ -216,6 +220,7 @@ static int make_web(ct_reactor *r, int argc, char **argv, ct_factory **out,
   so.allow_symlinks_out = allow_out;
   so.listing = no_listing ? -1 : 0;
   so.index_html = no_index ? -1 : 0;
+  so.cache_validity = file_cache > 0 ? file_cache : -1;
   web_service *w = calloc(1, sizeof *w);
   ct_http_site *site = ct_http_site_new(r);
   if (w == NULL || site == NULL) {
@@ -279,7 +284,8 @@ static const ct_plugin_descriptor web_plugin = {
     "HTTP/1.1 static file server with directory listings (--rpc: and "
     "JSON-RPC at POST /rpc)",
     "[--path DIR] [--access-log FILE|-|none] [--allow-symlinks-out] "
-    "[--no-listing] [--no-index] [--max-body N] [--rpc]",
+    "[--no-listing] [--no-index] [--max-body N] [--file-cache SECONDS] "
+    "[--rpc]",
     make_web,
     destroy_web};
 

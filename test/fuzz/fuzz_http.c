@@ -1,7 +1,7 @@
 /*
  * libFuzzer target for the HTTP server protocol (libhttp-parser plus
  * ctwist's glue: limits, pipelining, 100-continue, chunked bodies, Range,
- * conditional GET).  The input is a byte stream from a client, fed to a
+ * conditional GET, streamed request bodies on /up).  The input is a byte stream from a client, fed to a
  * server on a string transport twice: whole, and in chunks whose sizes
  * come from the first byte.  Both runs must write the same bytes (Date
  * headers aside) up to the first response that closes the connection,
@@ -43,6 +43,50 @@ static ct_http_reply fail(ct_http_request *req, void *arg) {
   (void)req;
   (void)arg;
   return ct_http_reply_fail(ct_failure_new(CT_EUSER, "fuzz failure"));
+}
+
+/* /up streams its body: the consumer counts and hashes it, and the answer
+ * (from `end`) names both, so whole and chunked input answer the same. */
+typedef struct up_state {
+  ct_deferred *d;
+  size_t n;
+  uint32_t h;
+} up_state;
+
+static int up_data(void *arg, const char *d, size_t len) {
+  up_state *u = arg;
+  for (size_t i = 0; i < len; i++)
+    u->h = (u->h ^ (unsigned char)d[i]) * 16777619u;
+  u->n += len;
+  return 0;
+}
+
+static void up_end(void *arg, const ct_failure *f) {
+  up_state *u = arg;
+  ct_http_response *r = ct_http_response_new(f == NULL ? 200 : 400);
+  if (r == NULL)
+    abort();
+  char text[64];
+  int n = snprintf(text, sizeof text, "up %zu %08x", u->n, u->h);
+  ct_http_response_set_body(r, text, (size_t)n);
+  ct_deferred_callback(
+      u->d, ct_value_of(r, (void (*)(void *))ct_http_response_free));
+  ct_deferred_unref(u->d);
+  free(u);
+}
+
+static ct_http_reply up(ct_http_request *req, void *arg) {
+  (void)arg;
+  up_state *u = calloc(1, sizeof *u);
+  if (u == NULL)
+    abort();
+  u->h = 2166136261u;
+  u->d = ct_deferred_new(NULL, NULL);
+  ct_deferred *d = ct_deferred_ref(u->d);
+  ct_http_body_consumer c = {up_data, up_end, u};
+  if (ct_http_request_read_body(req, &c) != 0)
+    abort();
+  return ct_http_reply_later(d);
 }
 
 /* Drop "Date: ...\r\n" lines, which depend on the wall clock. */
@@ -87,6 +131,7 @@ static char *run(const uint8_t *data, size_t size, size_t chunk, size_t *len,
   ct_http_site_set_limits(site, &l);
   ct_http_site_route(site, "/", echo, NULL);
   ct_http_site_route(site, "/fail", fail, NULL);
+  ct_http_site_route_stream(site, "/up", up, NULL);
   ct_string_transport *st = ct_string_transport_new(r);
   ct_protocol *p = ct_factory_build(ct_http_site_factory(site), NULL);
   if (p == NULL || ct_string_transport_connect(st, p) != 0)

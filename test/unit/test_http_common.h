@@ -85,6 +85,28 @@ static inline int th_closed(ct_string_transport *st) {
   return s.disconnecting;
 }
 
+/* Feed a table case's request (chunk bytes at a time) on a new connection
+ * and check what every table checks: the first final status (interim 100s
+ * skipped), whether the connection closes, and a substring of the output
+ * (may be NULL).  Returns the output (free it). */
+static inline char *th_run_case(const char *name, const char *req,
+                                size_t chunk, int status, int closes,
+                                const char *has) {
+  ct_string_transport *st = th_connect();
+  char *out = th_exchange(st, req, chunk);
+  const char *final = out;
+  while (strncmp(final, "HTTP/1.1 100 ", 13) == 0)
+    final = strstr(final, "\r\n\r\n") + 4;
+  cr_expect_eq(th_status(final), status, "%s (chunk %zu): got %.200s", name,
+               chunk, out);
+  cr_expect_eq(th_closed(st), closes, "%s (chunk %zu): close", name, chunk);
+  if (has != NULL)
+    cr_expect(strstr(out, has) != NULL, "%s (chunk %zu): no '%s' in %s", name,
+              chunk, has, out);
+  ct_string_transport_free(st);
+  return out;
+}
+
 static inline void th_setup_reactor(void) {
   memset(&th, 0, sizeof th);
   th.clock = ct_clock_new();

@@ -184,17 +184,7 @@ static const parse_case cases[] = {
 };
 
 static void run_case(const parse_case *c, const char *req, size_t chunk) {
-  ct_string_transport *st = th_connect();
-  char *out = th_exchange(st, req, chunk);
-  cr_expect_eq(th_status(out), c->status, "%s (chunk %zu): got %.80s", c->name,
-               chunk, out);
-  cr_expect_eq(th_closed(st), c->closes, "%s (chunk %zu): close", c->name,
-               chunk);
-  if (c->body_has != NULL)
-    cr_expect(strstr(out, c->body_has) != NULL, "%s: no '%s' in %s", c->name,
-              c->body_has, out);
-  free(out);
-  ct_string_transport_free(st);
+  free(th_run_case(c->name, req, chunk, c->status, c->closes, c->body_has));
 }
 
 Test(http_server, parse_table_whole_and_bytewise) {

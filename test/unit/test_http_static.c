@@ -2,6 +2,7 @@
  * index.html, listings, redirects, traversal attempts (plain, encoded,
  * double-encoded, symlinks), conditional GET and Range on files, and a
  * 64 MiB file streamed with bounded output buffering. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -277,4 +278,161 @@ Test(http_static, large_file_streams_with_bounded_buffering, .timeout = 120) {
   cr_expect_eq(got, want);
   cr_expect_leq(max_held, 256 * 1024, "held %zu bytes", max_held);
   ct_string_transport_free(st);
+}
+
+/* ------------------------------------------------------ open-file cache */
+
+/* Replace root/REL atomically with TEXT (a new inode, as editors and
+ * deploys do). */
+static void replace(const char *rel, const char *text) {
+  char tmpname[64];
+  snprintf(tmpname, sizeof tmpname, "root/.new-%d", (int)getpid());
+  put(tmpname, text);
+  char from[512], to[512];
+  snprintf(from, sizeof from, "%s/%s", tmp, tmpname);
+  snprintf(to, sizeof to, "%s/%s", tmp, rel);
+  cr_assert_eq(rename(from, to), 0);
+}
+
+static void unlink_rel(const char *rel) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/%s", tmp, rel);
+  cr_assert_eq(unlink(p), 0, "%s", p);
+}
+
+static int open_fds(void) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  cr_assert_not_null(d);
+  while (readdir(d) != NULL)
+    n++;
+  closedir(d);
+  return n;
+}
+
+/* Each case: serve a path (cached), change the file system, ask again
+ * within the validity (what was checked is served: never the new
+ * target), then after it (checked again). */
+typedef struct cache_case {
+  const char *name;
+  const char *path;
+  void (*change)(void);
+  int status_within;
+  const char *has_within;
+  int status_after;
+  const char *has_after;
+} cache_case;
+
+static void ch_replace(void) {
+  replace("root/a.txt", "beta, a new file\n");
+}
+static void ch_remove(void) {
+  unlink_rel("root/a.txt");
+}
+static void ch_symlink_out(void) {
+  unlink_rel("root/a.txt");
+  ln("../outside/secret.txt", "root/a.txt");
+}
+static void ch_dir_symlink_out(void) {
+  /* The directory on the path becomes a link out of the root. */
+  char from[512], to[512];
+  snprintf(from, sizeof from, "%s/root/sub", tmp);
+  snprintf(to, sizeof to, "%s/root/sub-moved", tmp);
+  cr_assert_eq(rename(from, to), 0);
+  mk("outside/sub");
+  put("outside/sub/index.html", "secret index\n");
+  ln("../outside/sub", "root/sub");
+}
+static void ch_index_removed(void) {
+  unlink_rel("root/sub/index.html");
+}
+static void ch_grow_in_place(void) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/root/a.txt", tmp);
+  FILE *f = fopen(p, "a");
+  cr_assert_not_null(f);
+  fputs("appended\n", f);
+  fclose(f);
+}
+
+static const cache_case cache_cases[] = {
+    {"replaced", "/a.txt", ch_replace, 200, "\r\n\r\nalpha\n", 200,
+     "beta, a new file"},
+    {"removed", "/a.txt", ch_remove, 200, "alpha", 404, NULL},
+    {"symlinked out", "/a.txt", ch_symlink_out, 200, "alpha", 403, NULL},
+    {"directory symlinked out", "/sub/index.html", ch_dir_symlink_out, 200,
+     "sub index", 403, NULL},
+    {"index removed", "/sub/", ch_index_removed, 200, "sub index", 200,
+     "Directory listing"},
+    /* Changed in place: the size no longer matches, checked again at once. */
+    {"grown in place", "/a.txt", ch_grow_in_place, 200, "alpha\nappended", 200,
+     "alpha\nappended"},
+};
+
+Test(http_static, cache_serves_what_was_checked_until_the_validity_ends) {
+  ct_http_static_options o = {0};
+  o.cache_validity = 2;
+  serve(&o);
+  for (size_t i = 0; i < sizeof cache_cases / sizeof cache_cases[0]; i++) {
+    const cache_case *c = &cache_cases[i];
+    /* A fresh tree per case. */
+    teardown();
+    setup();
+    serve(&o);
+    char *out = get(c->path);
+    cr_assert_eq(th_status(out), 200, "%s: %s", c->name, out);
+    free(out);
+    c->change();
+    ct_clock_advance(th.clock, 1.5);
+    out = get(c->path);
+    cr_expect_eq(th_status(out), c->status_within, "%s within: %s", c->name,
+                 out);
+    cr_expect_null(strstr(out, "secret"), "%s within: %s", c->name, out);
+    if (c->has_within != NULL)
+      cr_expect(strstr(out, c->has_within) != NULL, "%s within: %s", c->name,
+                out);
+    free(out);
+    ct_clock_advance(th.clock, 1.0);
+    out = get(c->path);
+    cr_expect_eq(th_status(out), c->status_after, "%s after: %s", c->name,
+                 out);
+    cr_expect_null(strstr(out, "secret"), "%s after: %s", c->name, out);
+    if (c->has_after != NULL)
+      cr_expect(strstr(out, c->has_after) != NULL, "%s after: %s", c->name,
+                out);
+    free(out);
+  }
+}
+
+Test(http_static, cache_off_sees_changes_at_once) {
+  ct_http_static_options o = {0};
+  o.cache_validity = -1;
+  serve(&o);
+  expect("/a.txt", 200, "alpha");
+  ch_symlink_out();
+  expect("/a.txt", 403, NULL);
+  replace("root/page.html", "new page\n");
+  expect("/page.html", 200, "new page");
+}
+
+Test(http_static, cache_holds_at_most_its_entries_open) {
+  ct_http_static_options o = {0};
+  o.cache_entries = 2;
+  serve(&o);
+  int before = open_fds();
+  const char *paths[] = {"/a.txt", "/page.html", "/data.unknownext",
+                         "/sub/index.html", "/a.txt", "/sub/"};
+  for (int round = 0; round < 3; round++)
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+      char *out = get(paths[i]);
+      cr_expect_eq(th_status(out), 200, "%s: %s", paths[i], out);
+      free(out);
+      cr_expect_leq(open_fds(), before + 2);
+    }
+  expect("/a.txt", 200, "\r\n\r\nalpha\n");
+  expect("/sub/", 200, "sub index");
+  /* Range and conditional GET work on cached answers too. */
+  char *out = get("/a.txt");
+  cr_expect(strstr(out, "ETag: ") != NULL);
+  free(out);
 }
