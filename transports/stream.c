@@ -109,6 +109,12 @@ static ct__buf *out_get(ct__stream *s) {
   return s->out;
 }
 
+/* A drained own buffer keeps a block up to this size for the next writes
+ * from outside a dispatch (a subscriber fed by broadcasts): growing one
+ * from nothing on every loop turn cost five reallocs per turn.  Redis
+ * keeps 16 KiB per client for the same reason. */
+#define CT__STREAM_OUT_KEEP (16 * 1024)
+
 static void out_release(ct__stream *s) {
   if (s->out != NULL) {
     ct__buf_free(s->out);
@@ -298,8 +304,8 @@ static void stream_flush(ct__stream *s, int writable) {
     return;
   }
   s->wblocked = rc > 0;
-  if (out_len(s) == 0)
-    out_release(s);
+  if (out_len(s) == 0 && s->out != NULL)
+    ct__buf_shrink(s->out, CT__STREAM_OUT_KEEP);
   ct__transport_buffer_changed(&s->base, queued(s));
   if (s->base.flags & CT__T_CLOSED)
     return;
