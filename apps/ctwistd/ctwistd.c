@@ -38,6 +38,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "ctwist/ctwist.h"
 #include "ctwist/plugin.h"
 #include "ctwistd.h"
@@ -98,25 +99,6 @@ static void plugin_help(const ct_plugin_descriptor *d, const char *path,
 
 /* ------------------------------------------------------- option parsing */
 
-/* "--name VALUE" or "--name=VALUE": returns the value and advances *i, or
- * NULL if argv[*i] is not this option.  A missing value is reported. */
-static const char *opt_value(int argc, char **argv, int *i, const char *name,
-                             int *missing) {
-  const char *a = argv[*i];
-  size_t n = strlen(name);
-  if (a == NULL || strncmp(a, name, n) != 0)
-    return NULL;
-  if (a[n] == '=')
-    return a + n + 1;
-  if (a[n] != '\0')
-    return NULL;
-  if (*i + 1 >= argc) {
-    *missing = 1;
-    return NULL;
-  }
-  return argv[++*i];
-}
-
 static int parse_double(const char *s, double *out) {
   char *end = NULL;
   errno = 0;
@@ -140,11 +122,11 @@ static int parse_args(ctwistd *d, int argc, char **argv) {
       return -1; /* done: exit 0 */
     } else if (strcmp(a, "--daemon") == 0) {
       d->daemon = 1;
-    } else if ((v = opt_value(argc, argv, &i, "--pidfile", &missing))) {
+    } else if ((v = ctapp_opt(argc, argv, &i, "--pidfile", &missing))) {
       d->pidfile = v;
-    } else if ((v = opt_value(argc, argv, &i, "--logfile", &missing))) {
+    } else if ((v = ctapp_opt(argc, argv, &i, "--logfile", &missing))) {
       d->logfile = v;
-    } else if ((v = opt_value(argc, argv, &i, "--log-format", &missing))) {
+    } else if ((v = ctapp_opt(argc, argv, &i, "--log-format", &missing))) {
       if (strcmp(v, "json") == 0)
         d->json = 1;
       else if (strcmp(v, "text") == 0)
@@ -153,31 +135,31 @@ static int parse_args(ctwistd *d, int argc, char **argv) {
         fprintf(stderr, "ctwistd: --log-format: '%s' is not text or json\n", v);
         return EXIT_USAGE;
       }
-    } else if ((v = opt_value(argc, argv, &i, "--log-level", &missing))) {
+    } else if ((v = ctapp_opt(argc, argv, &i, "--log-level", &missing))) {
       if (ct_log_level_parse(v, &d->level) != 0) {
         fprintf(stderr, "ctwistd: --log-level: unknown level '%s'\n", v);
         return EXIT_USAGE;
       }
-    } else if ((v = opt_value(argc, argv, &i, "--idle-timeout", &missing))) {
+    } else if ((v = ctapp_opt(argc, argv, &i, "--idle-timeout", &missing))) {
       if (parse_double(v, &d->idle_timeout) != 0) {
         fprintf(stderr,
                 "ctwistd: --idle-timeout: '%s' is not a positive number\n", v);
         return EXIT_USAGE;
       }
-    } else if ((v = opt_value(argc, argv, &i, "--frame-timeout", &missing))) {
+    } else if ((v = ctapp_opt(argc, argv, &i, "--frame-timeout", &missing))) {
       if (parse_double(v, &d->frame.timeout) != 0) {
         fprintf(stderr,
                 "ctwistd: --frame-timeout: '%s' is not a positive number\n", v);
         return EXIT_USAGE;
       }
-    } else if ((v = opt_value(argc, argv, &i, "--frame-min-rate", &missing))) {
+    } else if ((v = ctapp_opt(argc, argv, &i, "--frame-min-rate", &missing))) {
       if (parse_double(v, &d->frame.min_rate) != 0) {
         fprintf(stderr,
                 "ctwistd: --frame-min-rate: '%s' is not a positive number\n",
                 v);
         return EXIT_USAGE;
       }
-    } else if ((v = opt_value(argc, argv, &i, "--shutdown-timeout",
+    } else if ((v = ctapp_opt(argc, argv, &i, "--shutdown-timeout",
                               &missing))) {
       if (parse_double(v, &d->shutdown_timeout) != 0) {
         fprintf(stderr,
@@ -186,7 +168,7 @@ static int parse_args(ctwistd *d, int argc, char **argv) {
                 v);
         return EXIT_USAGE;
       }
-    } else if ((v = opt_value(argc, argv, &i, "--max-connections", &missing))) {
+    } else if ((v = ctapp_opt(argc, argv, &i, "--max-connections", &missing))) {
       char *end = NULL;
       errno = 0;
       long n = strtol(v, &end, 10);
@@ -199,7 +181,7 @@ static int parse_args(ctwistd *d, int argc, char **argv) {
         return EXIT_USAGE;
       }
       d->max_connections = n;
-    } else if ((v = opt_value(argc, argv, &i, "--workers", &missing))) {
+    } else if ((v = ctapp_opt(argc, argv, &i, "--workers", &missing))) {
       char *end = NULL;
       errno = 0;
       long n = strtol(v, &end, 10);
@@ -208,7 +190,7 @@ static int parse_args(ctwistd *d, int argc, char **argv) {
         return EXIT_USAGE;
       }
       d->workers = (int)n;
-    } else if ((v = opt_value(argc, argv, &i, "--plugin", &missing))) {
+    } else if ((v = ctapp_opt(argc, argv, &i, "--plugin", &missing))) {
       d->plugin_path = v;
       i++;
       break; /* the rest belongs to the plugin */
@@ -240,7 +222,7 @@ static int parse_args(ctwistd *d, int argc, char **argv) {
       (char *)(d->plugin_name != NULL ? d->plugin_name : d->plugin_path);
   for (; i < argc; i++) {
     int missing = 0;
-    const char *v = opt_value(argc, argv, &i, "--listen", &missing);
+    const char *v = ctapp_opt(argc, argv, &i, "--listen", &missing);
     if (missing) {
       fprintf(stderr, "ctwistd: option --listen needs a value\n");
       return EXIT_USAGE;

@@ -1709,24 +1709,24 @@ int main(int argc, char **argv) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       usage(stdout);
       return 0;
-    } else if ((v = hub_opt(argc, argv, &i, "--hub", &missing))) {
+    } else if ((v = ctapp_opt(argc, argv, &i, "--hub", &missing))) {
       f.hub_ep = v;
-    } else if ((v = hub_opt(argc, argv, &i, "--name", &missing))) {
+    } else if ((v = ctapp_opt(argc, argv, &i, "--name", &missing))) {
       f.name = v;
-    } else if ((v = hub_opt(argc, argv, &i, "--listen", &missing))) {
+    } else if ((v = ctapp_opt(argc, argv, &i, "--listen", &missing))) {
       f.listen_ep = v;
-    } else if ((v = hub_opt(argc, argv, &i, "--report-interval", &missing))) {
+    } else if ((v = ctapp_opt(argc, argv, &i, "--report-interval", &missing))) {
       if (hub_parse_seconds(v, &f.report_interval) != 0) {
         fprintf(stderr, "ct-filer: bad --report-interval '%s'\n", v);
         return 2;
       }
-    } else if ((v = hub_opt(argc, argv, &i, "--dir", &missing))) {
+    } else if ((v = ctapp_opt(argc, argv, &i, "--dir", &missing))) {
       f.dir = v;
-    } else if ((v = hub_opt(argc, argv, &i, "--share", &missing))) {
+    } else if ((v = ctapp_opt(argc, argv, &i, "--share", &missing))) {
       f.share = v;
-    } else if ((v = hub_opt(argc, argv, &i, "--control", &missing))) {
+    } else if ((v = ctapp_opt(argc, argv, &i, "--control", &missing))) {
       f.control_path = v;
-    } else if ((v = hub_opt(argc, argv, &i, "--log-level", &missing))) {
+    } else if ((v = ctapp_opt(argc, argv, &i, "--log-level", &missing))) {
       ct_log_level lvl;
       if (ct_log_level_parse(v, &lvl) != 0) {
         fprintf(stderr, "ct-filer: bad --log-level '%s'\n", v);

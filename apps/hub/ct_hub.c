@@ -461,28 +461,28 @@ int main(int argc, char **argv) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       usage(stdout);
       return 0;
-    } else if ((v = hub_opt(argc, argv, &i, "--listen", &missing))) {
+    } else if ((v = ctapp_opt(argc, argv, &i, "--listen", &missing))) {
       listen = v;
-    } else if ((v = hub_opt(argc, argv, &i, "--broadcast-interval",
+    } else if ((v = ctapp_opt(argc, argv, &i, "--broadcast-interval",
                             &missing))) {
       if (hub_parse_seconds(v, &h.broadcast_interval) != 0)
         goto bad_value;
-    } else if ((v = hub_opt(argc, argv, &i, "--report-interval", &missing))) {
+    } else if ((v = ctapp_opt(argc, argv, &i, "--report-interval", &missing))) {
       if (hub_parse_seconds(v, &h.default_report_interval) != 0)
         goto bad_value;
-    } else if ((v = hub_opt(argc, argv, &i, "--output-hard-limit",
+    } else if ((v = ctapp_opt(argc, argv, &i, "--output-hard-limit",
                             &missing))) {
       if (hub_parse_size(v, &hard) != 0)
         goto bad_value;
-    } else if ((v = hub_opt(argc, argv, &i, "--output-soft-limit",
+    } else if ((v = ctapp_opt(argc, argv, &i, "--output-soft-limit",
                             &missing))) {
       if (hub_parse_size(v, &soft) != 0)
         goto bad_value;
-    } else if ((v = hub_opt(argc, argv, &i, "--output-soft-seconds",
+    } else if ((v = ctapp_opt(argc, argv, &i, "--output-soft-seconds",
                             &missing))) {
       if (hub_parse_seconds(v, &soft_seconds) != 0)
         goto bad_value;
-    } else if ((v = hub_opt(argc, argv, &i, "--log-level", &missing))) {
+    } else if ((v = ctapp_opt(argc, argv, &i, "--log-level", &missing))) {
       ct_log_level lvl;
       if (ct_log_level_parse(v, &lvl) != 0)
         goto bad_value;

@@ -7,23 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *hub_opt(int argc, char **argv, int *i, const char *name,
-                    int *missing) {
-  size_t n = strlen(name);
-  const char *a = argv[*i];
-  if (strncmp(a, name, n) != 0)
-    return NULL;
-  if (a[n] == '=')
-    return a + n + 1;
-  if (a[n] != '\0')
-    return NULL;
-  if (*i + 1 >= argc) {
-    *missing = 1;
-    return NULL;
-  }
-  return argv[++*i];
-}
-
 int hub_parse_seconds(const char *s, double *out) {
   char *end;
   errno = 0;

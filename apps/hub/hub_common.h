@@ -8,19 +8,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cli.h" /* ctapp_opt() */
 #include "ctwist/message.h"
 
 /* Largest member name and listening endpoint (bytes, without the NUL). */
 #define HUB_NAME_MAX 63
 #define HUB_ENDPOINT_MAX 255
-
-/*
- * The value of option `name` at argv[*i]: "--name VALUE" (advances *i) or
- * "--name=VALUE".  NULL when argv[*i] is another option; sets *missing
- * when the option is there without a value.
- */
-const char *hub_opt(int argc, char **argv, int *i, const char *name,
-                    int *missing);
 
 /* Parse "S" (seconds, > 0, finite, <= 1 day) or a byte size with an
  * optional K/M/G suffix (binary).  Return 0 or -1. */
