@@ -14,6 +14,7 @@ PKGS=(
   clang libclang-rt-14-dev  # libFuzzer targets (make fuzz)
   valgrind strace
   tmux                  # apps/stdio: ct-cmd typed into a terminal
+  zookeeper libzookeeper-st-dev  # transports/zk.c, the ctest label zk
 )
 # `scripts/deps.sh bench`: also what only the benchmarks use.
 BENCH_PKGS=(
