@@ -111,12 +111,11 @@ static ct_failure *zk_failure(int rc, const char *op, const char *path) {
                            zerror(rc));
 }
 
-/* The library's own log lines: its INFO chatter is debug for us. */
+/* The library's own log lines are debug for us: it repeats its errors on
+ * every connection attempt (once a second through an outage), while this
+ * file logs each change of state once. */
 static void zk_log_line(const char *message) {
-  ct_log_level lvl = CT_LOG_DEBUG;
-  if (strstr(message, ":ERROR@") != NULL || strstr(message, ":WARN@") != NULL)
-    lvl = CT_LOG_WARN;
-  ct_log(lvl, MODULE, "%s", message);
+  ct_log(CT_LOG_DEBUG, MODULE, "%s", message);
 }
 
 /* ---------------------------------------------------------------- driving */

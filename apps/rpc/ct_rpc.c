@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "ctwist/ctwist.h"
+#include "rpc_zk.h"
 
 #define MAX_CONNECT 64
 
@@ -49,6 +50,11 @@ static void usage(FILE *out) {
           "  --concurrency C      calls in flight during --bench (default "
           "1)\n"
           "  --connections K      connections during --bench (default 1)\n"
+          "  --zk HOST:PORT[,...] --service NAME\n"
+          "                       members from ZooKeeper instead of "
+          "--connect\n"
+          "                       (docs/discovery.md); --members lists "
+          "them\n"
           "  --quiet              no progress line\n"
           "  --help               this text\n"
           "exit status: 0 success, 1 the call failed, 2 bad usage\n");
@@ -243,7 +249,8 @@ static int num_arg(const char *opt, const char *v, double min, double *out) {
 
 int main(int argc, char **argv) {
   const char *eps[MAX_CONNECT];
-  int neps = 0, notify = 0, quiet = 0;
+  int neps = 0, notify = 0, quiet = 0, members = 0;
+  const char *zk = NULL, *service = NULL;
   double timeout = 30, cancel_after = -1, bench = 0, conc = 1, conns = 1;
   int i = 1;
   for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
@@ -260,6 +267,12 @@ int main(int argc, char **argv) {
       }
       eps[neps++] = v;
       i++;
+    } else if (strcmp(o, "--zk") == 0 && v != NULL) {
+      zk = v, i++;
+    } else if (strcmp(o, "--service") == 0 && v != NULL) {
+      service = v, i++;
+    } else if (strcmp(o, "--members") == 0) {
+      members = 1;
     } else if (strcmp(o, "--notify") == 0) {
       notify = 1;
     } else if (strcmp(o, "--quiet") == 0) {
@@ -282,14 +295,18 @@ int main(int argc, char **argv) {
     if (rc != 0)
       return 2;
   }
-  if (neps == 0 || i >= argc) {
+  if ((zk == NULL) != (service == NULL)) {
+    fprintf(stderr, "ct-rpc: --zk and --service go together\n");
+    return 2;
+  }
+  if ((neps == 0 && zk == NULL) || (i >= argc && !members)) {
     fprintf(stderr, "ct-rpc: need --connect ENDPOINT and a METHOD\n");
     usage(stderr);
     return 2;
   }
   app a = {0};
-  a.method = argv[i];
-  a.params = parse_params(argc - i - 1, argv + i + 1);
+  a.method = i < argc ? argv[i] : "";
+  a.params = parse_params(i < argc ? argc - i - 1 : 0, argv + i + 1);
   a.r = ct_reactor_new();
   ct_rpc_client_options co = {.timeout = timeout, .fail_fast = 1};
   a.c = ct_rpc_client_new(a.r, &co);
@@ -297,9 +314,24 @@ int main(int argc, char **argv) {
     fprintf(stderr, "ct-rpc: out of memory\n");
     return 1;
   }
+  rpc_zk rz = {0};
+  if (zk != NULL) {
+    int rc = rpc_zk_start(&rz, a.r, a.c, zk, service);
+    if (rc != 0 || members) {
+      if (rc == 0)
+        rpc_zk_print_members(&rz);
+      rpc_zk_free(&rz);
+      ct_rpc_client_free(a.c);
+      for (int turn = 0; turn < 20; turn++)
+        ct_reactor_iterate(a.r);
+      ct_reactor_free(a.r);
+      json_decref(a.params);
+      return rc;
+    }
+  }
   /* K connections spread over the endpoints. */
-  long k = bench > 0 ? (long)conns : neps;
-  for (long j = 0; j < k; j++) {
+  long k = zk != NULL ? (long)rpc_zk_members(&rz) : bench > 0 ? (long)conns : neps;
+  for (long j = 0; j < k && zk == NULL; j++) {
     if (ct_rpc_client_connect(a.c, eps[j % neps]) != 0) {
       fprintf(stderr, "ct-rpc: bad endpoint %s (see docs/endpoints.md)\n",
               eps[j % neps]);
@@ -351,6 +383,7 @@ int main(int argc, char **argv) {
   }
   int status = a.status < 0 ? 1 : a.status;
   ct_deferred_unref(a.d);
+  rpc_zk_free(&rz);
   ct_rpc_client_free(a.c);
   /* The connections close on the next loop turns (output flushed, then
    * their protocols released): turn the loop before freeing it. */

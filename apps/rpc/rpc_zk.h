@@ -1,0 +1,22 @@
+/* rpc_zk.h: ct-rpc's ZooKeeper discovery (rpc_zk.c).  Not a library
+ * header. */
+#ifndef CT_RPC_RPC_ZK_H
+#define CT_RPC_RPC_ZK_H
+
+#include "ctwist/ctwist.h"
+
+typedef struct rpc_zk {
+  ct_zk *zk;
+  ct_rpc_discovery *disc;
+} rpc_zk;
+
+/* Open a session, watch `service` feeding `c`, and turn the reactor until
+ * the members are known.  Returns 0, or an exit status after printing the
+ * problem (ZooKeeper unreachable: it names the ensemble; no member). */
+int rpc_zk_start(rpc_zk *z, ct_reactor *r, ct_rpc_client *c,
+                 const char *ensemble, const char *service);
+size_t rpc_zk_members(const rpc_zk *z);
+void rpc_zk_print_members(const rpc_zk *z); /* one endpoint a line */
+void rpc_zk_free(rpc_zk *z);
+
+#endif
