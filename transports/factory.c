@@ -208,7 +208,11 @@ static void rc_connect_now(void *arg) {
   rc->retry_call = NULL;
   if (!rc->continue_trying || rc->attempt != NULL || rc->protocol != NULL)
     return;
-  ct_deferred *d = ct_connect(rc->reactor, rc->endpoint, &rc->proxy);
+  ct_deferred *d =
+      rc->policy.connect != NULL
+          ? rc->policy.connect(rc->reactor, rc->endpoint, &rc->proxy,
+                               rc->policy.connect_arg)
+          : ct_connect(rc->reactor, rc->endpoint, &rc->proxy);
   if (d == NULL) {
     rc_retry(rc);
     return;
@@ -231,11 +235,13 @@ ct_reconnecting_client *ct_reconnecting_client_new(
                                        "reactor, endpoint or factory");
     return NULL;
   }
-  ct_endpoint ep;
-  memset(&ep, 0, sizeof ep);
-  if (ct_endpoint_parse_client(endpoint, &ep, err) != 0)
-    return NULL;
-  ct_endpoint_clear(&ep);
+  if (policy == NULL || policy->connect == NULL) {
+    ct_endpoint ep;
+    memset(&ep, 0, sizeof ep);
+    if (ct_endpoint_parse_client(endpoint, &ep, err) != 0)
+      return NULL;
+    ct_endpoint_clear(&ep);
+  }
   ct_reconnecting_client *rc = calloc(1, sizeof *rc);
   if (rc == NULL || (rc->endpoint = strdup(endpoint)) == NULL) {
     free(rc);

@@ -4,15 +4,18 @@
  *   ct-rpc --connect tcp:127.0.0.1:7000 add 1 2
  *   ct-rpc --connect tcp:127.0.0.1:7000 echo '{"a": [1, 2]}'
  *   ct-rpc --connect tcp:127.0.0.1:7000 --cancel-after 0.2 sleep 5
- *   ct-rpc --connect tcp:127.0.0.1:7000 --connect tcp:127.0.0.1:7001 \
+ *   ct-rpc --connect tcp:127.0.0.1:7000,tcp:127.0.0.1:7001 \
  *          --bench 100000 --concurrency 50 --connections 50 add 1 2
  *
  * One call prints its result as JSON on stdout and exits 0; an error
  * prints "error CODE: MESSAGE" (and the data) on stderr and exits 1.  With
- * --bench N it makes N calls, C in flight at a time, spread round robin
- * over K connections (spread over the --connect endpoints), and reports
- * calls/s and latency percentiles; a progress line is shown on a terminal.
- * Exit status 2 for bad usage.
+ * several --connect endpoints the client balances over them (docs/rpc.md,
+ * "Balancing"); --idempotent METHOD lets a call that lost its connection
+ * be retried on another server.  With --bench N it makes N calls, C in
+ * flight at a time, over K connections (spread over the endpoints: one
+ * client per round of endpoints, each balancing over its members), and
+ * reports calls/s, latency percentiles and the calls per member; a
+ * progress line is shown on a terminal.  Exit status 2 for bad usage.
  */
 #include <jansson.h>
 #include <math.h>
@@ -26,6 +29,7 @@
 #include "rpc_zk.h"
 
 #define MAX_CONNECT 64
+#define MAX_CLIENTS 1024
 
 static void usage(FILE *out) {
   fprintf(out,
@@ -38,8 +42,16 @@ static void usage(FILE *out) {
           "positional param, as JSON (1, \"x\", [1]) or else as a string.\n"
           "options:\n"
           "  --connect ENDPOINT   server endpoint, e.g. tcp:127.0.0.1:7000 "
-          "(repeatable:\n"
-          "                       calls are spread over the servers)\n"
+          "(repeatable,\n"
+          "                       or a comma list: calls are balanced over "
+          "the servers)\n"
+          "  --balancer p2c|rr    power of two choices, least loaded "
+          "(default), or\n"
+          "                       round robin\n"
+          "  --idempotent METHOD  METHOD is safe to run twice: retried on "
+          "another server\n"
+          "                       when a connection is lost mid-call "
+          "(repeatable)\n"
           "  --timeout S          per-call timeout (default 30); sent as the "
           "deadline\n"
           "  --notify             send a notification (no answer)\n"
@@ -49,7 +61,8 @@ static void usage(FILE *out) {
           "latency\n"
           "  --concurrency C      calls in flight during --bench (default "
           "1)\n"
-          "  --connections K      connections during --bench (default 1)\n"
+          "  --connections K      connections during --bench (default: one "
+          "per endpoint)\n"
           "  --zk HOST:PORT[,...] --service NAME\n"
           "                       members from ZooKeeper instead of "
           "--connect\n"
@@ -62,7 +75,9 @@ static void usage(FILE *out) {
 
 typedef struct app {
   ct_reactor *r;
-  ct_rpc_client *c;
+  ct_rpc_client *c; /* the first client (the only one outside --bench) */
+  ct_rpc_client **cs;
+  size_t ncs, next_c;
   int status;
   /* single call */
   ct_deferred *d;
@@ -171,7 +186,8 @@ static void bench_next(app *a, slot *s) {
   s->a = a;
   s->t = now();
   a->started++;
-  ct_deferred *d = ct_rpc_call(a->c, a->method,
+  ct_rpc_client *c = a->cs[a->next_c++ % a->ncs];
+  ct_deferred *d = ct_rpc_call(c, a->method,
                                a->params ? json_deep_copy(a->params) : NULL);
   ct_deferred_add_both(d, bench_done, s);
   ct_deferred_unref(d);
@@ -197,10 +213,17 @@ typedef struct waitc {
   double deadline;
 } waitc;
 
+static size_t connections(const app *a) {
+  size_t n = 0;
+  for (size_t i = 0; i < a->ncs; i++)
+    n += ct_rpc_client_connections(a->cs[i]);
+  return n;
+}
+
 static void wait_connections(void *arg) {
   waitc *w = arg;
   app *a = w->a;
-  if (ct_rpc_client_connections(a->c) >= w->want) {
+  if (connections(a) >= w->want) {
     a->t0 = now();
     a->last_progress = a->t0;
     for (long i = 0; i < a->conc && a->started < a->total; i++)
@@ -209,7 +232,7 @@ static void wait_connections(void *arg) {
   }
   if (now() > w->deadline) {
     fprintf(stderr, "ct-rpc: only %zu of %zu connections up after 10 s\n",
-            ct_rpc_client_connections(a->c), w->want);
+            connections(a), w->want);
     a->status = 1;
     ct_reactor_stop(a->r);
     return;
@@ -247,11 +270,45 @@ static int num_arg(const char *opt, const char *v, double min, double *out) {
   return 0;
 }
 
+/* Calls per member, summed over the clients by endpoint. */
+static void report_members(const app *a, const char *const *eps, int neps) {
+  for (int e = 0; e < neps; e++) {
+    uint64_t calls = 0, failures = 0, retries = 0;
+    for (size_t i = 0; i < a->ncs; i++) {
+      ct_rpc_member_stats st[MAX_CONNECT];
+      size_t n = ct_rpc_client_members(a->cs[i], st, MAX_CONNECT);
+      for (size_t k = 0; k < n && k < MAX_CONNECT; k++)
+        if (strcmp(st[k].endpoint, eps[e]) == 0) {
+          calls += st[k].calls;
+          failures += st[k].failures;
+          retries += st[k].retries;
+        }
+    }
+    printf("member %s: %llu calls (%.1f%%), %llu failures, %llu retries\n",
+           eps[e], (unsigned long long)calls,
+           a->done > 0 ? 100.0 * (double)calls / (double)a->done : 0.0,
+           (unsigned long long)failures, (unsigned long long)retries);
+  }
+}
+
+/* Split a comma list into eps[]; returns -1 when there are too many. */
+static int add_endpoints(char *list, const char **eps, int *neps) {
+  for (char *save = NULL, *t = strtok_r(list, ",", &save); t != NULL;
+       t = strtok_r(NULL, ",", &save)) {
+    if (*neps == MAX_CONNECT)
+      return -1;
+    eps[(*neps)++] = t;
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   const char *eps[MAX_CONNECT];
-  int neps = 0, notify = 0, quiet = 0, members = 0;
+  const char *idem[MAX_CONNECT];
+  int neps = 0, nidem = 0, notify = 0, quiet = 0, members = 0;
+  int balancer = CT_RPC_BALANCE_P2C;
   const char *zk = NULL, *service = NULL;
-  double timeout = 30, cancel_after = -1, bench = 0, conc = 1, conns = 1;
+  double timeout = 30, cancel_after = -1, bench = 0, conc = 1, conns = 0;
   int i = 1;
   for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
     const char *o = argv[i];
@@ -261,11 +318,27 @@ int main(int argc, char **argv) {
       usage(stdout);
       return 0;
     } else if (strcmp(o, "--connect") == 0 && v != NULL) {
-      if (neps == MAX_CONNECT) {
-        fprintf(stderr, "ct-rpc: at most %d --connect\n", MAX_CONNECT);
+      if (add_endpoints(argv[i + 1], eps, &neps) != 0) {
+        fprintf(stderr, "ct-rpc: at most %d endpoints\n", MAX_CONNECT);
         return 2;
       }
-      eps[neps++] = v;
+      i++;
+    } else if (strcmp(o, "--balancer") == 0 && v != NULL) {
+      if (strcmp(v, "p2c") == 0)
+        balancer = CT_RPC_BALANCE_P2C;
+      else if (strcmp(v, "rr") == 0)
+        balancer = CT_RPC_BALANCE_ROUND_ROBIN;
+      else {
+        fprintf(stderr, "ct-rpc: --balancer is p2c or rr\n");
+        return 2;
+      }
+      i++;
+    } else if (strcmp(o, "--idempotent") == 0 && v != NULL) {
+      if (nidem == MAX_CONNECT) {
+        fprintf(stderr, "ct-rpc: at most %d --idempotent\n", MAX_CONNECT);
+        return 2;
+      }
+      idem[nidem++] = v;
       i++;
     } else if (strcmp(o, "--zk") == 0 && v != NULL) {
       zk = v, i++;
@@ -308,12 +381,30 @@ int main(int argc, char **argv) {
   a.method = i < argc ? argv[i] : "";
   a.params = parse_params(i < argc ? argc - i - 1 : 0, argv + i + 1);
   a.r = ct_reactor_new();
-  ct_rpc_client_options co = {.timeout = timeout, .fail_fast = 1};
-  a.c = ct_rpc_client_new(a.r, &co);
-  if (a.r == NULL || a.c == NULL) {
+  ct_rpc_client_options co = {
+      .timeout = timeout, .fail_fast = 1, .balancer = balancer};
+  /* K connections spread over the endpoints: a client per round of
+   * endpoints (a client keeps one connection per endpoint). */
+  long k = bench > 0 && conns > 0 ? (long)conns : neps;
+  a.ncs = zk != NULL ? 1 : (size_t)((k + neps - 1) / neps);
+  if (a.ncs > MAX_CLIENTS) {
+    fprintf(stderr, "ct-rpc: at most %d connections per endpoint\n",
+            MAX_CLIENTS);
+    return 2;
+  }
+  a.cs = calloc(a.ncs, sizeof *a.cs);
+  for (size_t j = 0; a.r != NULL && a.cs != NULL && j < a.ncs; j++) {
+    if ((a.cs[j] = ct_rpc_client_new(a.r, &co)) == NULL)
+      break;
+    for (int m = 0; m < nidem; m++)
+      if (ct_rpc_client_set_idempotent(a.cs[j], idem[m]) != 0)
+        a.cs[j] = NULL; /* out of memory: reported below */
+  }
+  if (a.r == NULL || a.cs == NULL || a.cs[a.ncs - 1] == NULL) {
     fprintf(stderr, "ct-rpc: out of memory\n");
     return 1;
   }
+  a.c = a.cs[0];
   rpc_zk rz = {0};
   if (zk != NULL) {
     int rc = rpc_zk_start(&rz, a.r, a.c, zk, service);
@@ -322,17 +413,19 @@ int main(int argc, char **argv) {
         rpc_zk_print_members(&rz);
       rpc_zk_free(&rz);
       ct_rpc_client_free(a.c);
+      free(a.cs);
       for (int turn = 0; turn < 20; turn++)
         ct_reactor_iterate(a.r);
       ct_reactor_free(a.r);
       json_decref(a.params);
       return rc;
     }
+    /* Discovery connected the members: one connection each. */
+    neps = (int)rpc_zk_endpoints(&rz, eps, MAX_CONNECT);
+    k = neps;
   }
-  /* K connections spread over the endpoints. */
-  long k = zk != NULL ? (long)rpc_zk_members(&rz) : bench > 0 ? (long)conns : neps;
   for (long j = 0; j < k && zk == NULL; j++) {
-    if (ct_rpc_client_connect(a.c, eps[j % neps]) != 0) {
+    if (ct_rpc_client_connect(a.cs[j / neps], eps[j % neps]) != 0) {
       fprintf(stderr, "ct-rpc: bad endpoint %s (see docs/endpoints.md)\n",
               eps[j % neps]);
       return 2;
@@ -376,6 +469,7 @@ int main(int argc, char **argv) {
     printf("latency p50 %.1f us, p99 %.1f us, p999 %.1f us\n",
            pct(a.lat, a.done, 0.5) * 1e6, pct(a.lat, a.done, 0.99) * 1e6,
            pct(a.lat, a.done, 0.999) * 1e6);
+    report_members(&a, eps, neps);
     if (a.failed > 0) {
       printf("%ld calls failed; first: %s\n", a.failed, a.first_error);
       a.status = 1;
@@ -384,7 +478,9 @@ int main(int argc, char **argv) {
   int status = a.status < 0 ? 1 : a.status;
   ct_deferred_unref(a.d);
   rpc_zk_free(&rz);
-  ct_rpc_client_free(a.c);
+  for (size_t j = 0; j < a.ncs; j++)
+    ct_rpc_client_free(a.cs[j]);
+  free(a.cs);
   /* The connections close on the next loop turns (output flushed, then
    * their protocols released): turn the loop before freeing it. */
   for (int turn = 0; turn < 20; turn++)

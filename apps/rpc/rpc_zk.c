@@ -3,6 +3,8 @@
  * from ZooKeeper (ctwist/discovery.h) instead of --connect.
  */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "ctwist/ctwist.h"
 #include "rpc_zk.h"
@@ -52,6 +54,21 @@ size_t rpc_zk_members(const rpc_zk *z) {
   return z->disc != NULL ? ct_rpc_discovery_members(z->disc) : 0;
 }
 
+size_t rpc_zk_endpoints(rpc_zk *z, const char **out, size_t max) {
+  const char *eps[RPC_ZK_MAX_EPS];
+  size_t n = ct_rpc_discovery_endpoints(z->disc, eps, RPC_ZK_MAX_EPS);
+  if (n > RPC_ZK_MAX_EPS)
+    n = RPC_ZK_MAX_EPS;
+  if (n > max)
+    n = max;
+  for (size_t i = 0; i < n; i++) {
+    free(z->eps[i]);
+    z->eps[i] = strdup(eps[i]);
+    out[i] = z->eps[i] != NULL ? z->eps[i] : "?";
+  }
+  return n;
+}
+
 void rpc_zk_print_members(const rpc_zk *z) {
   const char *eps[256];
   size_t n = ct_rpc_discovery_endpoints(z->disc, eps, 256);
@@ -64,4 +81,8 @@ void rpc_zk_free(rpc_zk *z) {
   ct_zk_free(z->zk);
   z->disc = NULL;
   z->zk = NULL;
+  for (size_t i = 0; i < RPC_ZK_MAX_EPS; i++) {
+    free(z->eps[i]);
+    z->eps[i] = NULL;
+  }
 }

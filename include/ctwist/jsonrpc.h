@@ -207,7 +207,32 @@ CT_EXTERN double ct_rpc_request_remaining(const ct_rpc_request *req);
 
 /* ------------------------------------------------------------------ client */
 
-/** Options of a client; zero members mean the defaults. */
+/** Balancers: how a call picks among the live members. */
+enum {
+  /** Power of two choices (default): two live members drawn at random,
+   *  the one with fewer calls outstanding gets the call. */
+  CT_RPC_BALANCE_P2C = 0,
+  /** Each live member in turn. */
+  CT_RPC_BALANCE_ROUND_ROBIN = 1
+};
+
+/**
+ * Options of a client; zero members mean the defaults.
+ *
+ * ## Members, balancing and resilience (docs/rpc.md, "Balancing")
+ * Each endpoint given to ct_rpc_client_connect() is a *member*, kept
+ * connected by a reconnecting client (protocol.h).  A call goes to one
+ * live member chosen by `balancer`.  A member whose calls fail
+ * `accrual_failures` times in a row (connection lost, timeout, failed
+ * connection attempt; a JSON-RPC error answer is a success) is *dead* for
+ * a jittered back-off starting at `accrual_backoff` and doubling up to
+ * `accrual_backoff_max`; then it is probed with one call, which revives it
+ * or doubles the back-off.  When every member is dead a call fails at
+ * once, naming them.  A call whose connection was lost before its answer
+ * is retried on another member when its method was marked with
+ * ct_rpc_client_set_idempotent(), within the retry budget and before its
+ * timeout; otherwise it fails with a message saying that it may have run.
+ */
 typedef struct ct_rpc_client_options {
   ct_msg_options msg;   /**< the message protocol's limits and watermarks */
   double timeout;       /**< per-call timeout in seconds (default 30) */
@@ -221,10 +246,55 @@ typedef struct ct_rpc_client_options {
    *  endpoint) instead of waiting for a later attempt: for command-line
    *  tools.  Reconnecting goes on either way. */
   int fail_fast;
+  /** CT_RPC_BALANCE_P2C (default) or CT_RPC_BALANCE_ROUND_ROBIN. */
+  int balancer;
+  /** Consecutive failures that mark a member dead (default 5). */
+  int accrual_failures;
+  /** First dead time in seconds, jittered (default 1); doubles on every
+   *  failed probe up to `accrual_backoff_max` (default 30). */
+  double accrual_backoff;
+  double accrual_backoff_max;
+  /**
+   * Seconds a member removed by ct_rpc_client_disconnect() keeps its
+   * connection so that calls in flight get their answers and a re-add
+   * revives it without reconnecting (Finagle's "limbo").  Because 0 is a
+   * meaningful value ("close at once"), the default (40 s) is asked for
+   * with any negative value or with `removal_window_set` left 0: set
+   * `removal_window_set = 1` to use `removal_window` as given.
+   */
+  double removal_window;
+  int removal_window_set;
+  /** Retry budget (Finagle's RetryBudget): each call deposits
+   *  `retry_budget_percent` percent of a retry (default 20), and
+   *  `retry_budget_min_per_s` retries per second (default 10) are always
+   *  allowed, over a window of CT_RPC_RETRY_WINDOW seconds.  A negative
+   *  value means 0. */
+  double retry_budget_percent;
+  double retry_budget_min_per_s;
+  /** Seed of the client's random numbers (balancer, jitter); 0: one drawn
+   *  from the clock and the client's address.  Set for reproducible
+   *  tests. */
+  uint64_t seed;
+  /**
+   * How members connect; NULL: ct_connect().  Called as the reconnecting
+   * client's `connect` (protocol.h, ct_reconnect_policy) with
+   * `connect_arg`: tests connect members over in-memory transports.
+   */
+  ct_deferred *(*connect)(ct_reactor *r, const char *endpoint,
+                          ct_client_factory *cf, void *arg);
+  void *connect_arg;
 } ct_rpc_client_options;
 
 #define CT_RPC_TIMEOUT_DEFAULT 30.0
 #define CT_RPC_MAX_QUEUED_DEFAULT 10000
+#define CT_RPC_ACCRUAL_FAILURES_DEFAULT 5
+#define CT_RPC_ACCRUAL_BACKOFF_DEFAULT 1.0
+#define CT_RPC_ACCRUAL_BACKOFF_MAX_DEFAULT 30.0
+#define CT_RPC_REMOVAL_WINDOW_DEFAULT 40.0
+#define CT_RPC_RETRY_BUDGET_PERCENT_DEFAULT 20.0
+#define CT_RPC_RETRY_BUDGET_MIN_PER_S_DEFAULT 10.0
+/** The retry budget's window in seconds (Finagle's TTL). */
+#define CT_RPC_RETRY_WINDOW 10
 
 /** A JSON-RPC client holding one connection per server endpoint. */
 typedef struct ct_rpc_client ct_rpc_client;
@@ -235,12 +305,54 @@ CT_EXTERN ct_rpc_client *ct_rpc_client_new(ct_reactor *r,
                                            const ct_rpc_client_options *opts);
 
 /**
- * Keep a connection to client endpoint `endpoint` (see ct_connect()):
- * connect now and again, with exponential back-off, whenever it fails or
- * ends.  Calls are spread over the live connections (round robin).
- * Returns 0, CT_EINVAL (bad endpoint) or CT_ENOMEM.
+ * Add member `endpoint` (a client endpoint, see ct_connect(); copied):
+ * keep a connection to it, reconnecting with jittered exponential back-off
+ * (`retry_initial` doubling to `retry_max`) whenever it fails or ends.
+ * Adding an endpoint already a member is a no-op; adding one in its
+ * removal window revives it (its connection is kept).  Returns 0,
+ * CT_EINVAL (bad endpoint) or CT_ENOMEM.
  */
 CT_EXTERN int ct_rpc_client_connect(ct_rpc_client *c, const char *endpoint);
+
+/**
+ * Remove member `endpoint`: it takes no new call from now on; its calls
+ * in flight still get their answers during the removal window, after
+ * which its connection is closed (calls still in flight then fail as on a
+ * lost connection, and idempotent ones are retried elsewhere).  A window
+ * of 0 closes it at once.  Returns 0, or CT_ENOENT if `endpoint` is not a
+ * member (or already being removed).
+ */
+CT_EXTERN int ct_rpc_client_disconnect(ct_rpc_client *c, const char *endpoint);
+
+/**
+ * Mark `method` (copied) as idempotent: safe to run twice, so a call to it
+ * whose connection was lost before the answer is retried on another
+ * member (within the retry budget).  Returns 0, CT_EINVAL or CT_ENOMEM.
+ */
+CT_EXTERN int ct_rpc_client_set_idempotent(ct_rpc_client *c,
+                                           const char *method);
+
+/** One member's state and counters (ct_rpc_client_members()). */
+typedef struct ct_rpc_member_stats {
+  const char *endpoint; /**< borrowed: valid until the member is removed */
+  int up;               /**< 1: its connection is up */
+  int dead;             /**< 1: marked dead by failure accrual */
+  int removing;         /**< 1: in its removal window */
+  size_t outstanding;   /**< calls sent to it and not answered yet */
+  uint64_t calls;       /**< calls sent to it (retries included) */
+  uint64_t failures;    /**< calls failed on it, connection attempts
+                             failed, and connections lost */
+  uint64_t retries;     /**< retried calls it received */
+} ct_rpc_member_stats;
+
+/**
+ * Fill `out` with up to `max` members (in the order they were added;
+ * connections made by the caller through ct_rpc_client_factory() are
+ * members named after their peer).  Returns the number of members, which
+ * may exceed `max`.
+ */
+CT_EXTERN size_t ct_rpc_client_members(const ct_rpc_client *c,
+                                       ct_rpc_member_stats *out, size_t max);
 
 /**
  * The factory building this client's connections (borrowed), for

@@ -257,6 +257,18 @@ typedef struct ct_reconnect_policy {
   double (*random)(void *arg);
   void *random_arg;
   uint64_t seed;
+  /**
+   * How to connect; NULL: ct_connect().  Otherwise called instead of it,
+   * with `connect_arg`, under ct_connect()'s contract: build the protocol
+   * through `cf`, run `cf->connection_failed` before an errback, and on
+   * success set the transport's `client_factory` to `cf` (with
+   * ct_factory_do_start()) so that its connection_lost reaches `cf`.  The
+   * endpoint is then not parsed: its meaning is the function's (tests
+   * connect over in-memory transports this way).
+   */
+  ct_deferred *(*connect)(ct_reactor *r, const char *endpoint,
+                          ct_client_factory *cf, void *arg);
+  void *connect_arg;
 } ct_reconnect_policy;
 
 /** Fill `p` with Twisted's defaults. */

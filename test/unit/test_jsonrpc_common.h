@@ -130,7 +130,7 @@ static ct_step m_sleep(ct_rpc_request *req, json_t *params, void *arg) {
   return ct_wait(ct_deferred_ref(sl->d));
 }
 
-static void rpc_fx_init(rpc_fx *fx, const ct_rpc_server_options *o) {
+static inline void rpc_fx_init(rpc_fx *fx, const ct_rpc_server_options *o) {
   memset(fx, 0, sizeof *fx);
   fx->clk = ct_clock_new();
   fx->r = ct_reactor_new_with_clock(fx->clk);
@@ -165,7 +165,7 @@ static void raw_on_message(ct_messenger *m, const ct_msg_header *h,
   fx->got_raw++;
 }
 
-static void raw_connect(rpc_fx *fx, size_t chunk) {
+static inline void raw_connect(rpc_fx *fx, size_t chunk) {
   ct_msg_callbacks cb = {NULL, raw_on_message, NULL, NULL, fx};
   fx->raw = ct_msg_client_new(fx->r, &cb, NULL);
   ct_pump_options po = {.chunk_size = chunk, .clock = fx->clk};
@@ -176,7 +176,7 @@ static void raw_connect(rpc_fx *fx, size_t chunk) {
 
 /* Send `text` as one frame (with an optional deadline-ms, < 0: none) and
  * pump until quiet. */
-static void raw_send(rpc_fx *fx, const char *text, long deadline_ms) {
+static inline void raw_send(rpc_fx *fx, const char *text, long deadline_ms) {
   ct_msg_header *h = ct_msg_header_new();
   ct_msg_header_set_str(h, "content-type", "application/json");
   if (deadline_ms >= 0)
@@ -186,7 +186,7 @@ static void raw_send(rpc_fx *fx, const char *text, long deadline_ms) {
   cr_assert_geq(ct_pump_flush(fx->pump), 0);
 }
 
-static void rpc_fx_free(rpc_fx *fx) {
+static inline void rpc_fx_free(rpc_fx *fx) {
   ct_pump_free(fx->pump);
   ct_msg_client_free(fx->raw);
   ct_rpc_server_free(fx->s);
