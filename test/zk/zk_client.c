@@ -53,10 +53,14 @@ static ct_step done(ct_result res, void *arg) {
     if (json_array_size(sd->errors) < 8) {
       char buf[512];
       ct_failure_format(res.failure, buf, sizeof buf);
-      json_array_append_new(sd->errors,
-                            json_pack("{sisss}", "code", res.failure->code,
-                                      "domain", res.failure->domain,
-                                      "message", buf));
+      json_t *e = json_object();
+      json_object_set_new(e, "code", json_integer(res.failure->code));
+      json_object_set_new(e, "domain", json_string(res.failure->domain
+                                                       ? res.failure->domain
+                                                       : ""));
+      json_object_set_new(e, "message", json_stringn_nocheck(buf, strlen(buf)));
+      json_array_append_new(sd->errors, e);
+      fprintf(stderr, "zk_client: %s call failed: %s\n", sd->name, buf);
     }
     ct_failure_free(res.failure);
   } else {

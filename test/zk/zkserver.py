@@ -13,6 +13,7 @@ quiet machine, more on a loaded one, hence the generous bound.
 """
 import glob
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -46,13 +47,20 @@ class ZooKeeper:
         self.tick_ms = tick_ms
         self.proc = None
         self.pid = None
+        self.started = False
 
     @property
     def ensemble(self):
         return "127.0.0.1:%d" % self.port
 
     def start(self):
-        os.makedirs(os.path.join(self.dir, "data"), exist_ok=True)
+        """Start with an empty data directory; a restart of the same object
+        keeps it (and so the sessions and nodes)."""
+        data = os.path.join(self.dir, "data")
+        if not self.started:
+            shutil.rmtree(data, ignore_errors=True)
+        self.started = True
+        os.makedirs(data, exist_ok=True)
         cfg = os.path.join(self.dir, "zoo.cfg")
         with open(cfg, "w") as f:
             # A short tick lets tests ask for short sessions (2..20 ticks).
