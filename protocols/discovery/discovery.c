@@ -199,17 +199,19 @@ static int endpoint_used(const ct_rpc_discovery *d, const char *ep,
   return 0;
 }
 
+/* 1 if `m` is the first member naming its endpoint (duplicates, e.g. an
+ * old and a new node of one server, count once). */
+static int first_of_endpoint(const ct_rpc_discovery *d, const member *m) {
+  if (m->endpoint == NULL)
+    return 0;
+  const member *k = d->members;
+  while (k != m && (k->endpoint == NULL || strcmp(k->endpoint, m->endpoint)))
+    k = k->next;
+  return k == m;
+}
+
 size_t ct_rpc_discovery_members(const ct_rpc_discovery *d) {
-  size_t n = 0;
-  for (const member *m = d->members; m != NULL; m = m->next) {
-    if (m->endpoint == NULL)
-      continue;
-    const member *k = d->members;
-    while (k != m && (k->endpoint == NULL || strcmp(k->endpoint, m->endpoint)))
-      k = k->next;
-    n += k == m; /* the first member naming this endpoint */
-  }
-  return n;
+  return ct_rpc_discovery_endpoints(d, NULL, 0);
 }
 
 size_t ct_rpc_discovery_nodes(const ct_rpc_discovery *d) {
@@ -223,12 +225,7 @@ size_t ct_rpc_discovery_endpoints(const ct_rpc_discovery *d, const char **out,
                                   size_t max) {
   size_t n = 0;
   for (const member *m = d->members; m != NULL; m = m->next) {
-    if (m->endpoint == NULL)
-      continue;
-    const member *k = d->members;
-    while (k != m && (k->endpoint == NULL || strcmp(k->endpoint, m->endpoint)))
-      k = k->next;
-    if (k != m)
+    if (!first_of_endpoint(d, m))
       continue;
     if (n < max)
       out[n] = m->endpoint;
