@@ -23,9 +23,11 @@
  * ## Errors
  * A failure from ZooKeeper has the domain CT_ZK_DOMAIN ("zookeeper"), the
  * library's code (CT_ZK_ENONODE, ...) and a message naming the operation
- * and the path.  An operation issued while the session is not connected is
- * sent once it is; one issued while the handle is replaced after expiry
- * fails with CT_ZK_ESESSIONEXPIRED.
+ * and the path.  An operation issued while the session is connecting is
+ * queued by the library and sent once it connects, or fails with
+ * CT_ZK_ECONNECTIONLOSS if that attempt fails (a create may then still
+ * have happened: see ct_zk_register()); one issued while the handle is
+ * replaced after expiry fails with CT_ZK_ESESSIONEXPIRED.
  *
  * Not thread-safe: use everything on its reactor's thread.
  */
