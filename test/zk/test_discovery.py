@@ -182,8 +182,15 @@ def scenario_kill(env):
     members_are(env, c, [env.endpoint(s) for s in servers])
     calls_grow(env, c)
 
-    # SIGKILL: the connection drops with calls in flight.
+    # SIGKILL with calls in flight on both clients, for sure: the victim is
+    # stopped first, so that its calls cannot complete, until each client
+    # has one outstanding there; then killed (a stopped process dies too).
     victim = servers[0]
+    vep = env.endpoint(victim)
+    os.kill(victim.pid, signal.SIGSTOP)
+    wait_until(lambda: (lambda s: s["idem"]["outstanding"].get(vep, 0) >= 1 and
+                        s["plain"]["outstanding"].get(vep, 0) >= 1)(env.stats(c)),
+               "calls in flight on the stopped server")
     t0 = time.monotonic()
     env.stop(victim, signal.SIGKILL)
     members_are(env, c, [env.endpoint(s) for s in servers[1:]])

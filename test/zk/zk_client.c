@@ -6,7 +6,9 @@
  *     is retried on another member;
  *   - "plain" did not: such a call fails (it may have run).
  * Commands on stdin, one a line, each answered by one JSON line on stdout:
- *   stats   {"idem": {"ok": N, "fail": N, "errors": [...]}, "plain": {...},
+ *   stats   {"idem": {"ok": N, "fail": N, "errors": [...],
+ *                     "outstanding": {endpoint: calls in flight}},
+ *            "plain": {...}, "calls": {endpoint: calls sent},
  *            "members": [endpoints taking calls], "known": N (discovery),
  *            "retries": N, "unreachable": 0|1}
  *   quit    stop calling, free everything, exit 0
@@ -90,8 +92,15 @@ static void on_change(ct_rpc_discovery *d, size_t n, int unreachable,
 }
 
 static json_t *side_json(side *sd) {
-  return json_pack("{sIsIsO}", "ok", (json_int_t)sd->ok, "fail",
-                   (json_int_t)sd->fail, "errors", sd->errors);
+  ct_rpc_member_stats ms[64];
+  size_t n = ct_rpc_client_members(sd->c, ms, 64);
+  json_t *out = json_object();
+  for (size_t i = 0; i < n && i < 64; i++)
+    json_object_set_new(out, ms[i].endpoint,
+                        json_integer((json_int_t)ms[i].outstanding));
+  return json_pack("{sIsIsOso}", "ok", (json_int_t)sd->ok, "fail",
+                   (json_int_t)sd->fail, "errors", sd->errors, "outstanding",
+                   out);
 }
 
 static void print_stats(void) {
