@@ -239,7 +239,7 @@ def registrations(log):
 
 
 def scenario_expiry(env):
-    srv = env.server(session=1.0)
+    srv = env.server(session=SESSION)
     ep = env.endpoint(srv)
     wait_until(lambda: env.members() == {ep}, "the server's registration")
     c = env.client(conc=2, secs=0.05)
