@@ -291,10 +291,16 @@ static void report_members(const app *a, const char *const *eps, int neps) {
   }
 }
 
-/* Split a comma list into eps[]; returns -1 when there are too many. */
+/* Add a comma list to eps[] (repeats left out); -1 when there are too
+ * many. */
 static int add_endpoints(char *list, const char **eps, int *neps) {
   for (char *save = NULL, *t = strtok_r(list, ",", &save); t != NULL;
        t = strtok_r(NULL, ",", &save)) {
+    int seen = 0;
+    for (int i = 0; i < *neps && !seen; i++)
+      seen = strcmp(eps[i], t) == 0;
+    if (seen)
+      continue; /* one member per endpoint */
     if (*neps == MAX_CONNECT)
       return -1;
     eps[(*neps)++] = t;

@@ -108,6 +108,18 @@ def test_ct_rpc(port):
     check(re.search(r"3000 calls in .* over 2 connections, 8 in flight: "
                     r"\d+ calls/s", out), out)
     check(re.search(r"p50 .* us, p99 .* us, p999 .* us", out), out)
+    # Two members (two spellings of the one server; the repeated endpoint
+    # counts once), round robin: an even split, reported per member.
+    two = "tcp:127.0.0.1:%d,tcp:host=127.0.0.1:port=%d" % (port, port)
+    out, _ = ct_rpc(port, "--connect", two, "--balancer", "rr",
+                    "--idempotent", "add", "--bench", "3000",
+                    "--concurrency", "8", "add", "1", "2")
+    check(re.search(r"over 2 connections", out), out)
+    calls = [int(n) for n in re.findall(r"^member \S+: (\d+) calls", out,
+                                        re.M)]
+    check(calls == [1500, 1500], out)
+    _, err = ct_rpc(port, "--balancer", "nope", "add", status=2)
+    check("p2c or rr" in err, err)
 
 
 def test_python_client(port, one_worker=True):
