@@ -4,11 +4,12 @@
  * The single-threaded C client does its I/O only when asked: after every
  * call into it we ask zookeeper_interest() which descriptor and events it
  * waits for and how long it may wait, watch that descriptor and arm one
- * timer, and call zookeeper_process() when either fires.  The descriptor
- * changes on every reconnect, and a new socket may get the number of the
- * one just closed (epoll forgets a closed descriptor): so the watchers are
- * installed again after every call, which costs two epoll_ctl per
- * ZooKeeper event -- a few per second at most.
+ * timer, and call zookeeper_process() when either fires.  The library
+ * closes its descriptor on its own when a connection fails, and a new
+ * socket may get the number of the one just closed: so the reactor watches
+ * a duplicate we own (never a closed descriptor under a watcher), replaced
+ * when the library's descriptor number or socket inode changes.
+ * Registrations are in zk_register.c.
  *
  * Completions and watcher callbacks run inside zookeeper_process() (or
  * zookeeper_close(), with ZCLOSING).  They fire Deferreds and run user
@@ -16,11 +17,11 @@
  * replaced from a timed call.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -29,83 +30,13 @@
 
 #include "ctwist/log.h"
 #include "ctwist/zk.h"
+#include "transports/zk_internal.h"
 
-#define MODULE "zk"
-
-typedef struct zk_waiter {
-  struct zk_waiter *next;
-  ct_deferred *d;
-  ct_delayed_call *timer; /* referenced */
-  ct_zk *zk;
-} zk_waiter;
-
-enum { W_CHILDREN, W_NODE };
-
-struct ct_zk_watch {
-  struct ct_zk_watch *next;
-  ct_zk *zk;
-  int kind;
-  char *path;
-  ct_zk_children_cb on_children;
-  ct_zk_node_cb on_node;
-  void *arg;
-  int cancelled;
-  int inflight; /* requests of ours the library still holds */
-  int armed;    /* a ZooKeeper watch of ours is registered */
-};
-
-enum { G_IDLE, G_BUSY, G_LIVE };
-
-struct ct_zk_registration {
-  struct ct_zk_registration *next;
-  ct_zk *zk;
-  char *parent;
-  char *data;
-  size_t len;
-  char id[64];
-  char *path; /* when G_LIVE */
-  char *candidate; /* a found node being checked or deleted */
-  int state;
-  int again;  /* kicked while busy: check again afterwards */
-  int inflight;
-  uint64_t creates;
-  ct_deferred *unregistering; /* set once ct_zk_unregister() ran */
-};
-
-struct ct_zk {
-  ct_reactor *r;
-  char *ensemble;
-  ct_zk_options o;
-  zhandle_t *zh;
-  int fd;     /* the library's descriptor, or -1 */
-  ino_t ino;  /* ...and its socket's inode: a new socket may reuse fd */
-  int wfd;    /* our duplicate of it, the one the reactor watches */
-  int wr, ww; /* watching wfd for reading, writing */
-  ct_delayed_call *timer;   /* referenced: the library's timeout */
-  ct_delayed_call *restart; /* referenced: a new session after expiry */
-  double backoff;
-  ct_zk_state_t state;
-  int handle_connected; /* this handle has connected once */
-  int64_t session_id;
-  uint64_t sessions;
-  ct_zk_state_cb state_cb;
-  void *state_arg;
-  zk_waiter *waiters;
-  ct_zk_watch *watches;
-  ct_zk_registration *regs;
-  int replacing;  /* the old handle is being closed */
-  int in_process; /* inside zookeeper_process(): drive() afterwards */
-  char guid[33];
-  unsigned next_reg;
-};
-
-static void drive(ct_zk *z);
 static void arm_watch(ct_zk_watch *w);
-static void reg_kick(ct_zk_registration *g);
 
 /* ----------------------------------------------------------------- errors */
 
-static ct_failure *zk_failure(int rc, const char *op, const char *path) {
+ct_failure *ct__zk_failure(int rc, const char *op, const char *path) {
   return ct_failure_new_at(__FILE__, __LINE__, CT_ZK_DOMAIN, rc, NULL,
                            "zookeeper %s %s: %s", op, path ? path : "",
                            zerror(rc));
@@ -146,7 +77,7 @@ static void on_fd(ct_reactor *r, int fd, int events, void *arg) {
   z->in_process = 1;
   zookeeper_process(z->zh, ev);
   z->in_process = 0;
-  drive(z);
+  ct__zk_drive(z);
 }
 
 static void on_timer(void *arg) {
@@ -156,7 +87,7 @@ static void on_timer(void *arg) {
   z->in_process = 1;
   zookeeper_process(z->zh, 0);
   z->in_process = 0;
-  drive(z);
+  ct__zk_drive(z);
 }
 
 static void set_timer(ct_zk *z, double secs) {
@@ -170,9 +101,9 @@ static void set_timer(ct_zk *z, double secs) {
 }
 
 /* Ask the library what it waits for, and wait for exactly that. */
-static void drive(ct_zk *z) {
+void ct__zk_drive(ct_zk *z) {
   /* From a completion, the caller's zookeeper_process() is still running:
-   * its own drive() afterwards sees the new request. */
+   * its own ct__zk_drive() afterwards sees the new request. */
   if (z->zh == NULL || z->in_process)
     return;
   int fd = -1, interest = 0;
@@ -284,7 +215,7 @@ static void on_connected(ct_zk *z) {
       g->path = NULL;
       g->state = G_IDLE;
     }
-    reg_kick(g);
+    ct__zk_reg_kick(g);
   }
 }
 
@@ -343,7 +274,7 @@ static int open_handle(ct_zk *z) {
                           zk_log_line);
   if (z->zh == NULL)
     return errno != 0 ? -errno : CT_EINVAL;
-  drive(z);
+  ct__zk_drive(z);
   return 0;
 }
 
@@ -453,14 +384,6 @@ static void free_watch(ct_zk_watch *w) {
   free(w);
 }
 
-static void free_reg(ct_zk_registration *g) {
-  free(g->parent);
-  free(g->data);
-  free(g->path);
-  free(g->candidate);
-  free(g);
-}
-
 /* Free the cancelled watches no request or ZooKeeper watch refers to. */
 static void reap_watches(ct_zk *z) {
   ct_zk_watch **pp = &z->watches;
@@ -471,23 +394,6 @@ static void reap_watches(ct_zk *z) {
       free_watch(w);
     } else {
       pp = &w->next;
-    }
-  }
-}
-
-static void reap_regs(ct_zk *z) {
-  ct_zk_registration **pp = &z->regs;
-  while (*pp != NULL) {
-    ct_zk_registration *g = *pp;
-    if (g->unregistering != NULL && g->inflight == 0) {
-      *pp = g->next;
-      ct_deferred *d = g->unregistering;
-      free_reg(g);
-      if (!ct_deferred_called(d))
-        ct_deferred_callback(d, CT_NONE);
-      ct_deferred_unref(d);
-    } else {
-      pp = &g->next;
     }
   }
 }
@@ -509,7 +415,7 @@ void ct_zk_free(ct_zk *z) {
     z->waiters = wt->next;
     ct_delayed_call_cancel(wt->timer);
     ct_delayed_call_unref(wt->timer);
-    ct_deferred_errback(wt->d, zk_failure(CT_ZK_ECLOSING, "connect",
+    ct_deferred_errback(wt->d, ct__zk_failure(CT_ZK_ECLOSING, "connect",
                                           z->ensemble));
     ct_deferred_unref(wt->d);
     free(wt);
@@ -527,7 +433,7 @@ void ct_zk_free(ct_zk *z) {
         ct_deferred_callback(g->unregistering, CT_NONE); /* closed: gone */
       ct_deferred_unref(g->unregistering);
     }
-    free_reg(g);
+    ct__zk_free_reg(g);
   }
   free(z->ensemble);
   free(z);
@@ -701,12 +607,12 @@ static ct_deferred *op_submitted(zk_op *op, int rc) {
   ct_zk *z = op->zk;
   ct_deferred *d = ct_deferred_ref(op->d);
   if (rc != ZOK) {
-    ct_deferred_errback(op->d, zk_failure(rc, op->what, op->path));
+    ct_deferred_errback(op->d, ct__zk_failure(rc, op->what, op->path));
     ct_deferred_unref(op->d);
     free(op->path);
     free(op);
   }
-  drive(z);
+  ct__zk_drive(z);
   return d;
 }
 
@@ -715,7 +621,7 @@ static void op_finish(zk_op *op, int rc, ct_value v) {
     rc = ZSESSIONEXPIRED;
   if (rc != ZOK) {
     ct_value_free(v);
-    ct_deferred_errback(op->d, zk_failure(rc, op->what, op->path));
+    ct_deferred_errback(op->d, ct__zk_failure(rc, op->what, op->path));
   } else {
     ct_deferred_callback(op->d, v);
   }
@@ -727,7 +633,7 @@ static void op_finish(zk_op *op, int rc, ct_value v) {
 static ct_deferred *op_refused(ct_zk *z, const char *what, const char *path) {
   ct_deferred *d = ct_deferred_new(NULL, NULL);
   if (d != NULL)
-    ct_deferred_errback(d, zk_failure(z->state == CT_ZK_CLOSED
+    ct_deferred_errback(d, ct__zk_failure(z->state == CT_ZK_CLOSED
                                           ? CT_ZK_ECLOSING
                                           : CT_ZK_ESESSIONEXPIRED,
                                       what, path));
@@ -849,7 +755,7 @@ static void ensure_finish(zk_ensure *e, int rc) {
     if (rc == ZOK)
       ct_deferred_callback(e->d, CT_NONE);
     else
-      ct_deferred_errback(e->d, zk_failure(rc, "ensure_path", e->path));
+      ct_deferred_errback(e->d, ct__zk_failure(rc, "ensure_path", e->path));
     ct_deferred_unref(e->d);
   }
   free(e->path);
@@ -891,7 +797,7 @@ static void ensure_step(zk_ensure *e) {
 /* Start an ensure; `done` (may be NULL) runs before the Deferred fires.
  * Returns 0, or a ZooKeeper code when nothing was started (and `done`
  * will not run). */
-static int ensure_start(ct_zk *z, const char *path, ct_deferred *d,
+int ct__zk_ensure_start(ct_zk *z, const char *path, ct_deferred *d,
                         void (*done)(void *, int), void *arg) {
   if (path[0] != '/' || path[1] == '\0')
     return ZBADARGUMENTS;
@@ -909,7 +815,7 @@ static int ensure_start(ct_zk *z, const char *path, ct_deferred *d,
   e->arg = arg;
   e->at = 0;
   ensure_step(e);
-  drive(z);
+  ct__zk_drive(z);
   return ZOK;
 }
 
@@ -917,9 +823,9 @@ ct_deferred *ct_zk_ensure_path(ct_zk *z, const char *path) {
   ct_deferred *d = ct_deferred_new(NULL, NULL);
   if (d == NULL)
     return NULL;
-  int rc = ensure_start(z, path, d, NULL, NULL);
+  int rc = ct__zk_ensure_start(z, path, d, NULL, NULL);
   if (rc != ZOK)
-    ct_deferred_errback(d, zk_failure(rc, "ensure_path", path));
+    ct_deferred_errback(d, ct__zk_failure(rc, "ensure_path", path));
   return d;
 }
 
@@ -1070,7 +976,7 @@ ct_zk_watch *ct_zk_watch_children(ct_zk *z, const char *path,
   w->on_children = cb;
   w->arg = arg;
   arm_watch(w);
-  drive(z);
+  ct__zk_drive(z);
   return w;
 }
 
@@ -1082,7 +988,7 @@ ct_zk_watch *ct_zk_watch_node(ct_zk *z, const char *path, ct_zk_node_cb cb,
   w->on_node = cb;
   w->arg = arg;
   arm_watch(w);
-  drive(z);
+  ct__zk_drive(z);
   return w;
 }
 
@@ -1095,307 +1001,3 @@ void ct_zk_watch_cancel(ct_zk_watch *w) {
     reap_watches(w->zk);
 }
 
-/* ----------------------------------------------------------- registrations */
-
-/*
- * A registration moves between G_IDLE (no node known), G_BUSY (one request
- * chain in flight) and G_LIVE (its node exists, in this session).  Every
- * (re)creation starts with a look at the parent's children for our ID, so
- * that a create whose answer was lost (CONNECTION_LOSS) or a node left by
- * an earlier session is found rather than duplicated:
- *   children(parent) -> none with ID: create(parent/ID-, ephemeral seq)
- *                    -> one with ID: exists(it) -> owner is this session:
- *                                                  adopt it
- *                                               -> otherwise: delete it,
- *                                                  then look again
- */
-
-static void reg_settle(ct_zk_registration *g) {
-  if (g->inflight > 0)
-    g->inflight--;
-}
-
-/* The chain ended without a node; try again on the next connect, or now
- * when kicked meanwhile. */
-static void reg_idle(ct_zk_registration *g) {
-  g->state = G_IDLE;
-  if (g->again) {
-    g->again = 0;
-    reg_kick(g);
-  }
-}
-
-static void reg_live(ct_zk_registration *g, const char *path) {
-  free(g->path);
-  g->path = strdup(path);
-  g->state = g->path != NULL ? G_LIVE : G_IDLE;
-  ct_log(CT_LOG_INFO, MODULE, "registered %s (session 0x%llx)", path,
-         (unsigned long long)g->zk->session_id);
-  if (g->unregistering != NULL)
-    reg_kick(g); /* delete it now */
-}
-
-static int reg_gone(ct_zk_registration *g, int rc) {
-  reg_settle(g);
-  if (rc == ZCLOSING || g->zk->replacing || g->zk->state == CT_ZK_CLOSED)
-    return 1;
-  return 0;
-}
-
-static void reg_created(int rc, const char *value, const void *data) {
-  ct_zk_registration *g = (ct_zk_registration *)data;
-  if (reg_gone(g, rc))
-    return;
-  if (rc == ZOK) {
-    g->creates++;
-    reg_live(g, value);
-  } else if (rc == ZNONODE) {
-    g->again = 1; /* the parent went away: create it again */
-    reg_idle(g);
-  } else {
-    /* CONNECTION_LOSS: it may exist; the next look finds it. */
-    ct_log(CT_LOG_WARN, MODULE, "create under %s: %s; will look for %s",
-           g->parent, zerror(rc), g->id);
-    reg_idle(g);
-  }
-  reap_regs(g->zk);
-}
-
-static void reg_look(ct_zk_registration *g);
-
-static void reg_stale_deleted(int rc, const void *data) {
-  ct_zk_registration *g = (ct_zk_registration *)data;
-  if (reg_gone(g, rc))
-    return;
-  if (rc == ZOK || rc == ZNONODE) {
-    if (rc == ZOK)
-      ct_log(CT_LOG_INFO, MODULE, "deleted %s, left by an earlier session",
-             g->candidate);
-    reg_look(g);
-  } else {
-    reg_idle(g);
-  }
-  reap_regs(g->zk);
-}
-
-static void reg_checked(int rc, const struct Stat *s, const void *data) {
-  ct_zk_registration *g = (ct_zk_registration *)data;
-  if (reg_gone(g, rc))
-    return;
-  if (rc == ZNONODE) {
-    reg_look(g); /* gone meanwhile */
-  } else if (rc != ZOK) {
-    reg_idle(g);
-  } else if (s->ephemeralOwner == g->zk->session_id &&
-             g->unregistering == NULL) {
-    /* Ours, from this session: the create did succeed. */
-    reg_live(g, g->candidate);
-  } else {
-    g->inflight++;
-    if (zoo_adelete(g->zk->zh, g->candidate, s->version, reg_stale_deleted,
-                    g) != ZOK) {
-      g->inflight--;
-      reg_idle(g);
-    }
-  }
-  reap_regs(g->zk);
-}
-
-static void reg_parent_ready(void *arg, int rc) {
-  ct_zk_registration *g = arg;
-  if (reg_gone(g, rc))
-    return;
-  if (rc == ZOK)
-    reg_look(g);
-  else
-    reg_idle(g);
-  reap_regs(g->zk);
-}
-
-static void reg_listed(int rc, const struct String_vector *v,
-                       const void *data) {
-  ct_zk_registration *g = (ct_zk_registration *)data;
-  if (reg_gone(g, rc))
-    return;
-  if (rc == ZNONODE) {
-    if (g->unregistering != NULL) {
-      reg_idle(g);
-    } else {
-      g->inflight++;
-      if (ensure_start(g->zk, g->parent, NULL, reg_parent_ready, g) != ZOK) {
-        g->inflight--;
-        reg_idle(g);
-      }
-    }
-    reap_regs(g->zk);
-    return;
-  }
-  if (rc != ZOK) {
-    reg_idle(g);
-    reap_regs(g->zk);
-    return;
-  }
-  size_t idl = strlen(g->id);
-  const char *found = NULL;
-  for (int i = 0; v != NULL && i < v->count; i++)
-    if (strncmp(v->data[i], g->id, idl) == 0 && v->data[i][idl] == '-')
-      found = v->data[i];
-  if (found != NULL) {
-    size_t n = strlen(g->parent) + strlen(found) + 2;
-    free(g->candidate);
-    g->candidate = malloc(n);
-    if (g->candidate == NULL) {
-      reg_idle(g);
-      return;
-    }
-    snprintf(g->candidate, n, "%s/%s", g->parent, found);
-    g->inflight++;
-    if (zoo_aexists(g->zk->zh, g->candidate, 0, reg_checked, g) != ZOK) {
-      g->inflight--;
-      reg_idle(g);
-    }
-  } else if (g->unregistering != NULL) {
-    reg_idle(g); /* nothing of ours remains */
-  } else {
-    char prefix[512];
-    snprintf(prefix, sizeof prefix, "%s/%s-", g->parent, g->id);
-    g->inflight++;
-    if (zoo_acreate(g->zk->zh, prefix, g->data, (int)g->len,
-                    &ZOO_OPEN_ACL_UNSAFE, ZOO_EPHEMERAL_SEQUENTIAL,
-                    reg_created, g) != ZOK) {
-      g->inflight--;
-      reg_idle(g);
-    }
-  }
-  reap_regs(g->zk);
-}
-
-static void reg_look(ct_zk_registration *g) {
-  g->state = G_BUSY;
-  g->inflight++;
-  if (g->zk->zh == NULL ||
-      zoo_aget_children(g->zk->zh, g->parent, 0, reg_listed, g) != ZOK) {
-    g->inflight--;
-    g->state = G_IDLE;
-  }
-}
-
-static void reg_deleted(int rc, const void *data) {
-  ct_zk_registration *g = (ct_zk_registration *)data;
-  if (reg_gone(g, rc))
-    return;
-  if (rc == ZOK || rc == ZNONODE) {
-    ct_log(CT_LOG_INFO, MODULE, "unregistered %s", g->path);
-    free(g->path);
-    g->path = NULL;
-    g->state = G_IDLE;
-  } else {
-    g->state = G_LIVE;
-    if (!ct_deferred_called(g->unregistering))
-      ct_deferred_errback(g->unregistering,
-                          zk_failure(rc, "delete", g->path));
-  }
-  reap_regs(g->zk);
-}
-
-static void reg_kick(ct_zk_registration *g) {
-  ct_zk *z = g->zk;
-  if (g->state == G_BUSY) {
-    g->again = 1;
-    return;
-  }
-  if (z->zh == NULL || z->state != CT_ZK_CONNECTED)
-    return; /* kicked again on connect */
-  if (g->unregistering != NULL) {
-    if (g->state == G_LIVE) {
-      g->state = G_BUSY;
-      g->inflight++;
-      if (zoo_adelete(z->zh, g->path, -1, reg_deleted, g) != ZOK) {
-        g->inflight--;
-        g->state = G_LIVE;
-      }
-    } else if (g->state == G_IDLE) {
-      /* A create may have succeeded unseen: look for it, to delete it. */
-      g->again = 0;
-      reg_look(g);
-    }
-    return;
-  }
-  if (g->state == G_IDLE)
-    reg_look(g);
-}
-
-ct_zk_registration *ct_zk_register(ct_zk *z, const char *parent,
-                                   const char *id, const void *data,
-                                   size_t len) {
-  if (id != NULL && (id[0] == '\0' || strlen(id) >= 64 || strchr(id, '/')))
-    return NULL;
-  ct_zk_registration *g = calloc(1, sizeof *g);
-  if (g == NULL)
-    return NULL;
-  g->parent = strdup(parent);
-  g->data = malloc(len + 1);
-  if (g->parent == NULL || g->data == NULL) {
-    free_reg(g);
-    return NULL;
-  }
-  size_t pl = strlen(g->parent);
-  if (pl > 1 && g->parent[pl - 1] == '/')
-    g->parent[pl - 1] = '\0';
-  if (len > 0)
-    memcpy(g->data, data, len);
-  g->data[len] = '\0';
-  g->len = len;
-  g->zk = z;
-  if (id != NULL)
-    snprintf(g->id, sizeof g->id, "%s", id);
-  else
-    snprintf(g->id, sizeof g->id, "%s-%u", z->guid, z->next_reg++);
-  g->next = z->regs;
-  z->regs = g;
-  reg_kick(g);
-  drive(z);
-  return g;
-}
-
-const char *ct_zk_guid(const ct_zk *z) {
-  return z->guid;
-}
-
-const char *ct_zk_registration_id(const ct_zk_registration *g) {
-  return g->id;
-}
-
-const char *ct_zk_registration_path(const ct_zk_registration *g) {
-  return g->state == G_LIVE ? g->path : NULL;
-}
-
-uint64_t ct_zk_registration_creates(const ct_zk_registration *g) {
-  return g->creates;
-}
-
-ct_deferred *ct_zk_unregister(ct_zk_registration *g) {
-  ct_zk *z = g->zk;
-  ct_deferred *d = ct_deferred_new(NULL, NULL);
-  if (d == NULL)
-    return NULL;
-  if (g->unregistering != NULL) {
-    ct_deferred_unref(d);
-    return ct_deferred_ref(g->unregistering);
-  }
-  g->unregistering = ct_deferred_ref(d);
-  if (z->state != CT_ZK_CONNECTED && g->state != G_BUSY) {
-    /* Unreachable: the node (if any) goes with the session. */
-    ct_deferred_errback(d, ct_failure_new_at(
-                               __FILE__, __LINE__, CT_ZK_DOMAIN,
-                               CT_ZK_ECONNECTIONLOSS, NULL,
-                               "ZooKeeper ensemble %s unreachable: %s stays "
-                               "until the session expires",
-                               z->ensemble, g->path ? g->path : g->id));
-  } else {
-    reg_kick(g);
-  }
-  reap_regs(z);
-  drive(z);
-  return d;
-}
