@@ -13,6 +13,7 @@ quiet machine, more on a loaded one, hence the generous bound.
 """
 import glob
 import os
+import select
 import shutil
 import signal
 import socket
@@ -88,7 +89,8 @@ class ZooKeeper:
                 self.stop()
                 raise RuntimeError("ZooKeeper did not answer ruok within %g s"
                                    % START_TIMEOUT)
-            # Bounded poll of an external process we cannot be told about.
+            # Pacing of a bounded readiness poll: the JVM says nothing we
+            # could wait on until it answers ruok.
             time.sleep(0.1)
         with open(os.path.join(self.dir, "ensemble"), "w") as f:
             f.write(self.ensemble + "\n")
@@ -103,28 +105,25 @@ class ZooKeeper:
                 pid = int(open(os.path.join(self.dir, "pid")).read())
             except (OSError, ValueError):
                 return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc is not None:
-                if self.proc.poll() is not None:
-                    break
-            else:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    break
-            time.sleep(0.05)
-        else:
+        if self.proc is not None:
+            self.proc.terminate()
             try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            if self.proc is not None:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
                 self.proc.wait()
+        else:
+            # Not our child (the fixture's start exited): wait on a pidfd.
+            try:
+                fd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                fd = None
+            if fd is not None:
+                os.kill(pid, signal.SIGTERM)
+                if not select.select([fd], [], [], 10)[0]:
+                    os.kill(pid, signal.SIGKILL)
+                    select.select([fd], [], [], 10)
+                os.close(fd)
         self.pid = None
         self.proc = None
 
