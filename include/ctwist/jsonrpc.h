@@ -340,8 +340,9 @@ typedef struct ct_rpc_member_stats {
   int removing;         /**< 1: in its removal window */
   size_t outstanding;   /**< calls sent to it and not answered yet */
   uint64_t calls;       /**< calls sent to it (retries included) */
-  uint64_t failures;    /**< calls failed on it, connection attempts
-                             failed, and connections lost */
+  uint64_t failures;    /**< its failures as failure accrual counts
+                             them: calls timed out, connection attempts
+                             failed, connections lost */
   uint64_t retries;     /**< retried calls it received */
 } ct_rpc_member_stats;
 

@@ -946,18 +946,29 @@ static void conn_drop(cconn *conn, int code, const char *why, int retry) {
   free(conn);
 }
 
+/* 1 if `m` is still a member (callbacks fired in between may have removed
+ * it). */
+static int member_alive(const ct_rpc_client *c, const member *m) {
+  for (size_t i = 0; i < c->nmembers; i++)
+    if (c->members[i] == m)
+      return !m->gone;
+  return 0;
+}
+
 static void on_close(ct_messenger *msgr, size_t alive,
                      const ct_failure *reason, void *arg) {
   (void)alive;
   (void)reason;
-  (void)arg;
+  ct_rpc_client *c = arg;
   cconn *conn = ct_messenger_user(msgr);
   if (conn == NULL)
     return;
   member *m = conn->mb;
-  member_failed(m);
   conn_drop(conn, CT_ECONNLOST, "lost", 1);
-  if (m->anon)
+  if (!member_alive(c, m))
+    return;
+  member_failed(m);
+  if (m->anon && member_alive(c, m))
     member_free(m);
 }
 

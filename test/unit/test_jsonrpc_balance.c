@@ -14,7 +14,7 @@ typedef struct srv {
   int up;
   ct_pump *pumps[MAXP];
   size_t npumps;
-  char name[16];
+  char name[32];
 } srv;
 
 typedef struct net {
@@ -86,6 +86,12 @@ static void net_join(net *nt, size_t n) {
     cr_assert_eq(ct_rpc_client_connect(nt->c, nt->srv[i].name), 0);
 }
 
+/* n servers, all of them members. */
+static void net_up(net *nt, size_t n, ct_rpc_client_options *co) {
+  net_init(nt, n, co);
+  net_join(nt, n);
+}
+
 static void net_flush(net *nt) {
   long moved;
   do {
@@ -134,30 +140,6 @@ static const ct_rpc_member_stats *member(net *nt, size_t i,
   return &buf[i];
 }
 
-typedef struct outcome {
-  int fired;
-  json_t *value;
-  int code;
-  char msg[512];
-} outcome;
-
-static ct_step got_value(ct_value v, void *arg) {
-  outcome *o = arg;
-  o->fired++;
-  o->value = json_incref(ct_rpc_value_json(v));
-  ct_value_free(v);
-  return ct_pass(CT_NONE);
-}
-
-static ct_step got_failure(ct_failure *f, void *arg) {
-  outcome *o = arg;
-  o->fired++;
-  o->code = f->code;
-  snprintf(o->msg, sizeof o->msg, "%s", f->message ? f->message : "");
-  ct_failure_free(f);
-  return ct_pass(CT_NONE);
-}
-
 static ct_deferred *call(net *nt, const char *method, json_t *params,
                          outcome *o) {
   ct_deferred *d = ct_rpc_call(nt->c, method, params);
@@ -174,8 +156,7 @@ static void call_done(net *nt, const char *method, json_t *params,
 Test(jsonrpc_balance, members_add_remove_and_stats) {
   net nt;
   ct_rpc_client_options co = {.removal_window = 5, .removal_window_set = 1};
-  net_init(&nt, 3, &co);
-  net_join(&nt, 3);
+  net_up(&nt, 3, &co);
   cr_assert_eq(ct_rpc_client_connect(nt.c, "mem:1"), 0); /* no-op */
   ct_rpc_member_stats st[MAXS];
   cr_assert_eq(ct_rpc_client_members(nt.c, st, MAXS), 3);
@@ -219,8 +200,7 @@ static json_t *secs(double s) {
 
 Test(jsonrpc_balance, p2c_picks_the_less_loaded) {
   net nt;
-  net_init(&nt, 2, NULL);
-  net_join(&nt, 2);
+  net_up(&nt, 2, NULL);
   outcome slow = {0}, fast[10] = {{0}};
   call_done(&nt, "sleep", secs(100), &slow);
   net_flush(&nt);
@@ -246,8 +226,7 @@ Test(jsonrpc_balance, p2c_picks_the_less_loaded) {
 
 Test(jsonrpc_balance, p2c_spreads_over_three) {
   net nt;
-  net_init(&nt, 3, NULL);
-  net_join(&nt, 3);
+  net_up(&nt, 3, NULL);
   /* Calls held open: p2c keeps the loads within one of each other once
    * every pair has been compared, and never idles a member. */
   outcome o[30] = {{0}};
@@ -260,16 +239,17 @@ Test(jsonrpc_balance, p2c_spreads_over_three) {
     cr_assert_leq(nt.srv[i].cnt.sleeps_started, 15);
   }
   net_advance(&nt, 10);
-  for (size_t i = 0; i < 30; i++)
+  for (size_t i = 0; i < 30; i++) {
     cr_assert_eq(o[i].fired, 1);
+    json_decref(o[i].value);
+  }
   net_free(&nt);
 }
 
 Test(jsonrpc_balance, round_robin_order) {
   net nt;
   ct_rpc_client_options co = {.balancer = CT_RPC_BALANCE_ROUND_ROBIN};
-  net_init(&nt, 3, &co);
-  net_join(&nt, 3);
+  net_up(&nt, 3, &co);
   for (int i = 0; i < 9; i++) {
     outcome o = {0};
     call_done(&nt, "sum", json_pack("[i]", i), &o);
@@ -288,8 +268,7 @@ Test(jsonrpc_balance, accrual_marks_dead_then_probes) {
   ct_rpc_client_options co = {.accrual_failures = 2,
                               .accrual_backoff = 4,
                               .timeout = 1};
-  net_init(&nt, 2, &co);
-  net_join(&nt, 2);
+  net_up(&nt, 2, &co);
   ct_rpc_member_stats st[MAXS];
   /* Member 1 goes down: the lost connection and the refused reconnect
    * are two failures in a row. */
@@ -356,8 +335,7 @@ Test(jsonrpc_balance, accrual_marks_dead_then_probes) {
 Test(jsonrpc_balance, all_dead_fails_at_once) {
   net nt;
   ct_rpc_client_options co = {.accrual_failures = 1};
-  net_init(&nt, 2, &co);
-  net_join(&nt, 2);
+  net_up(&nt, 2, &co);
   net_kill(&nt, 0);
   net_kill(&nt, 1);
   ct_rpc_member_stats st[MAXS];
@@ -391,8 +369,7 @@ Test(jsonrpc_balance, queued_calls_fail_when_the_last_member_dies) {
 Test(jsonrpc_balance, idempotent_call_retried_on_another_member) {
   net nt;
   ct_rpc_client_options co = {.balancer = CT_RPC_BALANCE_ROUND_ROBIN};
-  net_init(&nt, 2, &co);
-  net_join(&nt, 2);
+  net_up(&nt, 2, &co);
   cr_assert_eq(ct_rpc_client_set_idempotent(nt.c, "sleep"), 0);
   outcome o = {0};
   call_done(&nt, "sleep", secs(5), &o);
@@ -415,8 +392,7 @@ Test(jsonrpc_balance, idempotent_call_retried_on_another_member) {
 Test(jsonrpc_balance, non_idempotent_call_may_have_run) {
   net nt;
   ct_rpc_client_options co = {.balancer = CT_RPC_BALANCE_ROUND_ROBIN};
-  net_init(&nt, 2, &co);
-  net_join(&nt, 2);
+  net_up(&nt, 2, &co);
   outcome o = {0};
   call_done(&nt, "sleep", secs(5), &o);
   net_flush(&nt);
@@ -436,8 +412,7 @@ Test(jsonrpc_balance, retry_budget_exhausted) {
   ct_rpc_client_options co = {.balancer = CT_RPC_BALANCE_ROUND_ROBIN,
                               .retry_budget_percent = -1,
                               .retry_budget_min_per_s = 0.1};
-  net_init(&nt, 2, &co);
-  net_join(&nt, 2);
+  net_up(&nt, 2, &co);
   ct_rpc_client_set_idempotent(nt.c, "sleep");
   outcome o[3] = {{0}};
   for (int i = 0; i < 3; i++)
@@ -464,8 +439,7 @@ Test(jsonrpc_balance, retry_budget_exhausted) {
 Test(jsonrpc_balance, retry_keeps_the_deadline_and_cancel_follows) {
   net nt;
   ct_rpc_client_options co = {.balancer = CT_RPC_BALANCE_ROUND_ROBIN};
-  net_init(&nt, 3, &co);
-  net_join(&nt, 3);
+  net_up(&nt, 3, &co);
   ct_rpc_client_set_idempotent(nt.c, "sleep");
   outcome a = {0}, b = {0};
   ct_deferred *da = ct_rpc_call_timeout(nt.c, "sleep", secs(5), 2);
@@ -498,8 +472,7 @@ Test(jsonrpc_balance, removal_window_keeps_inflight_and_revives) {
   ct_rpc_client_options co = {.balancer = CT_RPC_BALANCE_ROUND_ROBIN,
                               .removal_window = 10,
                               .removal_window_set = 1};
-  net_init(&nt, 2, &co);
-  net_join(&nt, 2);
+  net_up(&nt, 2, &co);
   outcome o = {0};
   call_done(&nt, "sleep", secs(3), &o); /* member 0 */
   net_flush(&nt);
@@ -536,8 +509,7 @@ Test(jsonrpc_balance, removal_window_keeps_inflight_and_revives) {
 Test(jsonrpc_balance, removal_window_zero_is_at_once) {
   net nt;
   ct_rpc_client_options co = {.removal_window = 0, .removal_window_set = 1};
-  net_init(&nt, 2, &co);
-  net_join(&nt, 2);
+  net_up(&nt, 2, &co);
   cr_assert_eq(ct_rpc_client_set_idempotent(nt.c, "sleep"), 0);
   outcome o = {0};
   call_done(&nt, "sleep", secs(1), &o);
@@ -551,6 +523,52 @@ Test(jsonrpc_balance, removal_window_zero_is_at_once) {
   cr_assert_eq(nt.srv[1 - on].cnt.sleeps_started, 1, "retried elsewhere");
   net_advance(&nt, 1);
   cr_assert_eq(o.code, 0, "%s", o.msg);
+  json_decref(o.value);
+  net_free(&nt);
+}
+
+Test(jsonrpc_balance, error_answers_are_successes_for_accrual) {
+  net nt;
+  ct_rpc_client_options co = {.accrual_failures = 2, .timeout = 1};
+  net_up(&nt, 1, &co);
+  ct_rpc_member_stats st[MAXS];
+  outcome t1 = {0}, e = {0}, t2 = {0}, t3 = {0};
+  call_done(&nt, "sleep", secs(10), &t1);
+  net_advance(&nt, 1.1);
+  cr_assert_eq(t1.code, CT_ETIMEDOUT);
+  call_done(&nt, "apperr", NULL, &e); /* an answer: resets the count */
+  net_flush(&nt);
+  cr_assert_eq(e.code, -32000);
+  call_done(&nt, "sleep", secs(10), &t2);
+  net_advance(&nt, 1.1);
+  cr_assert_eq(t2.code, CT_ETIMEDOUT);
+  cr_assert(!member(&nt, 0, st)->dead);
+  call_done(&nt, "sleep", secs(10), &t3);
+  net_advance(&nt, 1.1);
+  cr_assert(member(&nt, 0, st)->dead, "two timeouts in a row");
+  cr_assert_eq(member(&nt, 0, st)->failures, 3);
+  net_free(&nt);
+}
+
+Test(jsonrpc_balance, member_reconnects_with_backoff) {
+  net nt;
+  ct_rpc_client_options co = {.retry_initial = 1, .retry_max = 4};
+  net_up(&nt, 1, &co);
+  cr_assert_eq(nt.attempts, 1);
+  net_kill(&nt, 0);
+  cr_assert_eq(ct_rpc_client_connections(nt.c), 0);
+  net_advance(&nt, 0.5);
+  cr_assert_eq(nt.attempts, 1, "no retry before the back-off");
+  net_advance(&nt, 1.5);
+  cr_assert_eq(nt.attempts, 2, "one refused retry after about 1 s");
+  outcome o = {0};
+  call_done(&nt, "sum", json_pack("[i]", 7), &o);
+  cr_assert_eq(ct_rpc_client_queued(nt.c), 1);
+  nt.srv[0].up = 1;
+  net_advance(&nt, 4);
+  cr_assert_eq(ct_rpc_client_connections(nt.c), 1);
+  cr_assert_eq(o.fired, 1);
+  cr_assert_eq(json_integer_value(o.value), 7);
   json_decref(o.value);
   net_free(&nt);
 }

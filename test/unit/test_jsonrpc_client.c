@@ -4,32 +4,6 @@
  * and the queue of calls made while no connection is up. */
 #include "test_jsonrpc_common.h"
 
-typedef struct outcome {
-  int fired;
-  json_t *value;
-  int code;
-  char msg[256];
-  char domain[32];
-} outcome;
-
-static ct_step got_value(ct_value v, void *arg) {
-  outcome *o = arg;
-  o->fired++;
-  o->value = json_incref(ct_rpc_value_json(v));
-  ct_value_free(v);
-  return ct_pass(CT_NONE);
-}
-
-static ct_step got_failure(ct_failure *f, void *arg) {
-  outcome *o = arg;
-  o->fired++;
-  o->code = f->code;
-  snprintf(o->msg, sizeof o->msg, "%s", f->message ? f->message : "");
-  snprintf(o->domain, sizeof o->domain, "%s", f->domain);
-  ct_failure_free(f);
-  return ct_pass(CT_NONE);
-}
-
 static void watch(ct_deferred *d, outcome *o) {
   cr_assert_not_null(d);
   ct_deferred_add_callbacks(d, got_value, got_failure, o);

@@ -7,6 +7,7 @@
 
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -193,6 +194,34 @@ static inline void rpc_fx_free(rpc_fx *fx) {
   ct_reactor_free(fx->r);
   ct_clock_free(fx->clk);
   json_decref(fx->got);
+}
+
+/* --- a client call's outcome ---------------------------------------- */
+
+typedef struct outcome {
+  int fired;
+  json_t *value; /* the result (a reference) */
+  int code;
+  char msg[512];
+  char domain[32];
+} outcome;
+
+static inline ct_step got_value(ct_value v, void *arg) {
+  outcome *o = arg;
+  o->fired++;
+  o->value = json_incref(ct_rpc_value_json(v));
+  ct_value_free(v);
+  return ct_pass(CT_NONE);
+}
+
+static inline ct_step got_failure(ct_failure *f, void *arg) {
+  outcome *o = arg;
+  o->fired++;
+  o->code = f->code;
+  snprintf(o->msg, sizeof o->msg, "%s", f->message ? f->message : "");
+  snprintf(o->domain, sizeof o->domain, "%s", f->domain);
+  ct_failure_free(f);
+  return ct_pass(CT_NONE);
 }
 
 /* --- comparing ------------------------------------------------------- */
