@@ -15,6 +15,7 @@ PKGS=(
   valgrind strace
   tmux                  # apps/stdio: ct-cmd typed into a terminal
   tzdata                # apps/sched: the DST tests use TZ=America/New_York
+  zookeeper libzookeeper-st-dev  # transports/zk.c, the ctest label zk
 )
 # `scripts/deps.sh bench`: also what only the benchmarks use.
 BENCH_PKGS=(

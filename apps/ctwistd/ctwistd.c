@@ -79,6 +79,21 @@ static void usage(FILE *out) {
           "                          (SO_REUSEPORT); crashed workers are "
           "restarted\n"
           "  --plugin PATH           load a plugin shared object\n"
+          "registration (docs/discovery.md), given after the plugin like "
+          "--listen:\n"
+          "  --zk HOST:PORT[,...]    register every tcp endpoint in this "
+          "ZooKeeper ensemble\n"
+          "  --service NAME          ...as a member of NAME, under "
+          "/ctwist/services/NAME\n"
+          "  --advertise HOST        the address members carry (default: "
+          "the listening IP,\n"
+          "                          or this host's name for a wildcard "
+          "address)\n"
+          "  --zk-session-timeout S  ZooKeeper session timeout (default "
+          "10)\n"
+          "  --zk-grace S            on SIGTERM, seconds between deleting "
+          "the members and\n"
+          "                          closing the ports (default 1)\n"
           "ENDPOINT: tcp:PORT[:interface=ADDR], tcp6:PORT[:interface=ADDR], "
           "unix:PATH[:mode=0660]\n"
           "bundled plugins:\n");
@@ -222,7 +237,37 @@ static int parse_args(ctwistd *d, int argc, char **argv) {
       (char *)(d->plugin_name != NULL ? d->plugin_name : d->plugin_path);
   for (; i < argc; i++) {
     int missing = 0;
-    const char *v = ctapp_opt(argc, argv, &i, "--listen", &missing);
+    const char *v;
+    static const char *const zk_opts[] = {"--zk", "--service", "--advertise",
+                                          "--zk-session-timeout",
+                                          "--zk-grace"};
+    int zk_opt = -1;
+    for (int k = 0; k < 5 && zk_opt < 0; k++)
+      if ((v = ctapp_opt(argc, argv, &i, zk_opts[k], &missing)) != NULL ||
+          missing)
+        zk_opt = k;
+    if (missing) {
+      fprintf(stderr, "ctwistd: option %s needs a value\n", zk_opts[zk_opt]);
+      return EXIT_USAGE;
+    }
+    if (zk_opt >= 0) {
+      double *num = zk_opt == 3 ? &d->zk_session_timeout
+                    : zk_opt == 4 ? &d->zk_grace
+                                  : NULL;
+      if (num != NULL && parse_double(v, num) != 0) {
+        fprintf(stderr, "ctwistd: %s: '%s' is not a positive number\n",
+                zk_opts[zk_opt], v);
+        return EXIT_USAGE;
+      }
+      if (zk_opt == 0)
+        d->zk_ensemble = v;
+      else if (zk_opt == 1)
+        d->zk_service = v;
+      else if (zk_opt == 2)
+        d->zk_advertise = v;
+      continue;
+    }
+    v = ctapp_opt(argc, argv, &i, "--listen", &missing);
     if (missing) {
       fprintf(stderr, "ctwistd: option --listen needs a value\n");
       return EXIT_USAGE;
@@ -238,6 +283,19 @@ static int parse_args(ctwistd *d, int argc, char **argv) {
     d->pargv[d->pargc++] = argv[i];
   }
   d->pargv[d->pargc] = NULL;
+  if ((d->zk_ensemble == NULL) != (d->zk_service == NULL)) {
+    fprintf(stderr, "ctwistd: --zk and --service go together\n");
+    return EXIT_USAGE;
+  }
+  char path[256];
+  if (d->zk_service != NULL &&
+      ct_service_path(d->zk_service, path, sizeof path) != 0) {
+    fprintf(stderr,
+            "ctwistd: --service: '%s' is not 1..100 characters of "
+            "A-Z a-z 0-9 . _ -\n",
+            d->zk_service);
+    return EXIT_USAGE;
+  }
   return 0;
 }
 
@@ -471,10 +529,33 @@ static void on_hurry(void *arg) {
   ct_log(CT_LOG_WARN, "ctwistd", "second signal: aborted %u connection(s)", n);
 }
 
-/* Shutdown trigger (phase "before"): stop accepting, then close the live
- * connections and hold the shutdown until they are gone. */
+static void begin_drain(ctwistd *d);
+
+/* The members are deleted and the grace is over: drain. */
+static void after_withdrawal(ctwistd *d) {
+  ct_phase_hold *h = d->zk_hold;
+  d->zk_hold = NULL;
+  begin_drain(d);
+  if (h != NULL)
+    ct_phase_hold_release(h);
+}
+
+/* Shutdown trigger (phase "before"): with --zk, delete the members first
+ * (registry.c); then stop accepting, close the live connections and hold
+ * the shutdown until they are gone. */
 static void on_shutdown(void *arg) {
   ctwistd *d = arg;
+  if (d->zk != NULL && !d->is_worker) {
+    d->zk_hold = ct_reactor_hold_phase(d->reactor);
+    if (ctd_registry_withdraw(d, d->reactor, after_withdrawal))
+      return;
+    ct_phase_hold_release(d->zk_hold);
+    d->zk_hold = NULL;
+  }
+  begin_drain(d);
+}
+
+static void begin_drain(ctwistd *d) {
   ct_log(CT_LOG_INFO, "ctwistd",
          "stopping: closing %d port(s), %u "
          "connection(s)",
@@ -615,6 +696,17 @@ void ctd_release_factory(ctwistd *d) {
 /* Release everything, in reverse order of creation. */
 void ctd_cleanup(ctwistd *d) {
   stop_ports(d);
+  if (d->zk_hold != NULL)
+    ct_phase_hold_release(d->zk_hold);
+  d->zk_hold = NULL;
+  ctd_registry_free(d);
+  if (!d->is_worker) {
+    ct_reactor_free(d->sup_reactor);
+    d->sup_reactor = NULL;
+    if (d->sup_sigfd >= 0)
+      close(d->sup_sigfd);
+    d->sup_sigfd = -1;
+  }
   if (d->reactor != NULL) {
     /* Connections closed by the shutdown are released by now; this only
      * matters on a failed start, where there are none. */
@@ -700,6 +792,13 @@ int ctd_serve(ctwistd *d) {
     return rc;
   if (!d->is_worker && ctd_write_pidfile(d) != 0)
     return EXIT_START;
+  if (!d->is_worker && d->zk_ensemble != NULL) {
+    ct_address addrs[MAX_LISTEN];
+    for (int i = 0; i < d->nports; i++)
+      ct_listening_port_address(d->ports[i], &addrs[i]);
+    if ((rc = ctd_registry_start(d, d->reactor, addrs, d->nports)) != 0)
+      return rc;
+  }
   if (ct_reactor_add_trigger(d->reactor, CT_PHASE_BEFORE, on_shutdown, d) < 0 ||
       ct_reactor_add_trigger(d->reactor, CT_PHASE_ABORT, on_hurry, d) < 0)
     return EXIT_START;
@@ -756,6 +855,9 @@ int main(int argc, char **argv) {
   d.ready_fd = -1;
   d.worker_ready_fd = -1;
   d.pid_fd = -1;
+  d.sup_sigfd = -1;
+  d.zk_session_timeout = CT_ZK_SESSION_TIMEOUT_DEFAULT;
+  d.zk_grace = 1.0;
   for (int i = 0; i < MAX_LISTEN; i++)
     d.reserved_fd[i] = -1;
   int rc = parse_args(&d, argc, argv);

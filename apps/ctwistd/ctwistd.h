@@ -59,10 +59,27 @@ typedef struct ctwistd {
   int reserved_fd[MAX_LISTEN];     /* port-0 reservations, or -1 */
   pid_t *worker_pid;               /* per slot; 0 = not running */
   char worker_addr[MAX_LISTEN][CT_ADDRESS_STRLEN]; /* for announce */
+  ct_address worker_sa[MAX_LISTEN];                /* for --zk */
   double *worker_started; /* per slot, monotonic seconds */
   int fast_failures;      /* consecutive deaths soon after start */
   int worker_ready_fd;    /* in a worker: its "ready" pipe, or -1 */
   int is_worker;
+
+  /* --zk/--service: registration (registry.c) */
+  const char *zk_ensemble;  /* --zk, or NULL */
+  const char *zk_service;   /* --service */
+  const char *zk_advertise; /* --advertise: the address members carry */
+  double zk_session_timeout;
+  double zk_grace; /* --zk-grace: seconds between deletion and drain */
+  ct_zk *zk;
+  ct_service_registration *zk_regs[MAX_LISTEN];
+  ct_reactor *zk_reactor;         /* where the withdrawal runs */
+  ct_reactor *sup_reactor;        /* --workers: the supervisor's reactor */
+  int sup_sigfd;                  /* --workers: its signalfd, or -1 */
+  void (*zk_withdrawn_cb)(struct ctwistd *d);
+  ct_delayed_call *zk_withdraw_timer, *zk_grace_timer;
+  int zk_withdrawing, zk_withdrew;
+  ct_phase_hold *zk_hold;
 } ctwistd;
 
 /* ctwistd.c */
@@ -73,6 +90,14 @@ void ctd_release_factory(ctwistd *d); /* undo ctd_make_factory() */
 void ctd_report(const char *prefix, const ct_failure *f);
 int ctd_write_pidfile(ctwistd *d);
 void ctd_daemon_ready(ctwistd *d);
+
+/* registry.c */
+int ctd_registry_start(ctwistd *d, ct_reactor *r, const ct_address *addrs,
+                       int n);
+/* Delete the members, wait --zk-grace, then call done(d); 0 when there
+ * is nothing to withdraw (done is not called). */
+int ctd_registry_withdraw(ctwistd *d, ct_reactor *r, void (*done)(ctwistd *d));
+void ctd_registry_free(ctwistd *d);
 
 /* workers.c */
 double ctd_now_seconds(void);

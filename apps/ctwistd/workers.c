@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -84,6 +85,7 @@ static int prepare_worker_endpoints(ctwistd *d) {
     }
     ct_address a;
     ct_address_from_sockaddr(&a, (struct sockaddr *)&ss, len);
+    d->worker_sa[i] = a;
     ct_address_format(&a, d->worker_addr[i], sizeof d->worker_addr[i]);
     int n = ct_endpoint_format(&e, NULL, 0);
     d->worker_listen[i] = n > 0 ? malloc((size_t)n + 1) : NULL;
@@ -230,6 +232,58 @@ static void stop_workers(ctwistd *d) {
   }
 }
 
+/* ------------------------------------------------------- registration */
+
+/*
+ * With --zk the supervisor registers the endpoints (registry.c says why):
+ * it needs a reactor for the ZooKeeper session, so instead of blocking in
+ * sigwaitinfo() it reads its (still blocked) signals from a signalfd the
+ * reactor watches, turning the reactor in between.
+ */
+static void on_sigfd(ct_reactor *r, int fd, int events, void *arg) {
+  (void)r;
+  (void)fd;
+  (void)events;
+  (void)arg; /* next_signal() reads it */
+}
+
+static int start_registry(ctwistd *d, const sigset_t *set) {
+  d->sup_reactor = ct_reactor_new();
+  if (d->sup_reactor == NULL)
+    return EXIT_START;
+  d->sup_sigfd = signalfd(-1, set, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (d->sup_sigfd < 0 ||
+      ct_reactor_add_reader(d->sup_reactor, d->sup_sigfd, on_sigfd, d) != 0) {
+    fprintf(stderr, "ctwistd: signalfd: %s\n", strerror(errno));
+    return EXIT_START;
+  }
+  return ctd_registry_start(d, d->sup_reactor, d->worker_sa, d->nlisten);
+}
+
+static int next_signal(ctwistd *d, sigset_t *set) {
+  if (d->sup_reactor == NULL)
+    return sigwaitinfo(set, NULL);
+  for (;;) {
+    struct signalfd_siginfo si;
+    if (read(d->sup_sigfd, &si, sizeof si) == (ssize_t)sizeof si)
+      return (int)si.ssi_signo;
+    ct_reactor_iterate_wait(d->sup_reactor, 60.0);
+  }
+}
+
+static void withdrawn(ctwistd *d) {
+  (void)d;
+}
+
+/* Delete the members and wait out the grace, turning the reactor. */
+static void withdraw(ctwistd *d) {
+  if (d->sup_reactor == NULL ||
+      !ctd_registry_withdraw(d, d->sup_reactor, withdrawn))
+    return;
+  while (d->zk_withdrawn_cb != NULL)
+    ct_reactor_iterate_wait(d->sup_reactor, 1.0);
+}
+
 int ctd_supervise(ctwistd *d) {
   /* Check the plugin's options once, here, so that a mistake is reported
    * once and not by every worker. */
@@ -308,11 +362,15 @@ int ctd_supervise(ctwistd *d) {
            d->desc->name, d->worker_addr[i], d->workers);
   }
   fflush(stdout);
+  if (d->zk_ensemble != NULL && (rc = start_registry(d, &set)) != 0) {
+    stop_workers(d);
+    return rc;
+  }
   ctd_daemon_ready(d);
 
   rc = 0;
   for (;;) {
-    int sig = sigwaitinfo(&set, NULL);
+    int sig = next_signal(d, &set);
     if (sig == SIGCHLD) {
       if (reap_workers(d, 1) != 0) {
         rc = EXIT_START;
@@ -321,6 +379,7 @@ int ctd_supervise(ctwistd *d) {
     } else if (sig == SIGINT || sig == SIGTERM) {
       ct_log(CT_LOG_INFO, "ctwistd", "received signal %d, stopping %d workers",
              sig, live_workers(d));
+      withdraw(d);
       break;
     }
   }

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "ctwist/ctwist.h"
+#include "rpc_zk.h"
 
 #define MAX_CONNECT 64
 #define MAX_CLIENTS 1024
@@ -63,6 +64,11 @@ static void usage(FILE *out) {
           "1)\n"
           "  --connections K      connections during --bench (default: one "
           "per endpoint)\n"
+          "  --zk HOST:PORT[,...] --service NAME\n"
+          "                       members from ZooKeeper instead of "
+          "--connect\n"
+          "                       (docs/discovery.md); --members lists "
+          "them\n"
           "  --quiet              no progress line\n"
           "  --help               this text\n"
           "exit status: 0 success, 1 the call failed, 2 bad usage\n");
@@ -306,8 +312,9 @@ static int add_endpoints(char *list, const char **eps, int *neps) {
 int main(int argc, char **argv) {
   const char *eps[MAX_CONNECT];
   const char *idem[MAX_CONNECT];
-  int neps = 0, nidem = 0, notify = 0, quiet = 0;
+  int neps = 0, nidem = 0, notify = 0, quiet = 0, members = 0;
   int balancer = CT_RPC_BALANCE_P2C;
+  const char *zk = NULL, *service = NULL;
   double timeout = 30, cancel_after = -1, bench = 0, conc = 1, conns = 0;
   int i = 1;
   for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
@@ -340,6 +347,12 @@ int main(int argc, char **argv) {
       }
       idem[nidem++] = v;
       i++;
+    } else if (strcmp(o, "--zk") == 0 && v != NULL) {
+      zk = v, i++;
+    } else if (strcmp(o, "--service") == 0 && v != NULL) {
+      service = v, i++;
+    } else if (strcmp(o, "--members") == 0) {
+      members = 1;
     } else if (strcmp(o, "--notify") == 0) {
       notify = 1;
     } else if (strcmp(o, "--quiet") == 0) {
@@ -362,21 +375,25 @@ int main(int argc, char **argv) {
     if (rc != 0)
       return 2;
   }
-  if (neps == 0 || i >= argc) {
+  if ((zk == NULL) != (service == NULL)) {
+    fprintf(stderr, "ct-rpc: --zk and --service go together\n");
+    return 2;
+  }
+  if ((neps == 0 && zk == NULL) || (i >= argc && !members)) {
     fprintf(stderr, "ct-rpc: need --connect ENDPOINT and a METHOD\n");
     usage(stderr);
     return 2;
   }
   app a = {0};
-  a.method = argv[i];
-  a.params = parse_params(argc - i - 1, argv + i + 1);
+  a.method = i < argc ? argv[i] : "";
+  a.params = parse_params(i < argc ? argc - i - 1 : 0, argv + i + 1);
   a.r = ct_reactor_new();
   ct_rpc_client_options co = {
       .timeout = timeout, .fail_fast = 1, .balancer = balancer};
   /* K connections spread over the endpoints: a client per round of
    * endpoints (a client keeps one connection per endpoint). */
   long k = bench > 0 && conns > 0 ? (long)conns : neps;
-  a.ncs = (size_t)((k + neps - 1) / neps);
+  a.ncs = zk != NULL ? 1 : (size_t)((k + neps - 1) / neps);
   if (a.ncs > MAX_CLIENTS) {
     fprintf(stderr, "ct-rpc: at most %d connections per endpoint\n",
             MAX_CLIENTS);
@@ -395,7 +412,26 @@ int main(int argc, char **argv) {
     return 1;
   }
   a.c = a.cs[0];
-  for (long j = 0; j < k; j++) {
+  rpc_zk rz = {0};
+  if (zk != NULL) {
+    int rc = rpc_zk_start(&rz, a.r, a.c, zk, service);
+    if (rc != 0 || members) {
+      if (rc == 0)
+        rpc_zk_print_members(&rz);
+      rpc_zk_free(&rz);
+      ct_rpc_client_free(a.c);
+      free(a.cs);
+      for (int turn = 0; turn < 20; turn++)
+        ct_reactor_iterate(a.r);
+      ct_reactor_free(a.r);
+      json_decref(a.params);
+      return rc;
+    }
+    /* Discovery connected the members: one connection each. */
+    neps = (int)rpc_zk_endpoints(&rz, eps, MAX_CONNECT);
+    k = neps;
+  }
+  for (long j = 0; j < k && zk == NULL; j++) {
     if (ct_rpc_client_connect(a.cs[j / neps], eps[j % neps]) != 0) {
       fprintf(stderr, "ct-rpc: bad endpoint %s (see docs/endpoints.md)\n",
               eps[j % neps]);
@@ -448,6 +484,7 @@ int main(int argc, char **argv) {
   }
   int status = a.status < 0 ? 1 : a.status;
   ct_deferred_unref(a.d);
+  rpc_zk_free(&rz);
   for (size_t j = 0; j < a.ncs; j++)
     ct_rpc_client_free(a.cs[j]);
   free(a.cs);

@@ -28,5 +28,7 @@
 #include "ctwist/policies.h"
 #include "ctwist/plugin.h"
 #include "ctwist/http.h"
+#include "ctwist/zk.h"
+#include "ctwist/discovery.h"
 
 #endif /* CTWIST_CTWIST_H */
