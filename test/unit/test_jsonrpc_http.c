@@ -81,7 +81,12 @@ static char *reply_text(ct_deferred *d) {
   cr_assert_null(r.failure, "failed: %s",
                  r.failure ? r.failure->message : "");
   ct_bytes *b = r.value.ptr;
-  char *s = b != NULL ? strndup(ct_bytes_data(b), ct_bytes_len(b)) : strdup("");
+  size_t n = b != NULL ? ct_bytes_len(b) : 0;
+  char *s = malloc(n + 1); /* the reply is not NUL-terminated */
+  cr_assert_not_null(s);
+  if (n > 0)
+    memcpy(s, ct_bytes_data(b), n);
+  s[n] = '\0';
   ct_value_free(r.value);
   ct_deferred_unref(d);
   return s;
