@@ -208,11 +208,10 @@ static void rc_connect_now(void *arg) {
   rc->retry_call = NULL;
   if (!rc->continue_trying || rc->attempt != NULL || rc->protocol != NULL)
     return;
-  ct_deferred *d =
-      rc->policy.connect != NULL
-          ? rc->policy.connect(rc->reactor, rc->endpoint, &rc->proxy,
-                               rc->policy.connect_arg)
-          : ct_connect(rc->reactor, rc->endpoint, &rc->proxy);
+  ct_deferred *d = rc->policy.connect != NULL
+                       ? rc->policy.connect(rc->reactor, rc->endpoint,
+                                            &rc->proxy, rc->policy.connect_arg)
+                       : ct_connect(rc->reactor, rc->endpoint, &rc->proxy);
   if (d == NULL) {
     rc_retry(rc);
     return;

@@ -39,9 +39,9 @@ typedef struct stdio_t {
   struct event *rev, *wev;
   int rev_added, wev_added;
   int file_read_queued; /* a call_soon read of a file is queued */
-  ct__buf out; /* what the output did not take yet */
-  int write_shut;  /* half_close done */
-  int lost_queued; /* the close is reported on a later turn */
+  ct__buf out;          /* what the output did not take yet */
+  int write_shut;       /* half_close done */
+  int lost_queued;      /* the close is reported on a later turn */
   ct_failure *lost_reason;
 } stdio_t;
 
@@ -164,8 +164,8 @@ static ssize_t write_nosigpipe(int fd, const void *buf, size_t len) {
 /* Write what is queued.  Returns 0, or -1 after closing on an error. */
 static int flush(stdio_t *s) {
   while (ct__buf_len(&s->out) > 0) {
-    ssize_t n = write_nosigpipe(s->out_fd, ct__buf_head(&s->out),
-                                ct__buf_len(&s->out));
+    ssize_t n =
+        write_nosigpipe(s->out_fd, ct__buf_head(&s->out), ct__buf_len(&s->out));
     if (n > 0) {
       ct__buf_consume(&s->out, (size_t)n);
       continue;

@@ -157,9 +157,9 @@ static void set_state(ct_zk *z, ct_zk_state_t s) {
 }
 
 static void notify_lost(ct_zk *z, const char *why) {
-  ct_failure *f = ct_failure_new_at(
-      __FILE__, __LINE__, CT_ZK_DOMAIN, CT_ZK_ECONNECTIONLOSS, NULL,
-      "ZooKeeper ensemble %s: %s", z->ensemble, why);
+  ct_failure *f =
+      ct_failure_new_at(__FILE__, __LINE__, CT_ZK_DOMAIN, CT_ZK_ECONNECTIONLOSS,
+                        NULL, "ZooKeeper ensemble %s: %s", z->ensemble, why);
   for (ct_zk_watch *w = z->watches; w != NULL; w = w->next) {
     if (w->cancelled)
       continue;
@@ -230,12 +230,10 @@ static void session_watcher(zhandle_t *zh, int type, int state,
     return;
   if (state == ZOO_CONNECTED_STATE || state == ZOO_READONLY_STATE) {
     on_connected(z);
-  } else if (state == ZOO_CONNECTING_STATE ||
-             state == ZOO_ASSOCIATING_STATE) {
+  } else if (state == ZOO_CONNECTING_STATE || state == ZOO_ASSOCIATING_STATE) {
     if (z->state == CT_ZK_CONNECTED) {
       ct_log(CT_LOG_WARN, MODULE,
-             "lost the connection to ZooKeeper %s; reconnecting",
-             z->ensemble);
+             "lost the connection to ZooKeeper %s; reconnecting", z->ensemble);
       set_state(z, CT_ZK_CONNECTING);
       notify_lost(z, "connection lost, reconnecting");
     }
@@ -253,11 +251,11 @@ static void session_watcher(zhandle_t *zh, int type, int state,
     if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
       rnd = (uint32_t)getpid();
     double delay = base * (0.5 + (double)(rnd % 1000) / 1000.0);
-    ct_log(CT_LOG_WARN, MODULE,
-           "session 0x%llx %s; a new session in %.2f s",
+    ct_log(CT_LOG_WARN, MODULE, "session 0x%llx %s; a new session in %.2f s",
            (unsigned long long)z->session_id,
-           state == ZOO_EXPIRED_SESSION_STATE ? "expired" : "failed to "
-                                                            "authenticate",
+           state == ZOO_EXPIRED_SESSION_STATE ? "expired"
+                                              : "failed to "
+                                                "authenticate",
            delay);
     set_state(z, CT_ZK_EXPIRED);
     notify_lost(z, "session expired, opening a new one");
@@ -415,8 +413,8 @@ void ct_zk_free(ct_zk *z) {
     z->waiters = wt->next;
     ct_delayed_call_cancel(wt->timer);
     ct_delayed_call_unref(wt->timer);
-    ct_deferred_errback(wt->d, ct__zk_failure(CT_ZK_ECLOSING, "connect",
-                                          z->ensemble));
+    ct_deferred_errback(wt->d,
+                        ct__zk_failure(CT_ZK_ECLOSING, "connect", z->ensemble));
     ct_deferred_unref(wt->d);
     free(wt);
   }
@@ -466,9 +464,8 @@ ct_deferred *ct_zk_connected(ct_zk *z) {
     return d;
   }
   zk_waiter *wt = calloc(1, sizeof *wt);
-  if (wt == NULL ||
-      (wt->timer = ct_call_later(z->r, z->o.connect_timeout, waiter_timeout,
-                                 wt)) == NULL) {
+  if (wt == NULL || (wt->timer = ct_call_later(z->r, z->o.connect_timeout,
+                                               waiter_timeout, wt)) == NULL) {
     free(wt);
     ct_deferred_errback(d, ct_failure_new(CT_ENOMEM, "out of memory"));
     return d;
@@ -534,8 +531,7 @@ static void copy_stat(ct_zk_stat *out, const struct Stat *s) {
   out->data_length = s->dataLength;
 }
 
-static ct_zk_node *make_node(const char *value, int len,
-                             const struct Stat *s) {
+static ct_zk_node *make_node(const char *value, int len, const struct Stat *s) {
   ct_zk_node *n = calloc(1, sizeof *n);
   size_t l = len > 0 ? (size_t)len : 0;
   if (n == NULL || (n->data = malloc(l + 1)) == NULL) {
@@ -634,9 +630,9 @@ static ct_deferred *op_refused(ct_zk *z, const char *what, const char *path) {
   ct_deferred *d = ct_deferred_new(NULL, NULL);
   if (d != NULL)
     ct_deferred_errback(d, ct__zk_failure(z->state == CT_ZK_CLOSED
-                                          ? CT_ZK_ECLOSING
-                                          : CT_ZK_ESESSIONEXPIRED,
-                                      what, path));
+                                              ? CT_ZK_ECLOSING
+                                              : CT_ZK_ESESSIONEXPIRED,
+                                          what, path));
   return d;
 }
 
@@ -732,8 +728,7 @@ ct_deferred *ct_zk_get_children(ct_zk *z, const char *path) {
   zk_op *op = op_new(z, "get_children", path);
   if (op == NULL)
     return NULL;
-  return op_submitted(op,
-                      zoo_aget_children(z->zh, path, 0, children_done, op));
+  return op_submitted(op, zoo_aget_children(z->zh, path, 0, children_done, op));
 }
 
 /* ensure_path: create each missing ancestor in turn, then the path. */
@@ -868,8 +863,7 @@ static void watch_exists_done(int rc, const struct Stat *s, const void *data);
 static void watch_lost(ct_zk_watch *w, int rc) {
   /* Connection loss is reported once, by the session watcher; re-read on
    * the next connect.  Anything else is worth a line. */
-  if (rc != ZCONNECTIONLOSS && rc != ZSESSIONEXPIRED &&
-      rc != ZOPERATIONTIMEOUT)
+  if (rc != ZCONNECTIONLOSS && rc != ZSESSIONEXPIRED && rc != ZOPERATIONTIMEOUT)
     ct_log(CT_LOG_WARN, MODULE, "watch on %s: %s", w->path, zerror(rc));
 }
 
@@ -947,8 +941,8 @@ static void arm_watch(ct_zk_watch *w) {
   /* The library keeps one registration per (path, watcher, context):
    * arming twice does not double the events. */
   if (w->kind == W_CHILDREN)
-    rc = zoo_awget_children(z->zh, w->path, watch_fired, w,
-                            watch_children_done, w);
+    rc = zoo_awget_children(z->zh, w->path, watch_fired, w, watch_children_done,
+                            w);
   else
     rc = zoo_awexists(z->zh, w->path, watch_fired, w, watch_exists_done, w);
   if (rc != ZOK)
@@ -1000,4 +994,3 @@ void ct_zk_watch_cancel(ct_zk_watch *w) {
   if (w->inflight == 0 && w->armed == 0)
     reap_watches(w->zk);
 }
-

@@ -43,10 +43,10 @@ struct ct_zk_registration {
   char *data;
   size_t len;
   char id[64];
-  char *path; /* when G_LIVE */
+  char *path;      /* when G_LIVE */
   char *candidate; /* a found node being checked or deleted */
   int state;
-  int again;  /* kicked while busy: check again afterwards */
+  int again; /* kicked while busy: check again afterwards */
   int inflight;
   uint64_t creates;
   ct_deferred *unregistering; /* set once ct_zk_unregister() ran */

@@ -100,7 +100,6 @@ static void reg_created(int rc, const char *value, const void *data) {
   ct__zk_reap_regs(g->zk);
 }
 
-
 static void reg_stale_deleted(int rc, const void *data) {
   ct_zk_registration *g = (ct_zk_registration *)data;
   if (reg_gone(g, rc))
@@ -160,7 +159,8 @@ static void reg_listed(int rc, const struct String_vector *v,
       reg_idle(g);
     } else {
       g->inflight++;
-      if (ct__zk_ensure_start(g->zk, g->parent, NULL, reg_parent_ready, g) != ZOK) {
+      if (ct__zk_ensure_start(g->zk, g->parent, NULL, reg_parent_ready, g) !=
+          ZOK) {
         g->inflight--;
         reg_idle(g);
       }
@@ -199,8 +199,8 @@ static void reg_listed(int rc, const struct String_vector *v,
     snprintf(prefix, sizeof prefix, "%s/%s-", g->parent, g->id);
     g->inflight++;
     if (zoo_acreate(g->zk->zh, prefix, g->data, (int)g->len,
-                    &ZOO_OPEN_ACL_UNSAFE, ZOO_EPHEMERAL_SEQUENTIAL,
-                    reg_created, g) != ZOK) {
+                    &ZOO_OPEN_ACL_UNSAFE, ZOO_EPHEMERAL_SEQUENTIAL, reg_created,
+                    g) != ZOK) {
       g->inflight--;
       reg_idle(g);
     }
@@ -263,9 +263,8 @@ void ct__zk_reg_kick(ct_zk_registration *g) {
     reg_look(g);
 }
 
-ct_zk_registration *ct_zk_register(ct_zk *z, const char *parent,
-                                   const char *id, const void *data,
-                                   size_t len) {
+ct_zk_registration *ct_zk_register(ct_zk *z, const char *parent, const char *id,
+                                   const void *data, size_t len) {
   if (id != NULL && (id[0] == '\0' || strlen(id) >= 64 || strchr(id, '/')))
     return NULL;
   ct_zk_registration *g = calloc(1, sizeof *g);
@@ -324,12 +323,12 @@ ct_deferred *ct_zk_unregister(ct_zk_registration *g) {
   g->unregistering = ct_deferred_ref(d);
   if (z->state != CT_ZK_CONNECTED && g->state != G_BUSY) {
     /* Unreachable: the node (if any) goes with the session. */
-    ct_deferred_errback(d, ct_failure_new_at(
-                               __FILE__, __LINE__, CT_ZK_DOMAIN,
-                               CT_ZK_ECONNECTIONLOSS, NULL,
-                               "ZooKeeper ensemble %s unreachable: %s stays "
-                               "until the session expires",
-                               z->ensemble, g->path ? g->path : g->id));
+    ct_deferred_errback(
+        d, ct_failure_new_at(__FILE__, __LINE__, CT_ZK_DOMAIN,
+                             CT_ZK_ECONNECTIONLOSS, NULL,
+                             "ZooKeeper ensemble %s unreachable: %s stays "
+                             "until the session expires",
+                             z->ensemble, g->path ? g->path : g->id));
   } else {
     ct__zk_reg_kick(g);
   }

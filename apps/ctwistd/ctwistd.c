@@ -239,8 +239,7 @@ static int parse_args(ctwistd *d, int argc, char **argv) {
     int missing = 0;
     const char *v;
     static const char *const zk_opts[] = {"--zk", "--service", "--advertise",
-                                          "--zk-session-timeout",
-                                          "--zk-grace"};
+                                          "--zk-session-timeout", "--zk-grace"};
     int zk_opt = -1;
     for (int k = 0; k < 5 && zk_opt < 0; k++)
       if ((v = ctapp_opt(argc, argv, &i, zk_opts[k], &missing)) != NULL ||
@@ -251,7 +250,7 @@ static int parse_args(ctwistd *d, int argc, char **argv) {
       return EXIT_USAGE;
     }
     if (zk_opt >= 0) {
-      double *num = zk_opt == 3 ? &d->zk_session_timeout
+      double *num = zk_opt == 3   ? &d->zk_session_timeout
                     : zk_opt == 4 ? &d->zk_grace
                                   : NULL;
       if (num != NULL && parse_double(v, num) != 0) {

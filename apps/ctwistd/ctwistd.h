@@ -73,9 +73,9 @@ typedef struct ctwistd {
   double zk_grace; /* --zk-grace: seconds between deletion and drain */
   ct_zk *zk;
   ct_service_registration *zk_regs[MAX_LISTEN];
-  ct_reactor *zk_reactor;         /* where the withdrawal runs */
-  ct_reactor *sup_reactor;        /* --workers: the supervisor's reactor */
-  int sup_sigfd;                  /* --workers: its signalfd, or -1 */
+  ct_reactor *zk_reactor;  /* where the withdrawal runs */
+  ct_reactor *sup_reactor; /* --workers: the supervisor's reactor */
+  int sup_sigfd;           /* --workers: its signalfd, or -1 */
   void (*zk_withdrawn_cb)(struct ctwistd *d);
   ct_delayed_call *zk_withdraw_timer, *zk_grace_timer;
   int zk_withdrawing, zk_withdrew;

@@ -48,9 +48,9 @@ static ct_step unreachable(ct_failure *f, void *arg) {
   ctwistd *d = arg;
   if (f->code != CT_ZK_ECLOSING) /* not stopped before it answered */
     ct_log(CT_LOG_WARN, "ctwistd",
-         "%s; serving anyway: the members of %s are registered once it "
-         "answers",
-         f->message, d->zk_service);
+           "%s; serving anyway: the members of %s are registered once it "
+           "answers",
+           f->message, d->zk_service);
   ct_failure_free(f);
   return ct_pass(CT_NONE);
 }
@@ -148,8 +148,7 @@ static void withdraw_timeout(void *arg) {
   withdraw_step(d);
 }
 
-int ctd_registry_withdraw(ctwistd *d, ct_reactor *r,
-                          void (*done)(ctwistd *d)) {
+int ctd_registry_withdraw(ctwistd *d, ct_reactor *r, void (*done)(ctwistd *d)) {
   if (d->zk == NULL || d->zk_withdrawn_cb != NULL || d->zk_withdrew)
     return 0;
   d->zk_withdrew = 1;

@@ -55,9 +55,9 @@
  * buffer on the heap, reused (the decoder maps buffers of 128 KiB and more
  * and unmaps them after each frame: page faults per chunk). */
 #define CHUNK (64u * 1024u)
-#define CHUNKS_PER_TURN 8    /* bounded work per producer call */
-#define KEEP_FINISHED 32     /* finished transfers kept for `transfers` */
-#define LINE_MAX_LEN 4096    /* longest command line */
+#define CHUNKS_PER_TURN 8 /* bounded work per producer call */
+#define KEEP_FINISHED 32  /* finished transfers kept for `transfers` */
+#define LINE_MAX_LEN 4096 /* longest command line */
 
 typedef struct filer filer;
 typedef struct xfer xfer;
@@ -71,10 +71,16 @@ typedef struct conn_tag {
   int kind;
 } conn_tag;
 
-enum xstate { XS_CONNECTING, XS_RUNNING, XS_VERIFYING, XS_DONE, XS_FAILED,
-              XS_INTERRUPTED };
+enum xstate {
+  XS_CONNECTING,
+  XS_RUNNING,
+  XS_VERIFYING,
+  XS_DONE,
+  XS_FAILED,
+  XS_INTERRUPTED
+};
 static const char *xstate_name[] = {"connecting", "running", "verifying",
-                                    "done", "failed", "interrupted"};
+                                    "done",       "failed",  "interrupted"};
 
 struct xfer {
   conn_tag tag; /* CONN_XFER: on the sender's data connection */
@@ -163,9 +169,9 @@ struct filer {
   long long corrupt_at; /* test-only, -1 normally */
   grave *graves;
   int graves_scheduled;
-  oneshot *oneshots; /* offers being delivered */
+  oneshot *oneshots;  /* offers being delivered */
   int quit_when_idle; /* stdin ended: stop once no transfer runs */
-  int progress_shown;  /* a progress line (no newline) is on the terminal */
+  int progress_shown; /* a progress line (no newline) is on the terminal */
   /* commands */
   cmd_conn *stdio_conn;
   cmd_conn *ctl_conns;
@@ -354,8 +360,7 @@ static void bury(filer *f, ct_msg_client *c, ct_msg_client **flag) {
   f->graves = g;
   if (flag != NULL)
     *flag = c;
-  if (!f->graves_scheduled &&
-      ct_call_later(f->r, 0, flush_graves, f) != NULL)
+  if (!f->graves_scheduled && ct_call_later(f->r, 0, flush_graves, f) != NULL)
     f->graves_scheduled = 1;
 }
 
@@ -485,9 +490,10 @@ static int xo_start_chunk(xfer *x, ct_transport *t) {
   if (rc < 0)
     return rc;
   char hdr[160];
-  int n = snprintf(hdr + 4, sizeof hdr - 4,
-                   "{\"type\":\"chunk\",\"offset\":%llu,\"content-length\":%llu}",
-                   (unsigned long long)x->done, (unsigned long long)len);
+  int n =
+      snprintf(hdr + 4, sizeof hdr - 4,
+               "{\"type\":\"chunk\",\"offset\":%llu,\"content-length\":%llu}",
+               (unsigned long long)x->done, (unsigned long long)len);
   hdr[0] = (char)((n >> 24) & 0xff);
   hdr[1] = (char)((n >> 16) & 0xff);
   hdr[2] = (char)((n >> 8) & 0xff);
@@ -508,7 +514,8 @@ static long long xo_copy(xfer *x, ct_transport *t) {
   if (n <= 0)
     return n < 0 ? -errno : CT_ERANGE;
   long long c = x->f->corrupt_at;
-  if (c >= 0 && (uint64_t)c >= x->chunk_off && (uint64_t)c < x->chunk_off + (uint64_t)n)
+  if (c >= 0 && (uint64_t)c >= x->chunk_off &&
+      (uint64_t)c < x->chunk_off + (uint64_t)n)
     buf[(uint64_t)c - x->chunk_off] ^= 0x5a; /* test-only corruption */
   int rc = ct_transport_write(t, buf, (size_t)n);
   return rc != 0 ? rc : n;
@@ -792,7 +799,8 @@ static void xi_end(xfer *x, const ct_msg_header *h) {
     xi_send_result(x, 0, "digest mismatch", got);
     xfer_finish(x, XS_FAILED,
                 "digest mismatch: sender %.64s, received %s; partial file "
-                "removed", want, got);
+                "removed",
+                want, got);
     return;
   }
   if (rename(x->part, x->path) != 0) {
@@ -1095,7 +1103,8 @@ static void ps_close(ct_messenger *m, size_t alive, const ct_failure *reason,
   if (tag->kind == CONN_XFER) {
     xfer *x = (xfer *)tag;
     if (x->state < XS_DONE)
-      xfer_finish(x, XS_INTERRUPTED, "the receiver went away at %llu bytes (%s)",
+      xfer_finish(x, XS_INTERRUPTED,
+                  "the receiver went away at %llu bytes (%s)",
                   (unsigned long long)x->done,
                   reason != NULL ? reason->message : "closed");
     return;
@@ -1142,8 +1151,7 @@ static void os_close(ct_messenger *m, size_t alive, const ct_failure *reason,
 static void os_failed(const char *endpoint, const ct_failure *reason,
                       void *arg) {
   oneshot *o = arg;
-  event(o->f, "cannot reach %s to offer a file: %s", endpoint,
-        reason->message);
+  event(o->f, "cannot reach %s to offer a file: %s", endpoint, reason->message);
   os_done(o);
 }
 
@@ -1424,7 +1432,8 @@ static void run_command(cmd_conn *cc, char *line) {
     cmd_hub_send(f, t, "broadcast", NULL, NULL, 0, rest);
   } else if (strcmp(cmd, "multicast") == 0) {
     char *ids = next_word(&rest);
-    if (ids == NULL || *rest == '\0' || strspn(ids, "0123456789,") != strlen(ids)) {
+    if (ids == NULL || *rest == '\0' ||
+        strspn(ids, "0123456789,") != strlen(ids)) {
       reply(t, "error: usage: multicast ID,ID TEXT");
       return;
     }
@@ -1485,8 +1494,8 @@ static void run_command(cmd_conn *cc, char *line) {
     }
     if (is_get) {
       char why[256];
-      xfer *x = xi_start(f, id, member_str(o, "listen"), arg, NULL, why,
-                         sizeof why);
+      xfer *x =
+          xi_start(f, id, member_str(o, "listen"), arg, NULL, why, sizeof why);
       if (x == NULL)
         reply(t, "error: %s", why);
       else
@@ -1625,24 +1634,25 @@ static const ct_factory_ops ctl_factory_ops = {.name = "filer-control",
 /* ---------------------------------------------------------------- main */
 
 static void usage(FILE *fp) {
-  fprintf(fp,
-          "usage: ct-filer --hub ENDPOINT --name NAME [options]\n"
-          "A member of a ct-hub (docs/hub.md).  Commands are read from "
-          "standard\n"
-          "input and from the control socket; 'help' lists them.\n"
-          "  --hub ENDPOINT          the hub, e.g. tcp:host=127.0.0.1:port=7000\n"
-          "  --name NAME             this member's name\n"
-          "  --listen ENDPOINT       where peers connect "
-          "(tcp:0:interface=127.0.0.1)\n"
-          "  --report-interval S     report to the hub every S s (5)\n"
-          "  --dir DIR               where received files go (.)\n"
-          "  --share DIR             what `get` may fetch from here (.)\n"
-          "  --control PATH          serve commands on a Unix socket\n"
-          "  --daemon                detach; needs --control (no stdin)\n"
-          "  --log-level LEVEL       debug, info, warn, error (info)\n"
-          "  -h, --help              this text\n"
-          "Test only: CT_FILER_TEST_CORRUPT_OFFSET=N corrupts byte N of "
-          "every file sent.\n");
+  fprintf(
+      fp,
+      "usage: ct-filer --hub ENDPOINT --name NAME [options]\n"
+      "A member of a ct-hub (docs/hub.md).  Commands are read from "
+      "standard\n"
+      "input and from the control socket; 'help' lists them.\n"
+      "  --hub ENDPOINT          the hub, e.g. tcp:host=127.0.0.1:port=7000\n"
+      "  --name NAME             this member's name\n"
+      "  --listen ENDPOINT       where peers connect "
+      "(tcp:0:interface=127.0.0.1)\n"
+      "  --report-interval S     report to the hub every S s (5)\n"
+      "  --dir DIR               where received files go (.)\n"
+      "  --share DIR             what `get` may fetch from here (.)\n"
+      "  --control PATH          serve commands on a Unix socket\n"
+      "  --daemon                detach; needs --control (no stdin)\n"
+      "  --log-level LEVEL       debug, info, warn, error (info)\n"
+      "  -h, --help              this text\n"
+      "Test only: CT_FILER_TEST_CORRUPT_OFFSET=N corrupts byte N of "
+      "every file sent.\n");
 }
 
 /* The endpoint others use to reach our peer port. */
@@ -1668,11 +1678,11 @@ static void advertise(filer *f) {
   if (host[0] == '[') { /* [::1] */
     char h6[64];
     snprintf(h6, sizeof h6, "%.*s", (int)strlen(host) - 2, host + 1);
-    snprintf(f->my_endpoint, sizeof f->my_endpoint, "tcp6:host=%s:port=%d",
-             h6, port);
+    snprintf(f->my_endpoint, sizeof f->my_endpoint, "tcp6:host=%s:port=%d", h6,
+             port);
   } else {
-    snprintf(f->my_endpoint, sizeof f->my_endpoint, "tcp:host=%s:port=%d",
-             host, port);
+    snprintf(f->my_endpoint, sizeof f->my_endpoint, "tcp:host=%s:port=%d", host,
+             port);
   }
 }
 
@@ -1759,8 +1769,10 @@ int main(int argc, char **argv) {
   const char *corrupt = getenv("CT_FILER_TEST_CORRUPT_OFFSET");
   if (corrupt != NULL && *corrupt != '\0') {
     f.corrupt_at = atoll(corrupt);
-    fprintf(stderr, "ct-filer: TEST MODE: corrupting byte %lld of files "
-                    "sent\n", f.corrupt_at);
+    fprintf(stderr,
+            "ct-filer: TEST MODE: corrupting byte %lld of files "
+            "sent\n",
+            f.corrupt_at);
   }
   if (daemon && daemonize() != 0) {
     perror("ct-filer: daemon");
@@ -1775,14 +1787,14 @@ int main(int argc, char **argv) {
   int status = 1;
 
   /* peers */
-  ct_msg_callbacks pcb = {.on_message = ps_message, .on_close = ps_close,
-                          .arg = &f};
+  ct_msg_callbacks pcb = {
+      .on_message = ps_message, .on_close = ps_close, .arg = &f};
   ct_msg_options popts = {.no_delay = 1};
   f.peers = ct_msg_server_new(f.r, &pcb, &popts);
   if (f.peers == NULL)
     goto out;
-  f.peer_port = ct_listen(f.r, f.listen_ep, ct_msg_server_factory(f.peers),
-                          &err);
+  f.peer_port =
+      ct_listen(f.r, f.listen_ep, ct_msg_server_factory(f.peers), &err);
   if (f.peer_port == NULL) {
     fprintf(stderr, "ct-filer: cannot listen on %s: %s\n", f.listen_ep,
             err != NULL ? err->message : "out of memory");

@@ -103,11 +103,11 @@ static char *roster_json(hub *h, size_t *len) {
   json_t *a = json_array();
   double now = ct_reactor_seconds(h->r);
   for (member *x = h->members.next; x != &h->members; x = x->next) {
-    json_t *o = json_pack(
-        "{s:I,s:s,s:s,s:I,s:I,s:s}", "id", (json_int_t)x->id, "name", x->name,
-        "listen", x->listen, "last-report-ms",
-        (json_int_t)((now - x->last_report) * 1000), "reports",
-        (json_int_t)x->reports, "status", x->status);
+    json_t *o =
+        json_pack("{s:I,s:s,s:s,s:I,s:I,s:s}", "id", (json_int_t)x->id, "name",
+                  x->name, "listen", x->listen, "last-report-ms",
+                  (json_int_t)((now - x->last_report) * 1000), "reports",
+                  (json_int_t)x->reports, "status", x->status);
     if (o != NULL)
       json_array_append_new(a, o);
   }
@@ -231,10 +231,11 @@ static void do_hello(member *x, const ct_msg_header *hd, int64_t req) {
   h->joined++;
   h->joins++;
   ct_idle_timeout_set(&x->idle, HUB_MISSED_REPORTS * x->report_interval);
-  ct_log(CT_LOG_INFO, "hub", "join: member %llu (%s) from %s listening on %s; "
-         "%zu alive", (unsigned long long)x->id, x->name,
-         ct_messenger_peer_str(x->m), x->listen[0] ? x->listen : "-",
-         h->joined);
+  ct_log(CT_LOG_INFO, "hub",
+         "join: member %llu (%s) from %s listening on %s; "
+         "%zu alive",
+         (unsigned long long)x->id, x->name, ct_messenger_peer_str(x->m),
+         x->listen[0] ? x->listen : "-", h->joined);
   ct_msg_header *w = hub_header("welcome", req);
   if (w != NULL) {
     ct_msg_header_set_int(w, "id", (int64_t)x->id);
@@ -464,22 +465,22 @@ int main(int argc, char **argv) {
     } else if ((v = ctapp_opt(argc, argv, &i, "--listen", &missing))) {
       listen = v;
     } else if ((v = ctapp_opt(argc, argv, &i, "--broadcast-interval",
-                            &missing))) {
+                              &missing))) {
       if (hub_parse_seconds(v, &h.broadcast_interval) != 0)
         goto bad_value;
     } else if ((v = ctapp_opt(argc, argv, &i, "--report-interval", &missing))) {
       if (hub_parse_seconds(v, &h.default_report_interval) != 0)
         goto bad_value;
     } else if ((v = ctapp_opt(argc, argv, &i, "--output-hard-limit",
-                            &missing))) {
+                              &missing))) {
       if (hub_parse_size(v, &hard) != 0)
         goto bad_value;
     } else if ((v = ctapp_opt(argc, argv, &i, "--output-soft-limit",
-                            &missing))) {
+                              &missing))) {
       if (hub_parse_size(v, &soft) != 0)
         goto bad_value;
     } else if ((v = ctapp_opt(argc, argv, &i, "--output-soft-seconds",
-                            &missing))) {
+                              &missing))) {
       if (hub_parse_seconds(v, &soft_seconds) != 0)
         goto bad_value;
     } else if ((v = ctapp_opt(argc, argv, &i, "--log-level", &missing))) {

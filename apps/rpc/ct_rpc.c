@@ -188,8 +188,8 @@ static void bench_next(app *a, slot *s) {
   s->t = now();
   a->started++;
   ct_rpc_client *c = a->cs[a->next_c++ % a->ncs];
-  ct_deferred *d = ct_rpc_call(c, a->method,
-                               a->params ? json_deep_copy(a->params) : NULL);
+  ct_deferred *d =
+      ct_rpc_call(c, a->method, a->params ? json_deep_copy(a->params) : NULL);
   ct_deferred_add_both(d, bench_done, s);
   ct_deferred_unref(d);
 }

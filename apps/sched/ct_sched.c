@@ -182,8 +182,8 @@ int main(int argc, char **argv) {
   o.executor = ct_sched_exec_executor(ex);
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  o.seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
-           (uint64_t)getpid();
+  o.seed =
+      (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid();
   a.s = ex != NULL ? ct_sched_new(a.r, &o) : NULL;
   if (a.s == NULL) {
     fprintf(stderr, "ct-sched: out of memory\n");

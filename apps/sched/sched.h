@@ -93,9 +93,9 @@ typedef struct ct_sched_spec {
   char *line; /**< the line as written (trimmed): a task's identity on reload */
   int lineno;
   ct_sched_kind kind;
-  double interval; /**< every: seconds (> 0) */
-  double jitter;   /**< every: each fire lands in [base, base + jitter] */
-  double delay;    /**< at: seconds after loading */
+  double interval;       /**< every: seconds (> 0) */
+  double jitter;         /**< every: each fire lands in [base, base + jitter] */
+  double delay;          /**< at: seconds after loading */
   ct_sched_calendar cal; /**< daily, cron */
   ct_sched_overlap overlap;
   double misfire_grace; /**< seconds a run may start late; < 0: no limit */
@@ -168,8 +168,8 @@ double ct_sched_calendar_next(const ct_sched_calendar *cal, double after);
  * loading (without jitter); for `at`, its one delay.  Returns how many
  * were written (fewer when the schedule ends).
  */
-size_t ct_sched_fire_times(const ct_sched_spec *s, double wall_now,
-                           double *out, size_t n);
+size_t ct_sched_fire_times(const ct_sched_spec *s, double wall_now, double *out,
+                           size_t n);
 
 /* ------------------------------------------------------------ scheduler */
 

@@ -170,8 +170,7 @@ static int parse_daily(const char *s, ct_sched_calendar *cal) {
       return -1;
     n += 1 + n2;
   }
-  if (s[n] != '\0' || h > 23 || m > 59 || sec > 59 || s[0] < '0' ||
-      s[0] > '9')
+  if (s[n] != '\0' || h > 23 || m > 59 || sec > 59 || s[0] < '0' || s[0] > '9')
     return -1;
   memset(cal, 0, sizeof *cal);
   cal->minutes = (uint64_t)1 << m;
@@ -411,8 +410,8 @@ int ct_sched_config_parse(const char *text, size_t len, const char *filename,
     for (const char *p = text; p < z; p++)
       ln += *p == '\n';
     if (err != NULL)
-      *err = ct_failure_new(CT_EINVAL, "%s:%d: a NUL byte in the config",
-                            fname, ln);
+      *err = ct_failure_new(CT_EINVAL, "%s:%d: a NUL byte in the config", fname,
+                            ln);
     return CT_EINVAL;
   }
   const char *p = text, *end = text + len;

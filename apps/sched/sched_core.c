@@ -47,7 +47,7 @@ struct task {
   ct_sched_spec spec;
   task *next;
   int removed;
-  int begun; /* task_begin() ran */
+  int begun;              /* task_begin() ran */
   ct_delayed_call *timer; /* referenced */
   ct_delayed_call *kick;  /* referenced: starts a queued run */
   double anchor;          /* every: base i is anchor + i * interval */
@@ -205,8 +205,9 @@ static void state_write(ct_sched *s) {
   if (ok && rename(tmp, s->state_path) != 0)
     ok = 0;
   if (!ok) {
-    ct_log_limited(s->r, CT_LOG_ERROR, "sched", "cannot write state file %s: %s",
-                   s->state_path, strerror(errno));
+    ct_log_limited(s->r, CT_LOG_ERROR, "sched",
+                   "cannot write state file %s: %s", s->state_path,
+                   strerror(errno));
     unlink(tmp);
   }
   free(tmp);

@@ -156,8 +156,10 @@ static void kill_cb(void *arg) {
   ct_delayed_call_unref(j->kill);
   j->kill = NULL;
   if (j->proc != NULL) {
-    ct_log(CT_LOG_WARN, "sched", "task %s: still running %gs after SIGTERM, "
-           "sending SIGKILL", ct_sched_run_task(j->run), j->spec->kill_grace);
+    ct_log(CT_LOG_WARN, "sched",
+           "task %s: still running %gs after SIGTERM, "
+           "sending SIGKILL",
+           ct_sched_run_task(j->run), j->spec->kill_grace);
     ct_process_signal(j->proc, SIGKILL);
   }
 }
@@ -228,10 +230,10 @@ static void start_rpc(job *j, peer *p) {
   json_t *params = NULL;
   if (j->spec->params != NULL)
     params = json_loads(j->spec->params, 0, NULL);
-  double timeout = j->spec->timeout > 0 ? j->spec->timeout
-                                        : CT_RPC_TIMEOUT_DEFAULT;
-  ct_deferred *d = ct_rpc_call_timeout(p->rpc, j->spec->method, params,
-                                       timeout);
+  double timeout =
+      j->spec->timeout > 0 ? j->spec->timeout : CT_RPC_TIMEOUT_DEFAULT;
+  ct_deferred *d =
+      ct_rpc_call_timeout(p->rpc, j->spec->method, params, timeout);
   if (d == NULL) {
     job_fail(j, CT_ENOMEM, "rpc call failed");
     return;
@@ -268,8 +270,8 @@ static void send_on(job *j, peer *p) {
   }
   ct_msg_header *h = header_of(j->spec->header);
   const char *c = j->spec->content != NULL ? j->spec->content : "";
-  int rc = h != NULL ? ct_msg_client_send(p->msg, m, h, c, strlen(c))
-                     : CT_ENOMEM;
+  int rc =
+      h != NULL ? ct_msg_client_send(p->msg, m, h, c, strlen(c)) : CT_ENOMEM;
   ct_msg_header_free(h);
   if (rc != 0) {
     job_fail(j, rc, "send to %s: %s", p->endpoint, ct_strerror(rc));
@@ -311,8 +313,8 @@ static void start_send(job *j, peer *p) {
     return;
   }
   send_wait *w = malloc(sizeof *w);
-  ct_deferred *d = w != NULL ? ct_msg_client_add_connection(p->msg, p->endpoint)
-                             : NULL;
+  ct_deferred *d =
+      w != NULL ? ct_msg_client_add_connection(p->msg, p->endpoint) : NULL;
   if (d == NULL) {
     free(w);
     job_fail(j, CT_ENOMEM, "out of memory");

@@ -200,8 +200,8 @@ double ct_sched_calendar_next(const ct_sched_calendar *cal, double after) {
   return best;
 }
 
-size_t ct_sched_fire_times(const ct_sched_spec *s, double wall_now,
-                           double *out, size_t n) {
+size_t ct_sched_fire_times(const ct_sched_spec *s, double wall_now, double *out,
+                           size_t n) {
   size_t k = 0;
   switch (s->kind) {
   case CT_SCHED_EVERY:
@@ -235,14 +235,14 @@ typedef struct cron_field {
   int names_base;
 } cron_field;
 
-static const char *const month_names[] = {"jan", "feb", "mar", "apr",
-                                          "may", "jun", "jul", "aug",
-                                          "sep", "oct", "nov", "dec", NULL};
-static const char *const day_names[] = {"sun", "mon", "tue", "wed", "thu",
-                                        "fri", "sat", NULL};
+static const char *const month_names[] = {"jan", "feb", "mar", "apr", "may",
+                                          "jun", "jul", "aug", "sep", "oct",
+                                          "nov", "dec", NULL};
+static const char *const day_names[] = {"sun", "mon", "tue", "wed",
+                                        "thu", "fri", "sat", NULL};
 
 static const cron_field fields[5] = {
-    {0, 59, NULL, 0}, {0, 23, NULL, 0},        {1, 31, NULL, 0},
+    {0, 59, NULL, 0},        {0, 23, NULL, 0},     {1, 31, NULL, 0},
     {1, 12, month_names, 1}, {0, 7, day_names, 0},
 };
 

@@ -24,10 +24,10 @@ typedef struct sub {
   int fd;
   /* hub: frame parser state */
   unsigned char lenbuf[4];
-  size_t have;     /* bytes of the current part */
-  size_t need;     /* size of the current part */
-  int part;        /* 0 length, 1 header, 2 content */
-  char hdr[512];   /* the header, when it fits */
+  size_t have;   /* bytes of the current part */
+  size_t need;   /* size of the current part */
+  int part;      /* 0 length, 1 header, 2 content */
+  char hdr[512]; /* the header, when it fits */
   /* redis: bytes of delivery pushes */
   unsigned long long bytes;
 } sub;
@@ -168,7 +168,8 @@ int main(int argc, char **argv) {
     if (mode == HUB) {
       snprintf(json, sizeof json,
                "{\"type\":\"hello\",\"name\":\"s%d\","
-               "\"report-interval-ms\":86400000}", i);
+               "\"report-interval-ms\":86400000}",
+               i);
       hub_frame(frame, &flen, json, "", 0);
       write_all(subs[i].fd, frame, flen);
     } else {
@@ -186,7 +187,8 @@ int main(int argc, char **argv) {
   if (mode == HUB) {
     hub_frame(frame, &flen,
               "{\"type\":\"hello\",\"name\":\"pub\","
-              "\"report-interval-ms\":86400000}", "", 0);
+              "\"report-interval-ms\":86400000}",
+              "", 0);
     write_all(pub, frame, flen);
     snprintf(json, sizeof json,
              "{\"type\":\"broadcast\",\"content-length\":%zu}", size);

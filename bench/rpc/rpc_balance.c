@@ -42,19 +42,19 @@ typedef struct bench {
 static ct_step m_add(ct_rpc_request *req, json_t *params, void *arg) {
   (void)req;
   (void)arg;
-  return ct_pass(ct_rpc_value(json_integer(
-      json_integer_value(json_array_get(params, 0)) +
-      json_integer_value(json_array_get(params, 1)))));
+  return ct_pass(ct_rpc_value(
+      json_integer(json_integer_value(json_array_get(params, 0)) +
+                   json_integer_value(json_array_get(params, 1)))));
 }
 
 static ct_deferred *mem_connect(ct_reactor *r, const char *endpoint,
                                 ct_client_factory *cf, void *arg) {
   (void)endpoint;
   bench *b = arg;
-  ct_pump *p = b->npumps < MAXM ? ct_pump_connect_factories(
-                                      r, ct_rpc_server_factory(b->s),
-                                      &cf->base, NULL)
-                                : NULL;
+  ct_pump *p = b->npumps < MAXM
+                   ? ct_pump_connect_factories(r, ct_rpc_server_factory(b->s),
+                                               &cf->base, NULL)
+                   : NULL;
   if (p == NULL) {
     ct_failure *f = ct_failure_new(CT_ENOMEM, "no pump");
     cf->connection_failed(cf, f);

@@ -107,8 +107,7 @@ typedef void (*ct_rpc_discovery_cb)(ct_rpc_discovery *d, size_t members,
  * are borrowed and must outlive the discovery.  Returns NULL with `*err`
  * (if non-NULL) set for a bad service name or when memory runs out.
  */
-CT_EXTERN ct_rpc_discovery *ct_rpc_discovery_new(ct_zk *zk,
-                                                 const char *service,
+CT_EXTERN ct_rpc_discovery *ct_rpc_discovery_new(ct_zk *zk, const char *service,
                                                  ct_rpc_client *client,
                                                  ct_failure **err);
 

@@ -50,14 +50,14 @@ extern "C" {
 
 /** ZooKeeper's error codes (the C library's values). */
 enum {
-  CT_ZK_ECONNECTIONLOSS = -4,    /**< the connection dropped mid-request */
-  CT_ZK_EOPERATIONTIMEOUT = -7,  /**< no answer in time */
-  CT_ZK_ENONODE = -101,          /**< no such node */
-  CT_ZK_EBADVERSION = -103,      /**< the version did not match */
-  CT_ZK_ENODEEXISTS = -110,      /**< the node exists already */
-  CT_ZK_ENOTEMPTY = -111,        /**< the node has children */
-  CT_ZK_ESESSIONEXPIRED = -112,  /**< the session expired */
-  CT_ZK_ECLOSING = -116          /**< the session is being closed */
+  CT_ZK_ECONNECTIONLOSS = -4,   /**< the connection dropped mid-request */
+  CT_ZK_EOPERATIONTIMEOUT = -7, /**< no answer in time */
+  CT_ZK_ENONODE = -101,         /**< no such node */
+  CT_ZK_EBADVERSION = -103,     /**< the version did not match */
+  CT_ZK_ENODEEXISTS = -110,     /**< the node exists already */
+  CT_ZK_ENOTEMPTY = -111,       /**< the node has children */
+  CT_ZK_ESESSIONEXPIRED = -112, /**< the session expired */
+  CT_ZK_ECLOSING = -116         /**< the session is being closed */
 };
 
 /** Flags of ct_zk_create(). */
@@ -146,7 +146,7 @@ typedef struct ct_zk_stat {
 
 /** A node's data and metadata: what ct_zk_get() fires with. */
 typedef struct ct_zk_node {
-  char *data;  /**< NUL-terminated copy (`len` bytes before the NUL) */
+  char *data; /**< NUL-terminated copy (`len` bytes before the NUL) */
   size_t len;
   ct_zk_stat stat;
 } ct_zk_node;
@@ -178,8 +178,7 @@ CT_EXTERN ct_deferred *ct_zk_ensure_path(ct_zk *zk, const char *path);
 
 /** Delete `path` if its version is `version` (-1: any).  Fires with
  *  CT_NONE. */
-CT_EXTERN ct_deferred *ct_zk_delete(ct_zk *zk, const char *path,
-                                    int version);
+CT_EXTERN ct_deferred *ct_zk_delete(ct_zk *zk, const char *path, int version);
 
 /** Read `path`: fires with a ct_zk_node. */
 CT_EXTERN ct_deferred *ct_zk_get(ct_zk *zk, const char *path);

@@ -36,11 +36,11 @@ int ct_service_path(const char *service, char *buf, size_t len) {
 char *ct_service_member_json(const char *service, const char *id,
                              const char *address, int port,
                              int64_t registered_ms) {
-  json_t *j = json_pack(
-      "{ss ss ss si sn sn sI ss sn sb}", "name", service, "id", id, "address",
-      address, "port", port, "sslPort", "payload", "registrationTimeUTC",
-      (json_int_t)registered_ms, "serviceType", "DYNAMIC", "uriSpec",
-      "enabled", 1);
+  json_t *j =
+      json_pack("{ss ss ss si sn sn sI ss sn sb}", "name", service, "id", id,
+                "address", address, "port", port, "sslPort", "payload",
+                "registrationTimeUTC", (json_int_t)registered_ms, "serviceType",
+                "DYNAMIC", "uriSpec", "enabled", 1);
   if (j == NULL)
     return NULL;
   char *s = json_dumps(j, JSON_COMPACT);
@@ -127,9 +127,9 @@ ct_service_registration *ct_service_register(ct_zk *zk, const char *service,
   snprintf(id, sizeof id, "%s-%d", ct_zk_guid(zk), port);
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts); /* Curator's field is wall time */
-  char *json = ct_service_member_json(
-      service, id, address, port,
-      (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+  char *json =
+      ct_service_member_json(service, id, address, port,
+                             (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
   if (g != NULL && json != NULL)
     g->zg = ct_zk_register(zk, path, id, json, strlen(json));
   free(json);
@@ -144,8 +144,8 @@ ct_service_registration *ct_service_register(ct_zk *zk, const char *service,
   return g;
 }
 
-ct_zk_registration *ct_service_registration_zk(
-    const ct_service_registration *g) {
+ct_zk_registration *
+ct_service_registration_zk(const ct_service_registration *g) {
   return g->zg;
 }
 
@@ -176,9 +176,9 @@ struct ct_rpc_discovery {
   char service[128];
   ct_zk_watch *watch;
   member *members;
-  int listed;   /* a member list was read */
-  int pending;  /* our callbacks on Deferreds still to run */
-  int reads;    /* member reads in flight */
+  int listed;  /* a member list was read */
+  int pending; /* our callbacks on Deferreds still to run */
+  int reads;   /* member reads in flight */
   int freed;
   int unreachable;
   ready_waiter *waiters;
@@ -267,8 +267,8 @@ static void changed(ct_rpc_discovery *d) {
 static void drop_member(ct_rpc_discovery *d, member *m) {
   if (m->endpoint != NULL && !endpoint_used(d, m->endpoint, m)) {
     int rc = ct_rpc_client_disconnect(d->c, m->endpoint);
-    ct_log(CT_LOG_INFO, MODULE, "%s: member %s left%s", d->service,
-           m->endpoint, rc == 0 ? "" : " (it was not connected)");
+    ct_log(CT_LOG_INFO, MODULE, "%s: member %s left%s", d->service, m->endpoint,
+           rc == 0 ? "" : " (it was not connected)");
   }
   free(m->name);
   free(m->endpoint);
@@ -294,24 +294,21 @@ static ct_step member_read_done(ct_result r, void *arg) {
     /* Gone since it was listed, or ZooKeeper went away: the next list
      * (on change or reconnect) decides. */
     if (m != NULL && !ct_failure_check(r.failure, CT_ZK_ENONODE))
-      ct_log_failure(CT_LOG_WARN, MODULE, "reading a member",
-                     r.failure);
+      ct_log_failure(CT_LOG_WARN, MODULE, "reading a member", r.failure);
     ct_failure_free(r.failure);
   } else if (m != NULL && m->endpoint == NULL) {
     const ct_zk_node *n = r.value.ptr;
     char ep[700];
     ct_failure *err = NULL;
-    if (ct_service_member_endpoint(n->data, n->len, ep, sizeof ep, &err) !=
-        0) {
+    if (ct_service_member_endpoint(n->data, n->len, ep, sizeof ep, &err) != 0) {
       ct_log(CT_LOG_WARN, MODULE, "%s: skipping member %s: %s", d->service,
              m->name, err->message);
       ct_failure_free(err);
-    } else if ((m->endpoint = strdup(ep)) != NULL &&
-               !endpoint_used(d, ep, m)) {
+    } else if ((m->endpoint = strdup(ep)) != NULL && !endpoint_used(d, ep, m)) {
       int rc = ct_rpc_client_connect(d->c, ep);
       if (rc != 0)
-        ct_log(CT_LOG_WARN, MODULE, "%s: cannot add member %s: %s",
-               d->service, ep, ct_strerror(rc));
+        ct_log(CT_LOG_WARN, MODULE, "%s: cannot add member %s: %s", d->service,
+               ep, ct_strerror(rc));
       else
         ct_log(CT_LOG_INFO, MODULE, "%s: member %s joined", d->service, ep);
     }
@@ -353,13 +350,13 @@ static void log_kept(ct_rpc_discovery *d, const ct_failure *f) {
   for (const member *m = d->members; m != NULL && o < sizeof list - 64;
        m = m->next)
     if (m->endpoint != NULL)
-      o += (size_t)snprintf(list + o, sizeof list - o, "%s%s",
-                            o ? ", " : "", m->endpoint);
+      o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", o ? ", " : "",
+                            m->endpoint);
   ct_log(CT_LOG_WARN, MODULE,
          "%s: ZooKeeper unreachable (%s); keeping the last known %zu "
          "member(s): %s",
-         d->service, f->message ? f->message : "?",
-         ct_rpc_discovery_members(d), o ? list : "(none)");
+         d->service, f->message ? f->message : "?", ct_rpc_discovery_members(d),
+         o ? list : "(none)");
 }
 
 static void on_children(ct_zk_watch *w, const ct_zk_children *kids,
@@ -512,7 +509,7 @@ void ct_rpc_discovery_free(ct_rpc_discovery *d) {
     free(m->endpoint);
     free(m);
   }
-  fire_ready(d, ct_failure_new(CT_ECANCELLED, "discovery of %s stopped",
-                               d->service));
+  fire_ready(
+      d, ct_failure_new(CT_ECANCELLED, "discovery of %s stopped", d->service));
   maybe_release(d);
 }

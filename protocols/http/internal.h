@@ -82,8 +82,8 @@ int ct__http_buf_printf(ct__buf *b, const char *fmt, ...) CT_PRINTF(2, 3);
 /* Append n bytes to a malloc'ed, NUL-terminated body (*body, *len, with
  * *cap allocated), growing by doubling (never from a declared length, so
  * a lying Content-Length costs nothing).  0 or CT_ENOMEM. */
-int ct__http_body_append(char **body, size_t *len, size_t *cap,
-                         const char *d, size_t n);
+int ct__http_body_append(char **body, size_t *len, size_t *cap, const char *d,
+                         size_t n);
 /* The buffer's bytes as a C string ("" when empty). */
 static inline const char *ct__http_str(const ct__buf *b) {
   return b->len ? ct__buf_head(b) : "";
@@ -91,7 +91,6 @@ static inline const char *ct__http_str(const ct__buf *b) {
 
 /* Add the header collected in `field`/`value` (if any) to `h` and empty
  * both buffers.  Returns 0 or CT_ENOMEM. */
-int ct__http_flush_header(ct_http_headers *h, ct__buf *field,
-                          ct__buf *value);
+int ct__http_flush_header(ct_http_headers *h, ct__buf *field, ct__buf *value);
 
 #endif /* CT_PROTOCOLS_HTTP_INTERNAL_H */

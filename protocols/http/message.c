@@ -53,8 +53,7 @@ int ct__http_headers_addn(ct_http_headers *h, const char *name, size_t nlen,
   return 0;
 }
 
-int ct__http_flush_header(ct_http_headers *h, ct__buf *field,
-                          ct__buf *value) {
+int ct__http_flush_header(ct_http_headers *h, ct__buf *field, ct__buf *value) {
   if (field->len == 0)
     return 0;
   int rc = ct__http_headers_addn(h, ct__http_str(field), field->len,
@@ -428,8 +427,8 @@ ct_http_response *ct_http_response_json_error(int status, const char *message) {
 
 /* ----------------------------------------------------------------- buffer */
 
-int ct__http_body_append(char **body, size_t *len, size_t *cap,
-                         const char *d, size_t n) {
+int ct__http_body_append(char **body, size_t *len, size_t *cap, const char *d,
+                         size_t n) {
   size_t need = *len + n + 1;
   if (need > *cap) {
     size_t c = *cap ? *cap : 1024;

@@ -80,9 +80,9 @@ struct conn {
   unsigned queued;
   int in_parse, in_pump, pump_again;
   int parser_paused, reading_paused;
-  int body_hold;      /* the parser waits for a streamed body's consumer */
-  ct__buf stash;      /* input held while the parser is paused */
-  int closing;        /* no more requests: close once the queue drains */
+  int body_hold; /* the parser waits for a streamed body's consumer */
+  ct__buf stash; /* input held while the parser is paused */
+  int closing;   /* no more requests: close once the queue drains */
   int lost;
   /* The head slot's body, while it streams. */
   int streaming, chunked;

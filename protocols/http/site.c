@@ -107,8 +107,8 @@ ct_http_site *ct_http_site_new(ct_reactor *r) {
   return s;
 }
 
-static int route_add(ct_http_site *s, const char *prefix,
-                     ct_http_handler_cb fn, void *arg, int stream) {
+static int route_add(ct_http_site *s, const char *prefix, ct_http_handler_cb fn,
+                     void *arg, int stream) {
   if (s == NULL || prefix == NULL || prefix[0] != '/' || fn == NULL)
     return CT_EINVAL;
   size_t len = strlen(prefix);

@@ -41,14 +41,14 @@ typedef struct mime_entry {
 
 /* A checked file, open (see the file comment). */
 typedef struct fentry {
-  struct fentry *next;             /* hash chain */
-  struct fentry *newer, *older;    /* LRU list */
-  char *key;                       /* the request's subpath */
+  struct fentry *next;          /* hash chain */
+  struct fentry *newer, *older; /* LRU list */
+  char *key;                    /* the request's subpath */
   uint32_t hash;
-  double checked;                  /* reactor time of the full check */
+  double checked; /* reactor time of the full check */
   int fd;
   uint64_t size;
-  const char *type;                /* in the mime table */
+  const char *type; /* in the mime table */
   char etag[64], modified[32];
 } fentry;
 
@@ -211,8 +211,8 @@ ct_http_static *ct_http_static_new(const char *root,
   st->validity = o->cache_validity > 0    ? o->cache_validity
                  : o->cache_validity == 0 ? 1.0
                                           : 0;
-  st->max_entries = st->validity <= 0      ? 0
-                    : o->cache_entries > 0 ? (size_t)o->cache_entries
+  st->max_entries = st->validity <= 0       ? 0
+                    : o->cache_entries > 0  ? (size_t)o->cache_entries
                     : o->cache_entries == 0 ? 256
                                             : 0;
   if (st->max_entries > 0) {
@@ -612,9 +612,9 @@ ct_http_reply ct_http_static_handler(ct_http_request *req, void *arg) {
       ct__buf loc = CT__BUF_INIT;
       int rc = ct__http_buf_printf(&loc, "%s/%s%s", req->raw_path,
                                    req->query[0] ? "?" : "", req->query);
-      rep = rc == 0
-                ? ct_http_reply_now(ct_http_response_redirect(301, ct__http_str(&loc)))
-                : ct_http_reply_fail(ct_failure_new(CT_ENOMEM, "oom"));
+      rep = rc == 0 ? ct_http_reply_now(
+                          ct_http_response_redirect(301, ct__http_str(&loc)))
+                    : ct_http_reply_fail(ct_failure_new(CT_ENOMEM, "oom"));
       ct__buf_free(&loc);
     } else {
       strcat(want, "index.html");

@@ -34,9 +34,9 @@ struct member {
   char *endpoint;
   ct_reconnecting_client *rc;
   int anon; /* a connection made by the caller: not re-established */
-  ct_protocol *building;      /* the protocol of the attempt under way */
-  cconn *conn;                /* the live connection, or NULL */
-  size_t elig;                /* index in c->elig, or NOT_ELIG */
+  ct_protocol *building; /* the protocol of the attempt under way */
+  cconn *conn;           /* the live connection, or NULL */
+  size_t elig;           /* index in c->elig, or NOT_ELIG */
   int removing, gone;
   ct_delayed_call *removal; /* end of the removal window */
   /* Failure accrual. */
@@ -551,7 +551,6 @@ static int call_send(ct_rpc_client *c, cconn *conn, call *k) {
   return 0;
 }
 
-
 /* Send `k` now, or queue it.  Fires and frees it on error. */
 static void call_dispatch(ct_rpc_client *c, call *k) {
   member *m = pick(c);
@@ -804,9 +803,8 @@ static ct_protocol *member_build(ct_factory *f, const ct_address *peer) {
 static void member_connect_failed(ct_client_factory *cf,
                                   const ct_failure *reason);
 
-static const ct_factory_ops member_factory_ops = {.name = "jsonrpc-member",
-                                                  .build_protocol =
-                                                      member_build};
+static const ct_factory_ops member_factory_ops = {
+    .name = "jsonrpc-member", .build_protocol = member_build};
 
 static member *member_new(ct_rpc_client *c, const char *endpoint) {
   if (c->nmembers == c->members_cap) {
@@ -936,10 +934,9 @@ static void conn_drop(cconn *conn, int code, const char *why, int retry) {
   member_update(m);
   for (size_t i = 0; i < n; i++) {
     call *k = list[i];
-    ct_failure *f =
-        retry ? retry_or_fail(c, k, where, why)
-              : ct_failure_new(code, "call %s: connection to %s %s",
-                               call_name(k), where, why);
+    ct_failure *f = retry ? retry_or_fail(c, k, where, why)
+                          : ct_failure_new(code, "call %s: connection to %s %s",
+                                           call_name(k), where, why);
     if (f != NULL)
       call_finish(k, CT_NONE, f);
   }
@@ -957,8 +954,8 @@ static int member_alive(const ct_rpc_client *c, const member *m) {
   return 0;
 }
 
-static void on_close(ct_messenger *msgr, size_t alive,
-                     const ct_failure *reason, void *arg) {
+static void on_close(ct_messenger *msgr, size_t alive, const ct_failure *reason,
+                     void *arg) {
   (void)alive;
   (void)reason;
   ct_rpc_client *c = arg;
@@ -995,8 +992,8 @@ static void member_connect_failed(ct_client_factory *cf,
   if (c->freeing || m->gone || reason->code == CT_ECANCELLED)
     return;
   ct_log(CT_LOG_DEBUG, "jsonrpc", "connecting to %s failed: %s; retrying",
-         m->endpoint, reason->message ? reason->message
-                                      : ct_strerror(reason->code));
+         m->endpoint,
+         reason->message ? reason->message : ct_strerror(reason->code));
   member_failed(m);
   if (c->opts.fail_fast && c->nconns == 0)
     fail_queued(c, m, reason);
@@ -1167,8 +1164,8 @@ size_t ct_rpc_client_members(const ct_rpc_client *c, ct_rpc_member_stats *out,
     return 0;
   for (size_t i = 0; i < c->nmembers && i < max; i++) {
     const member *m = c->members[i];
-    ct_rpc_member_stats s = {m->endpoint, m->conn != NULL,  m->dead,
-                             m->removing, m->outstanding,   m->calls,
+    ct_rpc_member_stats s = {m->endpoint, m->conn != NULL, m->dead,
+                             m->removing, m->outstanding,  m->calls,
                              m->failures, m->retries};
     out[i] = s;
   }
@@ -1199,9 +1196,9 @@ void ct_rpc_client_free(ct_rpc_client *c) {
   while (c->qhead != NULL) {
     call *k = c->qhead;
     dequeue(k);
-    call_finish(k, CT_NONE,
-                ct_failure_new(CT_ECANCELLED, "call %s: client closed",
-                               call_name(k)));
+    call_finish(
+        k, CT_NONE,
+        ct_failure_new(CT_ECANCELLED, "call %s: client closed", call_name(k)));
   }
   while (c->nmembers > 0)
     member_free(c->members[c->nmembers - 1]);

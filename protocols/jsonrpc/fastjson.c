@@ -58,7 +58,8 @@ static int fj_string(fj *f, const char **s, size_t *n) {
   return -1;
 }
 
-/* A number by RFC 8259's grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+/* A number by RFC 8259's grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+ */
 static json_t *fj_number(fj *f) {
   const char *q = f->p, *st = q;
   int neg = 0, real = 0;
@@ -260,7 +261,7 @@ int ct__rpc_envelope_fast(const char *s, size_t len, ct__rpc_envelope *out) {
       ok = f.p < f.e && *f.p++ == ':';
       fj_ws(&f);
     }
-    unsigned bit = !ok                                        ? 0
+    unsigned bit = !ok                                       ? 0
                    : kn == 7 && memcmp(k, "jsonrpc", 7) == 0 ? 1
                    : kn == 6 && memcmp(k, "method", 6) == 0  ? 2
                    : kn == 6 && memcmp(k, "params", 6) == 0  ? 4
@@ -311,5 +312,6 @@ int ct__rpc_envelope_fast(const char *s, size_t len, ct__rpc_envelope *out) {
 
 json_t *ct__rpc_json_load(const char *s, size_t len, json_error_t *err) {
   json_t *v = ct__rpc_json_fast(s, len);
-  return v != NULL ? v : json_loadb(s != NULL ? s : "", len, JSON_DECODE_ANY, err);
+  return v != NULL ? v
+                   : json_loadb(s != NULL ? s : "", len, JSON_DECODE_ANY, err);
 }

@@ -47,8 +47,8 @@ struct ct_rpc_server {
 };
 
 struct sconn {
-  ct_rpc_server *s; /* NULL once the server is freed */
-  ct_messenger *m;  /* NULL for a ct_rpc_server_handle() request */
+  ct_rpc_server *s;  /* NULL once the server is freed */
+  ct_messenger *m;   /* NULL for a ct_rpc_server_handle() request */
   ct_deferred *done; /* ct_rpc_server_handle(): fired with the reply */
   unsigned refs;
   int closed, paused, linked;
@@ -186,6 +186,21 @@ static void bytes_value_free(void *p) {
   ct_bytes_unref(p);
 }
 
+/* A ct_rpc_server_handle() request cannot be answered: errback its
+ * Deferred with `f` (taken) and drop the caller's hold. */
+static void oneshot_fail(sconn *c, ct_failure *f) {
+  ct_deferred *d = c->done;
+  if (d == NULL) {
+    ct_failure_free(f);
+    return;
+  }
+  c->done = NULL;
+  c->closed = 1;
+  ct_deferred_errback(d, f);
+  ct_deferred_unref(d);
+  sconn_unref(c);
+}
+
 /* A ct_rpc_server_handle() request is answered: fire its Deferred with the
  * reply text (NULL: nothing to answer) and drop the caller's hold.  Async
  * notifications it started run on (replies to nobody are dropped). */
@@ -193,14 +208,15 @@ static void oneshot_finish(sconn *c, const char *p, size_t n) {
   ct_deferred *d = c->done;
   if (d == NULL)
     return;
+  ct_bytes *b = p != NULL ? ct_bytes_new(p, n) : NULL;
+  if (p != NULL && b == NULL) {
+    oneshot_fail(c, ct_failure_new(CT_ENOMEM, "out of memory"));
+    return;
+  }
   c->done = NULL;
   c->closed = 1;
-  ct_bytes *b = p != NULL ? ct_bytes_new(p, n) : NULL;
-  if (p != NULL && b == NULL)
-    ct_deferred_errback(d, ct_failure_new(CT_ENOMEM, "out of memory"));
-  else
-    ct_deferred_callback(d, b != NULL ? ct_value_of(b, bytes_value_free)
-                                      : CT_NONE);
+  ct_deferred_callback(d,
+                       b != NULL ? ct_value_of(b, bytes_value_free) : CT_NONE);
   ct_deferred_unref(d);
   sconn_unref(c);
 }
@@ -217,14 +233,8 @@ static void sconn_send(ct_rpc_server *s, sconn *c, const char *p, size_t n) {
 static void sconn_abort(sconn *c) {
   if (c->m != NULL)
     ct_messenger_abort(c->m);
-  else if (c->done != NULL) {
-    ct_deferred *d = c->done;
-    c->done = NULL;
-    c->closed = 1;
-    ct_deferred_errback(d, ct_failure_new(CT_ENOMEM, "out of memory"));
-    ct_deferred_unref(d);
-    sconn_unref(c);
-  }
+  else
+    oneshot_fail(c, ct_failure_new(CT_ENOMEM, "out of memory"));
 }
 
 /* Hand the reply in s->out to the connection: into its batch, or as a
@@ -688,12 +698,8 @@ static void sconn_close(sconn *c) {
     ct_messenger_set_user(c->m, NULL);
     sconn_unref(c);
   } else if (c->done != NULL) { /* the server goes away before answering */
-    ct_deferred *d = c->done;
-    c->done = NULL;
-    ct_deferred_errback(d, ct_failure_new(CT_ECLOSED,
-                                          "the JSON-RPC server was freed"));
-    ct_deferred_unref(d);
-    sconn_unref(c);
+    oneshot_fail(c,
+                 ct_failure_new(CT_ECLOSED, "the JSON-RPC server was freed"));
   }
 }
 

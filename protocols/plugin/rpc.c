@@ -141,8 +141,7 @@ static void destroy_rpc(ct_factory *f) {
   ct__rpc_service_free((rpc_service *)f);
 }
 
-rpc_service *ct__rpc_service_new(ct_reactor *r,
-                                 const ct_rpc_server_options *so,
+rpc_service *ct__rpc_service_new(ct_reactor *r, const ct_rpc_server_options *so,
                                  long max_fib) {
   rpc_service *svc = calloc(1, sizeof *svc);
   if (svc != NULL)

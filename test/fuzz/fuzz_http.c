@@ -1,12 +1,12 @@
 /*
  * libFuzzer target for the HTTP server protocol (libhttp-parser plus
  * ctwist's glue: limits, pipelining, 100-continue, chunked bodies, Range,
- * conditional GET, streamed request bodies on /up).  The input is a byte stream from a client, fed to a
- * server on a string transport twice: whole, and in chunks whose sizes
- * come from the first byte.  Both runs must write the same bytes (Date
- * headers aside) up to the first response that closes the connection,
- * both must have one or neither, and both must end the same way; nothing
- * may crash or leak.  (Which error ends a bad request may depend on the
+ * conditional GET, streamed request bodies on /up).  The input is a byte stream
+ * from a client, fed to a server on a string transport twice: whole, and in
+ * chunks whose sizes come from the first byte.  Both runs must write the same
+ * bytes (Date headers aside) up to the first response that closes the
+ * connection, both must have one or neither, and both must end the same way;
+ * nothing may crash or leak.  (Which error ends a bad request may depend on the
  * chunking: libhttp-parser reports a partial header value at a chunk's
  * end, so a length limit can fire before the bad byte that the whole
  * input stops at; both are correct answers.)  Small
@@ -69,8 +69,8 @@ static void up_end(void *arg, const ct_failure *f) {
   char text[64];
   int n = snprintf(text, sizeof text, "up %zu %08x", u->n, u->h);
   ct_http_response_set_body(r, text, (size_t)n);
-  ct_deferred_callback(
-      u->d, ct_value_of(r, (void (*)(void *))ct_http_response_free));
+  ct_deferred_callback(u->d,
+                       ct_value_of(r, (void (*)(void *))ct_http_response_free));
   ct_deferred_unref(u->d);
   free(u);
 }

@@ -32,14 +32,16 @@ static void check_envelope(const char *s, size_t size) {
   size_t members = (env.version != NULL) + env.has_method +
                    (env.params != NULL) + (env.id != NULL);
   if (json_object_size(ref) != members ||
-      (env.version != NULL
-           ? !json_is_string(ver) || json_string_length(ver) != env.version_len ||
-                 memcmp(json_string_value(ver), env.version, env.version_len) != 0
-           : ver != NULL) ||
-      (env.has_method ? !json_is_string(m) ||
-                            strcmp(json_string_value(m), env.method) != 0
-                      : m != NULL) ||
-      !same_member(ref, "params", env.params) || !same_member(ref, "id", env.id))
+      (env.version != NULL ? !json_is_string(ver) ||
+                                 json_string_length(ver) != env.version_len ||
+                                 memcmp(json_string_value(ver), env.version,
+                                        env.version_len) != 0
+                           : ver != NULL) ||
+      (env.has_method
+           ? !json_is_string(m) || strcmp(json_string_value(m), env.method) != 0
+           : m != NULL) ||
+      !same_member(ref, "params", env.params) ||
+      !same_member(ref, "id", env.id))
     abort();
   json_decref(env.params);
   json_decref(env.id);

@@ -14,8 +14,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char ep[700];
   ct_failure *err = NULL;
-  int rc = ct_service_member_endpoint((const char *)data, size, ep, sizeof ep,
-                                      &err);
+  int rc =
+      ct_service_member_endpoint((const char *)data, size, ep, sizeof ep, &err);
   if (rc != 0) {
     if (err == NULL || err->code != rc || err->message == NULL)
       abort();
@@ -25,8 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (err != NULL)
     abort();
   ct_endpoint e = {0};
-  if (ct_endpoint_parse_client(ep, &e, NULL) != 0 ||
-      e.kind != CT_ENDPOINT_TCP)
+  if (ct_endpoint_parse_client(ep, &e, NULL) != 0 || e.kind != CT_ENDPOINT_TCP)
     abort();
   ct_endpoint_clear(&e);
   return 0;

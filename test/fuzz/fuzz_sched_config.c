@@ -17,8 +17,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ct_failure *err = NULL;
   int rc = ct_sched_config_parse((const char *)data, size, "fuzz", &cfg, &err);
   if (rc != 0) {
-    if (err == NULL || err->code != rc || strncmp(err->message, "fuzz:", 5) != 0 ||
-        cfg.n != 0 || cfg.tasks != NULL)
+    if (err == NULL || err->code != rc ||
+        strncmp(err->message, "fuzz:", 5) != 0 || cfg.n != 0 ||
+        cfg.tasks != NULL)
       abort();
     ct_failure_free(err);
     return 0;

@@ -89,9 +89,8 @@ static inline int th_closed(ct_string_transport *st) {
  * and check what every table checks: the first final status (interim 100s
  * skipped), whether the connection closes, and a substring of the output
  * (may be NULL).  Returns the output (free it). */
-static inline char *th_run_case(const char *name, const char *req,
-                                size_t chunk, int status, int closes,
-                                const char *has) {
+static inline char *th_run_case(const char *name, const char *req, size_t chunk,
+                                int status, int closes, const char *has) {
   ct_string_transport *st = th_connect();
   char *out = th_exchange(st, req, chunk);
   const char *final = out;

@@ -394,8 +394,7 @@ Test(http_static, cache_serves_what_was_checked_until_the_validity_ends) {
     free(out);
     ct_clock_advance(th.clock, 1.0);
     out = get(c->path);
-    cr_expect_eq(th_status(out), c->status_after, "%s after: %s", c->name,
-                 out);
+    cr_expect_eq(th_status(out), c->status_after, "%s after: %s", c->name, out);
     cr_expect_null(strstr(out, "secret"), "%s after: %s", c->name, out);
     if (c->has_after != NULL)
       cr_expect(strstr(out, c->has_after) != NULL, "%s after: %s", c->name,
@@ -420,8 +419,8 @@ Test(http_static, cache_holds_at_most_its_entries_open) {
   o.cache_entries = 2;
   serve(&o);
   int before = open_fds();
-  const char *paths[] = {"/a.txt", "/page.html", "/data.unknownext",
-                         "/sub/index.html", "/a.txt", "/sub/"};
+  const char *paths[] = {"/a.txt",          "/page.html", "/data.unknownext",
+                         "/sub/index.html", "/a.txt",     "/sub/"};
   for (int round = 0; round < 3; round++)
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
       char *out = get(paths[i]);

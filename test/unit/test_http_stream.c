@@ -171,11 +171,13 @@ typedef struct stream_case {
 } stream_case;
 
 static const stream_case cases[] = {
-    {"content-length", "POST /upload HTTP/1.1\r\nContent-Length: 11\r\n\r\n"
-                       "hello world",
+    {"content-length",
+     "POST /upload HTTP/1.1\r\nContent-Length: 11\r\n\r\n"
+     "hello world",
      200, 0, 0, 1, "got 11 hash"},
-    {"chunked", "POST /upload HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-                "3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nTrailer: 1\r\n\r\n",
+    {"chunked",
+     "POST /upload HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nTrailer: 1\r\n\r\n",
      200, 0, 0, 1, "got 5 hash"},
     {"no body", "GET /upload HTTP/1.1\r\n\r\n", 200, 0, 0, 1, "got 0 hash"},
     {"100-continue, read",
@@ -209,8 +211,8 @@ static const stream_case cases[] = {
 };
 
 static void run_case(const stream_case *c, size_t chunk) {
-  char *out = th_run_case(c->name, c->req, chunk, c->status, c->closes,
-                          c->body_has);
+  char *out =
+      th_run_case(c->name, c->req, chunk, c->status, c->closes, c->body_has);
   cr_expect_eq(th_count(out, "100 Continue"), c->continues,
                "%s (chunk %zu): %s", c->name, chunk, out);
   cr_expect_eq(th_count(out, "HTTP/1.1 ") - th_count(out, "100 Continue"),
@@ -233,8 +235,7 @@ Test(http_stream, body_content_is_exact) {
                           "\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
                           3);
   char want[64];
-  snprintf(want, sizeof want, "got 5 hash %08x",
-           fnv(2166136261u, "abcde", 5));
+  snprintf(want, sizeof want, "got 5 hash %08x", fnv(2166136261u, "abcde", 5));
   cr_expect(strstr(out, want) != NULL, "%s", out);
   free(out);
   ct_string_transport_free(st);
@@ -254,8 +255,9 @@ static void stream_big(int chunked) {
   ct_string_transport *st = th_connect();
   char head[160];
   if (chunked)
-    snprintf(head, sizeof head, "PUT /upload?pause=262144 HTTP/1.1\r\n"
-                                "Transfer-Encoding: chunked\r\n\r\n");
+    snprintf(head, sizeof head,
+             "PUT /upload?pause=262144 HTTP/1.1\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n");
   else
     snprintf(head, sizeof head,
              "PUT /upload?pause=262144 HTTP/1.1\r\nContent-Length: %zu\r\n\r\n",
@@ -342,10 +344,10 @@ Test(http_stream, big_chunked_body_with_backpressure, .timeout = 120) {
 
 Test(http_stream, body_held_until_the_handler_reads_it) {
   ct_string_transport *st = th_connect();
-  cr_assert_eq(ct_string_transport_feed_str(
-                   st, "POST /upload?mode=later HTTP/1.1\r\n"
-                       "Content-Length: 6\r\n\r\nabc"),
-               0);
+  cr_assert_eq(
+      ct_string_transport_feed_str(st, "POST /upload?mode=later HTTP/1.1\r\n"
+                                       "Content-Length: 6\r\n\r\nabc"),
+      0);
   while (ct_string_transport_step(st) > 0)
     ;
   cr_assert_eq(ct_string_transport_feed_str(st, "def"), 0);
@@ -419,10 +421,10 @@ Test(http_stream, eof_mid_body_fails_the_consumer) {
 
 Test(http_stream, read_body_after_the_connection_is_gone) {
   ct_string_transport *st = th_connect();
-  cr_assert_eq(ct_string_transport_feed_str(
-                   st, "POST /upload?mode=later HTTP/1.1\r\n"
-                       "Content-Length: 6\r\n\r\n"),
-               0);
+  cr_assert_eq(
+      ct_string_transport_feed_str(st, "POST /upload?mode=later HTTP/1.1\r\n"
+                                       "Content-Length: 6\r\n\r\n"),
+      0);
   while (ct_string_transport_step(st) > 0)
     ;
   /* The handler's Deferred is cancelled with the connection; the request

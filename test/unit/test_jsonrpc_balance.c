@@ -43,8 +43,8 @@ static ct_deferred *net_connect(ct_reactor *r, const char *endpoint,
   }
   cr_assert_lt(s->npumps, MAXP);
   ct_pump_options po = {.clock = nt->clk};
-  ct_pump *p = ct_pump_connect_factories(r, ct_rpc_server_factory(s->s),
-                                         &cf->base, &po);
+  ct_pump *p =
+      ct_pump_connect_factories(r, ct_rpc_server_factory(s->s), &cf->base, &po);
   cr_assert_not_null(p);
   ct_transport *t = ct_pump_client_transport(p);
   t->client_factory = cf;
@@ -64,8 +64,7 @@ static void net_init(net *nt, size_t n, ct_rpc_client_options *co) {
     cr_assert_not_null(s->s);
     cr_assert_eq(ct_rpc_server_register(s->s, "sum", m_sum, &s->cnt), 0);
     cr_assert_eq(ct_rpc_server_register(s->s, "sleep", m_sleep, &s->cnt), 0);
-    cr_assert_eq(ct_rpc_server_register(s->s, "apperr", m_apperr, &s->cnt),
-                 0);
+    cr_assert_eq(ct_rpc_server_register(s->s, "apperr", m_apperr, &s->cnt), 0);
     s->up = 1;
     snprintf(s->name, sizeof s->name, "mem:%zu", i);
   }
@@ -148,8 +147,7 @@ static ct_deferred *call(net *nt, const char *method, json_t *params,
   return d;
 }
 
-static void call_done(net *nt, const char *method, json_t *params,
-                      outcome *o) {
+static void call_done(net *nt, const char *method, json_t *params, outcome *o) {
   ct_deferred_unref(call(nt, method, params, o));
 }
 
@@ -265,9 +263,8 @@ Test(jsonrpc_balance, round_robin_order) {
 
 Test(jsonrpc_balance, accrual_marks_dead_then_probes) {
   net nt;
-  ct_rpc_client_options co = {.accrual_failures = 2,
-                              .accrual_backoff = 4,
-                              .timeout = 1};
+  ct_rpc_client_options co = {
+      .accrual_failures = 2, .accrual_backoff = 4, .timeout = 1};
   net_up(&nt, 2, &co);
   ct_rpc_member_stats st[MAXS];
   /* Member 1 goes down: the lost connection and the refused reconnect

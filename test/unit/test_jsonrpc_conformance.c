@@ -238,7 +238,6 @@ Test(jsonrpc_conformance, spec_section_7_examples_one_byte_chunks) {
   run_table(spec, sizeof spec / sizeof spec[0], 1, NULL);
 }
 
-
 Test(jsonrpc_conformance, edge_cases) {
   run_table(edges, sizeof edges / sizeof edges[0], 0, &edge_limits);
 }

@@ -50,9 +50,9 @@ static ct_step m_nap(ct_rpc_request *req, json_t *params, void *arg) {
   fx.naps_started++;
   nap *n = calloc(1, sizeof *n);
   n->d = ct_deferred_new(nap_cancel, n);
-  n->dc = ct_call_later(ct_rpc_request_reactor(req),
-                        json_number_value(json_array_get(params, 0)),
-                        nap_fire, n);
+  n->dc =
+      ct_call_later(ct_rpc_request_reactor(req),
+                    json_number_value(json_array_get(params, 0)), nap_fire, n);
   return ct_wait(ct_deferred_ref(n->d));
 }
 
@@ -63,8 +63,8 @@ static void setup(void) {
   cr_assert_not_null(fx.s);
   cr_assert_eq(ct_rpc_server_register(fx.s, "add", m_add, NULL), 0);
   cr_assert_eq(ct_rpc_server_register(fx.s, "nap", m_nap, NULL), 0);
-  cr_assert_eq(
-      ct_http_site_route(th.site, "/rpc", ct_rpc_http_handler, fx.s), 0);
+  cr_assert_eq(ct_http_site_route(th.site, "/rpc", ct_rpc_http_handler, fx.s),
+               0);
 }
 
 static void teardown(void) {
@@ -78,8 +78,7 @@ TestSuite(jsonrpc_http, .init = setup, .fini = teardown);
 static char *reply_text(ct_deferred *d) {
   ct_result r;
   cr_assert_eq(ct_deferred_take_result(d, &r), 0);
-  cr_assert_null(r.failure, "failed: %s",
-                 r.failure ? r.failure->message : "");
+  cr_assert_null(r.failure, "failed: %s", r.failure ? r.failure->message : "");
   ct_bytes *b = r.value.ptr;
   size_t n = b != NULL ? ct_bytes_len(b) : 0;
   char *s = malloc(n + 1); /* the reply is not NUL-terminated */
@@ -99,9 +98,8 @@ static ct_deferred *handle(const char *text, int64_t deadline_ms) {
 }
 
 Test(jsonrpc_http, handle_async_reply_fires_when_the_method_answers) {
-  ct_deferred *d =
-      handle("{\"jsonrpc\":\"2.0\",\"method\":\"nap\",\"params\":[2],\"id\":9}",
-             -1);
+  ct_deferred *d = handle(
+      "{\"jsonrpc\":\"2.0\",\"method\":\"nap\",\"params\":[2],\"id\":9}", -1);
   cr_assert_not(ct_deferred_called(d));
   ct_clock_advance(th.clock, 1.9);
   cr_assert_not(ct_deferred_called(d));
@@ -204,9 +202,10 @@ Test(jsonrpc_http, post_answers_200_with_the_reply) {
                    "\"id\":1}");
   cr_expect_eq(th_status(out), 200, "%s", out);
   cr_expect(strstr(out, "Content-Type: application/json") != NULL, "%s", out);
-  cr_expect(strstr(out, "\r\n\r\n{\"jsonrpc\":\"2.0\",\"result\":3,\"id\":1}") !=
-                NULL,
-            "%s", out);
+  cr_expect(
+      strstr(out, "\r\n\r\n{\"jsonrpc\":\"2.0\",\"result\":3,\"id\":1}") !=
+          NULL,
+      "%s", out);
   free(out);
   ct_string_transport_free(st);
 }
@@ -262,8 +261,9 @@ Test(jsonrpc_http, deadline_header_and_async_reply) {
 
 Test(jsonrpc_http, client_going_away_cancels_the_method) {
   ct_string_transport *st = th_connect();
-  free(post(st, "",
-            "{\"jsonrpc\":\"2.0\",\"method\":\"nap\",\"params\":[60],\"id\":1}"));
+  free(post(
+      st, "",
+      "{\"jsonrpc\":\"2.0\",\"method\":\"nap\",\"params\":[60],\"id\":1}"));
   cr_assert_eq(fx.naps_started, 1);
   ct_string_transport_lose(st, NULL);
   cr_expect_eq(fx.naps_cancelled, 1);

@@ -58,21 +58,21 @@ Test(zk_member, ipv6_is_escaped_and_parses) {
 Test(zk_member, bad_data_is_named) {
   static const struct {
     const char *json, *why;
-  } bad[] = {{"", "not a JSON object"},
-             {"[1]", "not a JSON object"},
-             {"{\"port\": 1}", "address"},
-             {"{\"address\": \"h\", \"port\": 0}", "port"},
-             {"{\"address\": \"h\", \"port\": \"80\"}", "port"},
-             {"{\"address\": \"h\", \"port\": 80, \"enabled\": false}",
-              "enabled"}};
+  } bad[] = {
+      {"", "not a JSON object"},
+      {"[1]", "not a JSON object"},
+      {"{\"port\": 1}", "address"},
+      {"{\"address\": \"h\", \"port\": 0}", "port"},
+      {"{\"address\": \"h\", \"port\": \"80\"}", "port"},
+      {"{\"address\": \"h\", \"port\": 80, \"enabled\": false}", "enabled"}};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     char ep[64];
     ct_failure *err = NULL;
     cr_assert_eq(ct_service_member_endpoint(bad[i].json, strlen(bad[i].json),
                                             ep, sizeof ep, &err),
                  CT_EPARSE, "%s accepted", bad[i].json);
-    cr_assert(strstr(err->message, bad[i].why) != NULL, "%s: %s",
-              bad[i].json, err->message);
+    cr_assert(strstr(err->message, bad[i].why) != NULL, "%s: %s", bad[i].json,
+              err->message);
     ct_failure_free(err);
   }
   char path[64];
@@ -212,9 +212,9 @@ Test(zk_discovery, members_follow_registrations) {
 static ct_step add(ct_rpc_request *req, json_t *params, void *arg) {
   (void)req;
   (void)arg;
-  return ct_pass(ct_rpc_value(json_integer(
-      json_integer_value(json_array_get(params, 0)) +
-      json_integer_value(json_array_get(params, 1)))));
+  return ct_pass(ct_rpc_value(
+      json_integer(json_integer_value(json_array_get(params, 0)) +
+                   json_integer_value(json_array_get(params, 1)))));
 }
 
 /* Starting with ZooKeeper unreachable is an error after a bounded wait,

@@ -74,7 +74,6 @@ static ct_value ok(ct_reactor *r, ct_deferred *d) {
   return res.value;
 }
 
-
 static ct_zk *open_zk(ct_reactor *r, double session_timeout) {
   ct_zk_options o = {.session_timeout = session_timeout,
                      .backoff_initial = 0.05};

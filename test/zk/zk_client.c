@@ -57,9 +57,9 @@ static ct_step done(ct_result res, void *arg) {
       ct_failure_format(res.failure, buf, sizeof buf);
       json_t *e = json_object();
       json_object_set_new(e, "code", json_integer(res.failure->code));
-      json_object_set_new(e, "domain", json_string(res.failure->domain
-                                                       ? res.failure->domain
-                                                       : ""));
+      json_object_set_new(
+          e, "domain",
+          json_string(res.failure->domain ? res.failure->domain : ""));
       json_object_set_new(e, "message", json_stringn_nocheck(buf, strlen(buf)));
       json_array_append_new(sd->errors, e);
       fprintf(stderr, "zk_client: %s call failed: %s\n", sd->name, buf);
@@ -115,12 +115,12 @@ static void print_stats(void) {
                         json_integer((json_int_t)ms[i].calls));
     retries += (json_int_t)ms[i].retries;
   }
-  json_t *j = json_pack(
-      "{so so so so sI sI sI si}", "idem", side_json(&A.s[0]), "plain",
-      side_json(&A.s[1]), "members", members, "calls", calls, "known",
-      (json_int_t)ct_rpc_discovery_members(A.s[0].disc), "nodes",
-      (json_int_t)ct_rpc_discovery_nodes(A.s[0].disc), "retries", retries,
-      "unreachable", A.unreachable);
+  json_t *j =
+      json_pack("{so so so so sI sI sI si}", "idem", side_json(&A.s[0]),
+                "plain", side_json(&A.s[1]), "members", members, "calls", calls,
+                "known", (json_int_t)ct_rpc_discovery_members(A.s[0].disc),
+                "nodes", (json_int_t)ct_rpc_discovery_nodes(A.s[0].disc),
+                "retries", retries, "unreachable", A.unreachable);
   char *text = json_dumps(j, JSON_COMPACT);
   printf("%s\n", text);
   fflush(stdout);

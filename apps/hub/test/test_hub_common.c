@@ -6,14 +6,13 @@
 #include "hub_common.h"
 
 Test(hub_common, option_values) {
-  char *argv[] = {"prog", "--name", "alice", "--listen=tcp:7000", "--hub",
-                  "--named", "x", "--dir"};
+  char *argv[] = {"prog",  "--name",  "alice", "--listen=tcp:7000",
+                  "--hub", "--named", "x",     "--dir"};
   int argc = 8, missing = 0, i = 1;
   cr_assert_str_eq(ctapp_opt(argc, argv, &i, "--name", &missing), "alice");
   cr_assert_eq(i, 2);
   i = 3;
-  cr_assert_str_eq(ctapp_opt(argc, argv, &i, "--listen", &missing),
-                   "tcp:7000");
+  cr_assert_str_eq(ctapp_opt(argc, argv, &i, "--listen", &missing), "tcp:7000");
   cr_assert_eq(i, 3);
   i = 5; /* --named is not --name */
   cr_assert_null(ctapp_opt(argc, argv, &i, "--name", &missing));

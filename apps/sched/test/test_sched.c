@@ -76,8 +76,7 @@ typedef struct recorder {
   int done_ok, done_failed;
 } recorder;
 
-static void rec_start(ct_sched_run *run, const ct_sched_spec *spec,
-                      void *arg) {
+static void rec_start(ct_sched_run *run, const ct_sched_spec *spec, void *arg) {
   recorder *r = arg;
   cr_assert_lt(r->n, MAX_RUNS);
   rec_run *x = &r->runs[r->n++];
@@ -183,8 +182,8 @@ static void expect_err(const char *text, const char *where, const char *what) {
   ct_failure *err = parse_err(text);
   cr_expect(strstr(err->message, where) != NULL, "'%s' lacks '%s'",
             err->message, where);
-  cr_expect(strstr(err->message, what) != NULL, "'%s' lacks '%s'",
-            err->message, what);
+  cr_expect(strstr(err->message, what) != NULL, "'%s' lacks '%s'", err->message,
+            what);
   ct_failure_free(err);
 }
 
@@ -240,15 +239,15 @@ Test(sched, parse_every_form) {
   cr_expect_eq(t[7].action, CT_SCHED_SEND);
   cr_expect_str_eq(t[7].content, "body");
   cr_expect_str_eq(t[7].line, "ping every 10s send unix:path=/tmp/s.sock "
-                               "'{\"type\": \"ping\", \"n\": 1}' body");
+                              "'{\"type\": \"ping\", \"n\": 1}' body");
   ct_sched_config_clear(&cfg);
 }
 
 Test(sched, parse_errors_name_file_line_and_problem) {
-  expect_err("a every 5s run x\nb evry 5s run x\n", "bad.conf:2:",
-             "unknown schedule 'evry'");
-  expect_err("a every 5s run x\na every 6s run y\n", "bad.conf:2:",
-             "already defined on line 1");
+  expect_err("a every 5s run x\nb evry 5s run x\n",
+             "bad.conf:2:", "unknown schedule 'evry'");
+  expect_err("a every 5s run x\na every 6s run y\n",
+             "bad.conf:2:", "already defined on line 1");
   expect_err("a every 0s run x\n", "bad.conf:1:", "interval");
   expect_err("a every 5s jitter 6s run x\n", ":1:", "less than the interval");
   expect_err("a every 5s\n", ":1:", "no action");
@@ -269,10 +268,9 @@ Test(sched, parse_errors_name_file_line_and_problem) {
   expect_err("a every 5s run \"unterminated\n", ":1:", "unterminated");
   expect_err("b@d every 5s run x\n", ":1:", "bad task name");
   expect_err("a every 5s rpc tcp:host=h:port=1\n", ":1:", "usage: rpc");
-  expect_err("a every 5s rpc tcp:host=h:port=1 m '{bad'\n", ":1:",
-             "JSON array or object");
-  expect_err("a every 5s send tcp:host=h:port=1 '[1]'\n", ":1:",
-             "JSON object");
+  expect_err("a every 5s rpc tcp:host=h:port=1 m '{bad'\n",
+             ":1:", "JSON array or object");
+  expect_err("a every 5s send tcp:host=h:port=1 '[1]'\n", ":1:", "JSON object");
   expect_err("a every 5s timeout 0 run x\n", ":1:", "timeout");
   expect_err("a every 1x run x\n", ":1:", "interval");
 }
@@ -281,9 +279,9 @@ Test(sched, parse_rejects_nul_bytes) {
   const char text[] = "a every 5s run x\nb every\0 5s run y\n";
   ct_sched_config cfg;
   ct_failure *err = NULL;
-  cr_assert_eq(ct_sched_config_parse(text, sizeof text - 1, "n.conf", &cfg,
-                                     &err),
-               CT_EINVAL);
+  cr_assert_eq(
+      ct_sched_config_parse(text, sizeof text - 1, "n.conf", &cfg, &err),
+      CT_EINVAL);
   cr_expect(strstr(err->message, "n.conf:2: a NUL byte") != NULL, "%s",
             err->message);
   ct_failure_free(err);
@@ -312,8 +310,7 @@ Test(sched, cron_fields_names_steps_lists) {
   cr_expect_eq(next_of("*/5 * * * *", t0), local(2026, 6, 15, 0, 5, -1));
   cr_expect_eq(next_of("7-9/2 * * * *", t0 + 7 * 60),
                local(2026, 6, 15, 0, 9, -1));
-  cr_expect_eq(next_of("0 9-17 * * mon-fri", t0),
-               local(2026, 6, 15, 9, 0, -1));
+  cr_expect_eq(next_of("0 9-17 * * mon-fri", t0), local(2026, 6, 15, 9, 0, -1));
   cr_expect_eq(next_of("0 0 * * SUN", t0), local(2026, 6, 21, 0, 0, -1));
   cr_expect_eq(next_of("0 0 * * 7", t0), local(2026, 6, 21, 0, 0, -1));
   cr_expect_eq(next_of("15 14 1 * *", t0), local(2026, 7, 1, 14, 15, -1));
@@ -608,9 +605,10 @@ Test(sched, misfire_and_catch_up_after_a_suspend) {
   recorder *rec = calloc(1, sizeof *rec);
   rec->auto_done = 1;
   ct_sched *s = new_sched(rec, NULL);
-  load(s, "none cron \"* * * * *\" misfire-grace 5s run x\n"
-          "one cron \"* * * * *\" misfire-grace 5s catch-up one run x\n"
-          "all cron \"* * * * *\" misfire-grace 5s catch-up all(max 4) run x\n");
+  load(s,
+       "none cron \"* * * * *\" misfire-grace 5s run x\n"
+       "one cron \"* * * * *\" misfire-grace 5s catch-up one run x\n"
+       "all cron \"* * * * *\" misfire-grace 5s catch-up all(max 4) run x\n");
   run_for(30);
   /* The machine sleeps 10 min 10 s: the wall clock jumps, the monotonic
    * clock does not.  The next wake-up sees 00:01 .. 00:11 due, the latest
@@ -725,9 +723,9 @@ Test(sched, reload_keeps_unchanged_tasks) {
   cr_expect_eq(ct_sched_running(s), 1); /* drop's run goes on */
   run_for(2);
   cr_expect_eq(stats(s, "keep").started, 1);
-  cr_expect_eq(rec->runs[1].mono, 6);  /* new */
-  cr_expect_eq(rec->runs[2].mono, 7);  /* keep, on its old schedule */
-  complete(rec, 0, 1); /* the removed task's run finishes */
+  cr_expect_eq(rec->runs[1].mono, 6); /* new */
+  cr_expect_eq(rec->runs[2].mono, 7); /* keep, on its old schedule */
+  complete(rec, 0, 1);                /* the removed task's run finishes */
   cr_expect_eq(ct_sched_running(s), 2);
   run_for(3);
   cr_expect_eq(count_task(rec, "drop"), 1);
@@ -779,8 +777,8 @@ static void on_run_done(const char *task, const ct_failure *f, void *arg) {
 
 static void capture_log(const ct_log_event *ev, void *arg) {
   (void)arg;
-  if (ev->level >= CT_LOG_ERROR && strlen(OUT.log) + strlen(ev->message) + 2 <
-                                       sizeof OUT.log) {
+  if (ev->level >= CT_LOG_ERROR &&
+      strlen(OUT.log) + strlen(ev->message) + 2 < sizeof OUT.log) {
     strcat(OUT.log, ev->message);
     strcat(OUT.log, "\n");
   }
