@@ -71,7 +71,9 @@ class ZooKeeper:
                     "maxClientCnxns=200\n"
                     % (self.tick_ms, self.port, os.path.join(self.dir, "data")))
         jars = ":".join(sorted(glob.glob("/usr/share/java/*.jar")))
-        log = open(os.path.join(self.dir, "zookeeper.log"), "ab")
+        logpath = os.path.join(self.dir, "zookeeper.log")
+        log = open(logpath, "ab")
+        start_at = log.tell()
         self.proc = subprocess.Popen(
             ["java", "-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
              "-Dzookeeper.jmx.log4j.disable=true", "-cp", jars,
@@ -80,23 +82,47 @@ class ZooKeeper:
             start_new_session=True)
         log.close()
         self.pid = self.proc.pid
-        deadline = time.monotonic() + START_TIMEOUT
-        while not ruok(self.port, 0.5):
-            if self.proc.poll() is not None:
-                raise RuntimeError("ZooKeeper exited with %s (see %s/zookeeper.log)"
-                                   % (self.proc.returncode, self.dir))
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("ZooKeeper did not answer ruok within %g s"
-                                   % START_TIMEOUT)
-            # Pacing of a bounded readiness poll: the JVM says nothing we
-            # could wait on until it answers ruok.
-            time.sleep(0.1)
+        try:
+            self._wait_ready(logpath, start_at)
+        except RuntimeError:
+            self.stop()
+            raise
         with open(os.path.join(self.dir, "ensemble"), "w") as f:
             f.write(self.ensemble + "\n")
         with open(os.path.join(self.dir, "pid"), "w") as f:
             f.write("%d\n" % self.pid)
         return self
+
+    def _wait_ready(self, logpath, start_at):
+        """Wait (bounded) until ZooKeeper answers ruok.  Woken by the JVM's
+        own log lines, followed with `tail -F` (inotify): ruok is asked once
+        the log says the client port is bound, and again on every later
+        line until it answers (the bind itself follows its log line)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        tail = subprocess.Popen(["tail", "-c", "+%d" % (start_at + 1), "-F",
+                                 logpath], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
+        bound = False
+        recent = b""
+        try:
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("ZooKeeper exited with %s (see %s)"
+                                       % (self.proc.returncode, logpath))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeError("ZooKeeper did not answer ruok within "
+                                       "%g s" % START_TIMEOUT)
+                if bound and ruok(self.port, left):
+                    return
+                if select.select([tail.stdout], [], [], left)[0]:
+                    chunk = os.read(tail.stdout.fileno(), 65536)
+                    # Keep a tail in case the marker spans two reads.
+                    recent = (recent + chunk)[-4096:]
+                    bound = bound or b"binding to port" in recent
+        finally:
+            tail.kill()
+            tail.wait()
 
     def stop(self):
         pid = self.pid
